@@ -1,0 +1,88 @@
+//! The `Backend` trait a dataplane implements, and the registry backends join with `inventory`.
+
+use crate::attachment::{Attachment, AttachmentId, SharedDir, SocketDescriptor};
+use crate::error::CniError;
+use crate::settings::NodeSettings;
+use crate::spec::InterfaceSpec;
+use crate::step::{Step, StepContext};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What a backend is asked to plan from: the validated generic config and the attachment.
+#[derive(Debug, Clone)]
+pub struct PlanRequest<'a> {
+    pub attachment: &'a Attachment,
+    pub host: &'a InterfaceSpec,
+    pub container: &'a InterfaceSpec,
+    /// The pod's shared directory as resolved by the generic code (created by the generic
+    /// shared-dir step if the plan says it is used; backends never create directories).
+    pub shared_dir: &'a SharedDir,
+    pub settings: &'a NodeSettings,
+}
+
+/// A backend's plan: every identifier it will create, computed without side effects and stored
+/// in the attachment record so DEL (another process, maybe after a crash) can undo from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendPlan {
+    /// Backend-defined, serialisable; only the backend reads it.
+    pub data: serde_json::Value,
+    /// The socket the workload will open, if any (host and pod paths are known in advance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<SocketDescriptor>,
+    /// Whether the generic shared-dir step must create the pod's shared directory.
+    pub uses_shared_dir: bool,
+}
+
+/// An object in the dataplane that carries our ownership tag (for GC and the reconciler).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnedObject {
+    pub id: AttachmentId,
+    pub network: String,
+    /// e.g. `port`, `bridge`, `memif`.
+    pub kind: String,
+    pub name: String,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// The `host.engine` value this backend serves.
+    fn engine(&self) -> &'static str;
+
+    /// Validate the engine-specific part of the config and compute every identifier.
+    /// No side effects; errors are codes 2/7/10x with a message naming key, value and remedy.
+    fn plan(&self, req: &PlanRequest<'_>) -> Result<BackendPlan, CniError>;
+
+    /// The dataplane steps of ADD, in order (bridge/network attach, port/interface create).
+    /// DEL runs their `undo` in reverse.
+    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn Step>>, CniError>;
+
+    /// CHECK: verify the dataplane still holds what the plan and outputs say.
+    async fn check(&self, ctx: &StepContext, plan: &BackendPlan) -> Result<(), CniError>;
+
+    /// GC: objects tagged as ours for this network.
+    async fn list_owned(&self, settings: &NodeSettings, network: &str) -> Result<Vec<OwnedObject>, CniError>;
+
+    /// GC: remove one object found by `list_owned`; "not found" is success.
+    async fn remove_owned(&self, settings: &NodeSettings, obj: &OwnedObject) -> Result<(), CniError>;
+
+    /// STATUS: can the dataplane serve an ADD now? Code 50 with the reason if not.
+    async fn status(&self, settings: &NodeSettings) -> Result<(), CniError>;
+}
+
+/// A backend's entry in the registry: `inventory::submit!` it from the backend crate.
+pub struct BackendRegistration {
+    pub engine: &'static str,
+    /// One line for `userspace backends` / `doctor`.
+    pub description: &'static str,
+    pub make: fn() -> Box<dyn Backend>,
+}
+
+inventory::collect!(BackendRegistration);
+
+/// Every backend linked into this binary, sorted by engine name (inventory's order is not stable
+/// between builds).
+pub fn registered() -> Vec<&'static BackendRegistration> {
+    let mut all: Vec<&'static BackendRegistration> = inventory::iter::<BackendRegistration>.into_iter().collect();
+    all.sort_by_key(|r| r.engine);
+    all
+}

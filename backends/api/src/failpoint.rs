@@ -1,0 +1,103 @@
+//! The one fault-injection facility (DESIGN.md §3.7), shared by the executor, the recording fake
+//! backend and the real backends. `USERSPACE_CNI_FAILPOINT=<verb>:<step>:<phase>:<action>` with
+//! phase `before|during|after|undo` and action `error|kill`; several may be joined with `,`.
+//! Compiled in only with the `failpoints` feature: release builds carry none of it.
+
+use crate::error::CniError;
+use crate::Verb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Before,
+    During,
+    After,
+    /// Before the step's undo runs (tests an undo that itself fails).
+    Undo,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::During => "during",
+            Phase::After => "after",
+            Phase::Undo => "undo",
+        }
+    }
+}
+
+#[cfg(feature = "failpoints")]
+mod imp {
+    use super::*;
+    use std::sync::OnceLock;
+
+    pub const ENV: &str = "USERSPACE_CNI_FAILPOINT";
+    static VERB: OnceLock<Verb> = OnceLock::new();
+
+    pub fn set_verb(verb: Verb) {
+        let _ = VERB.set(verb);
+    }
+
+    pub fn hit(step: &str, phase: Phase) -> Result<(), CniError> {
+        let Some(verb) = VERB.get() else { return Ok(()) };
+        let Ok(spec) = std::env::var(ENV) else { return Ok(()) };
+        for one in spec.split(',') {
+            let parts: Vec<&str> = one.trim().split(':').collect();
+            if parts.len() != 4 {
+                continue;
+            }
+            if !parts[0].eq_ignore_ascii_case(verb.as_str())
+                || parts[1] != step
+                || parts[2] != phase.as_str()
+            {
+                continue;
+            }
+            match parts[3] {
+                "kill" => {
+                    tracing::warn!(step, phase = phase.as_str(), "failpoint: SIGKILL");
+                    // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+                    unsafe {
+                        libc::kill(libc::getpid(), libc::SIGKILL);
+                    }
+                    // SIGKILL cannot be caught; this is never reached.
+                    std::process::abort();
+                }
+                _ => {
+                    return Err(CniError::io(format!(
+                        "failpoint {}:{}:{}: injected error",
+                        verb.as_str(),
+                        step,
+                        phase.as_str()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+mod imp {
+    use super::*;
+
+    #[inline(always)]
+    pub fn set_verb(_verb: Verb) {}
+
+    #[inline(always)]
+    pub fn hit(_step: &str, _phase: Phase) -> Result<(), CniError> {
+        Ok(())
+    }
+}
+
+/// Record which verb this process runs, so failpoints can match on it.
+pub fn set_verb(verb: Verb) {
+    imp::set_verb(verb)
+}
+
+/// A failpoint: returns an injected error, kills the process, or (normally) does nothing.
+pub fn hit(step: &str, phase: Phase) -> Result<(), CniError> {
+    imp::hit(step, phase)
+}
+
+/// Whether this build carries failpoints (CI checks the release binary does not).
+pub const ENABLED: bool = cfg!(feature = "failpoints");

@@ -1,0 +1,62 @@
+//! The crate a dataplane backend author depends on: the `Backend` trait and its reversible
+//! `Step`s, the shared data types, CNI error codes, the registry and the failpoint facility.
+//! Nothing here performs I/O of its own except the test kit's fake dataplane.
+
+pub mod attachment;
+pub mod backend;
+pub mod error;
+pub mod failpoint;
+pub mod settings;
+pub mod spec;
+pub mod step;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use async_trait::async_trait;
+pub use inventory;
+
+pub use attachment::{Attachment, AttachmentId, HostInterface, PodRef, SharedDir, SocketDescriptor, SocketKind};
+pub use backend::{registered, Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest};
+pub use error::{codes, CniError, ErrorList};
+pub use settings::{AnnotationMode, NodeSettings};
+pub use spec::InterfaceSpec;
+pub use step::{Outputs, Step, StepContext};
+
+use serde::{Deserialize, Serialize};
+
+/// The CNI verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verb {
+    Add,
+    Del,
+    Check,
+    Gc,
+    Status,
+    Version,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Add => "ADD",
+            Verb::Del => "DEL",
+            Verb::Check => "CHECK",
+            Verb::Gc => "GC",
+            Verb::Status => "STATUS",
+            Verb::Version => "VERSION",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Verb> {
+        Some(match s {
+            "ADD" => Verb::Add,
+            "DEL" => Verb::Del,
+            "CHECK" => Verb::Check,
+            "GC" => Verb::Gc,
+            "STATUS" => Verb::Status,
+            "VERSION" => Verb::Version,
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! Reversible steps: the unit the pipeline executes in order and undoes in reverse. A step's
+//! `undo` works from the plan alone, treats "already gone" as success and is safe to call for a
+//! step that never ran (a SIGKILL can stop ADD anywhere; DEL then undoes every step).
+
+use crate::attachment::{Attachment, HostInterface, SharedDir, SocketDescriptor};
+use crate::error::CniError;
+use crate::settings::NodeSettings;
+use crate::Verb;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What steps hand forward. Saved in the completed record, so DEL and CHECK see it too.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outputs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<SocketDescriptor>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_interfaces: Vec<HostInterface>,
+    /// The IPAM delegate's result, converted to 1.1.0 form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<serde_json::Value>,
+    /// Step-specific facts (e.g. whether the bridge was created by us), keyed by step name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, serde_json::Value>,
+}
+
+/// The explicit context that flows through the steps of one verb.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub verb: Verb,
+    pub attachment: Attachment,
+    pub settings: Arc<NodeSettings>,
+    /// The planned shared directory, when the backend uses one.
+    pub shared_dir: Option<SharedDir>,
+    /// The whole verb must finish by then (the setting `deadline_ms`).
+    pub deadline: Instant,
+    pub outputs: Outputs,
+}
+
+impl StepContext {
+    /// Time left before the verb's deadline, capped by the per-wait timeout.
+    pub fn wait_budget(&self) -> std::time::Duration {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        left.min(self.settings.timeout())
+    }
+}
+
+#[async_trait]
+pub trait Step: Send + Sync {
+    /// Stable name: used in logs, failpoints and the record.
+    fn name(&self) -> &'static str;
+
+    /// Steps that touch node-shared dataplane objects (a bridge and the ports attached to it)
+    /// declare it; the executor holds the node lock across each contiguous run of such steps,
+    /// in apply and in undo (DESIGN.md §3.4).
+    fn needs_node_lock(&self) -> bool {
+        false
+    }
+
+    /// Do one reversible thing; on error, leave nothing this step created (or leave only what
+    /// `undo` removes).
+    async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError>;
+
+    /// Remove exactly what the plan names; "not found" is success.
+    async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError>;
+}
