@@ -1,6 +1,13 @@
 //! userspace-cni: a CNI plugin giving pods and VMs userspace (DPDK) interfaces. The binary is
 //! thin; everything here is library code that tests call directly.
 
+pub mod cli;
 pub mod cni;
+pub mod entry;
+pub mod logging;
 pub mod netconf;
+pub mod pipeline;
 pub mod settings;
+pub mod state;
+pub mod steps;
+pub mod verbs;

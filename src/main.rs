@@ -1,1 +1,5 @@
-fn main() {}
+//! The `userspace` binary: a CNI plugin when CNI_COMMAND is set, the operator CLI otherwise.
+
+fn main() {
+    std::process::exit(userspace_cni::entry::main(&[]));
+}

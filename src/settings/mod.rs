@@ -1,1 +1,289 @@
-//! placeholder
+//! Node settings (DESIGN.md §6): built-in defaults < the TOML settings file < `USERSPACE_CNI_*`
+//! environment variables, with the `config` crate. Reads only; never creates the file or any dir.
+//!
+//! Error codes: a bad value from the environment (or `USERSPACE_CNI_CONFIG` naming a missing file)
+//! is code 4 (INVALID_ENV: the caller's environment is wrong); a bad value or key in the file is
+//! code 7 (invalid configuration, the closest spec code for the plugin's own config); a file that
+//! exists but cannot be read is code 5 (IO_FAILURE). Every message names the key and its source.
+
+use backend_api::{codes, AnnotationMode, CniError, NodeSettings};
+use config::{Config, ConfigError, Environment, File, FileFormat, Source, ValueKind};
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// The variable naming the settings file.
+pub const CONFIG_ENV: &str = "USERSPACE_CNI_CONFIG";
+/// Used when `USERSPACE_CNI_CONFIG` is unset; may be absent.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/userspace-cni/userspace.toml";
+/// `USERSPACE_CNI_<KEY>` overrides the file's `<key>`.
+pub const ENV_PREFIX: &str = "USERSPACE_CNI";
+
+/// Every key, as written in the file (lower case); the variable is the upper-case form.
+pub const KEYS: &[&str] = &[
+    "state_dir",
+    "ovsdb",
+    "ovs_sock_dir",
+    "vpp_api_socket",
+    "kubelet_root",
+    "short_socket_dir",
+    "shared_dir",
+    "timeout_ms",
+    "deadline_ms",
+    "allowed_roots",
+    "annotations",
+    "config",
+];
+
+/// Roots always allowed for config-given paths when `allowed_roots` is not set (besides the
+/// effective shared and short socket dirs): the log dir and the CNI config dir (kubeconfig).
+pub const DEFAULT_EXTRA_ROOTS: &[&str] = &["/var/log/userspace-cni", "/etc/cni/net.d"];
+
+/// The config crate's origin string for values from an `Environment` source.
+const ENV_ORIGIN: &str = "the environment";
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Env(String),
+}
+
+impl Origin {
+    fn code(&self) -> u32 {
+        match self {
+            Origin::File(_) => codes::INVALID_NETCONF,
+            Origin::Env(_) => codes::INVALID_ENV,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "settings file {}", p.display()),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings file {} (named by {CONFIG_ENV}) does not exist; create it or unset {CONFIG_ENV}", path.display())]
+    FileMissing { path: PathBuf },
+    #[error("cannot read settings file {}: {reason}", path.display())]
+    FileUnreadable { path: PathBuf, reason: String },
+    #[error("settings file {} is not valid TOML: {reason}", path.display())]
+    FileSyntax { path: PathBuf, reason: String },
+    #[error("unknown key {key:?} in settings file {}; known keys: {}", path.display(), KEYS.join(", "))]
+    UnknownKey { key: String, path: PathBuf },
+    #[error("environment variable {var} is not valid UTF-8")]
+    NotUnicode { var: String },
+    #[error("{key} from {origin} is {value}; expected {expected}")]
+    BadValue { key: &'static str, origin: Origin, value: String, expected: &'static str },
+}
+
+impl From<SettingsError> for CniError {
+    fn from(e: SettingsError) -> Self {
+        let code = match &e {
+            SettingsError::FileMissing { .. } | SettingsError::NotUnicode { .. } => codes::INVALID_ENV,
+            SettingsError::FileUnreadable { .. } => codes::IO_FAILURE,
+            SettingsError::FileSyntax { .. } | SettingsError::UnknownKey { .. } => codes::INVALID_NETCONF,
+            SettingsError::BadValue { origin, .. } => origin.code(),
+        };
+        CniError::new(code, e.to_string())
+    }
+}
+
+/// The variable for a key: `state_dir` → `USERSPACE_CNI_STATE_DIR`.
+pub fn env_var(key: &str) -> String {
+    format!("{ENV_PREFIX}_{}", key.to_ascii_uppercase())
+}
+
+/// Load from the process environment (and the file it names).
+pub fn load() -> Result<NodeSettings, SettingsError> {
+    // A variable that is not UTF-8 would otherwise be silently ignored.
+    for key in KEYS {
+        let var = env_var(key);
+        if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(&var) {
+            return Err(SettingsError::NotUnicode { var });
+        }
+    }
+    load_from(|name| std::env::var(name).ok())
+}
+
+/// Load with `env` standing in for the process environment (tests pass a map).
+pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, SettingsError> {
+    let (file, explicit) = match env(CONFIG_ENV).filter(|s| !s.is_empty()) {
+        Some(p) => (PathBuf::from(p), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    // Decide about the file ourselves: the config crate's optional file also hides "permission
+    // denied", which must not silently drop the operator's settings.
+    let use_file = match std::fs::metadata(&file) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SettingsError::FileMissing { path: file }),
+        Err(e) => return Err(SettingsError::FileUnreadable { path: file, reason: e.to_string() }),
+    };
+
+    let vars: config::Map<String, String> =
+        KEYS.iter().filter_map(|k| env(&env_var(k)).map(|v| (env_var(k), v))).collect();
+    let mut builder = Config::builder();
+    if use_file {
+        builder = builder.add_source(File::from(file.as_path()).format(FileFormat::Toml).required(true));
+    }
+    // Empty variables count as unset, as most shells' `VAR=` idiom means.
+    builder = builder.add_source(Environment::with_prefix(ENV_PREFIX).source(Some(vars)).ignore_empty(true));
+    let layered = builder.build().map_err(|e| file_error(&file, e))?;
+    let values = layered.collect().map_err(|e| file_error(&file, e))?;
+
+    let mut s = NodeSettings::default();
+    let mut roots: Option<(config::Value, Origin)> = None;
+    // Sorted, so the first error reported does not depend on hash order.
+    let mut entries: Vec<_> = values.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, value) in entries {
+        let Some(key) = KEYS.iter().copied().find(|k| *k == key) else {
+            return Err(SettingsError::UnknownKey { key, path: file });
+        };
+        let origin = match value.origin() {
+            Some(ENV_ORIGIN) => Origin::Env(env_var(key)),
+            _ => Origin::File(file.clone()),
+        };
+        let field = Field { key, origin: origin.clone(), value: &value };
+        match key {
+            "state_dir" => s.state_dir = field.path()?,
+            "ovsdb" => s.ovsdb = field.ovsdb()?,
+            "ovs_sock_dir" => s.ovs_sock_dir = field.path()?,
+            "vpp_api_socket" => s.vpp_api_socket = field.path()?,
+            "kubelet_root" => s.kubelet_root = field.path()?,
+            "short_socket_dir" => s.short_socket_dir = field.path()?,
+            "shared_dir" => s.shared_dir = field.path()?,
+            "timeout_ms" => s.timeout_ms = field.millis()?,
+            "deadline_ms" => s.deadline_ms = field.millis()?,
+            "annotations" => s.annotations = field.annotations()?,
+            // Derived from the other dirs when unset, so read it after them.
+            "allowed_roots" => roots = Some((value.clone(), origin)),
+            // The file's own location is chosen by the environment only; in the file it is inert.
+            _ => tracing::debug!(key, "settings key ignored here"),
+        }
+    }
+    s.allowed_roots = match roots {
+        Some((value, origin)) => Field { key: "allowed_roots", origin, value: &value }.roots()?,
+        None => {
+            let mut r = vec![s.shared_dir.clone(), s.short_socket_dir.clone()];
+            r.extend(DEFAULT_EXTRA_ROOTS.iter().map(PathBuf::from));
+            r
+        }
+    };
+    Ok(s)
+}
+
+fn file_error(file: &Path, e: ConfigError) -> SettingsError {
+    match e {
+        ConfigError::FileParse { cause, .. } => {
+            SettingsError::FileSyntax { path: file.into(), reason: cause.to_string() }
+        }
+        ConfigError::Foreign(cause) => SettingsError::FileUnreadable { path: file.into(), reason: cause.to_string() },
+        other => SettingsError::FileSyntax { path: file.into(), reason: other.to_string() },
+    }
+}
+
+/// One value being converted, with what the error message needs.
+struct Field<'a> {
+    key: &'static str,
+    origin: Origin,
+    value: &'a config::Value,
+}
+
+impl Field<'_> {
+    fn bad(&self, expected: &'static str) -> SettingsError {
+        let value = match &self.value.kind {
+            ValueKind::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        SettingsError::BadValue { key: self.key, origin: self.origin.clone(), value, expected }
+    }
+
+    fn string(&self, expected: &'static str) -> Result<&str, SettingsError> {
+        match &self.value.kind {
+            ValueKind::String(s) => Ok(s),
+            _ => Err(self.bad(expected)),
+        }
+    }
+
+    fn path(&self) -> Result<PathBuf, SettingsError> {
+        const EXPECTED: &str = "an absolute path without '..'";
+        let s = self.string(EXPECTED)?;
+        absolute(s).ok_or_else(|| self.bad(EXPECTED))
+    }
+
+    fn ovsdb(&self) -> Result<String, SettingsError> {
+        const EXPECTED: &str = "unix:<absolute path to the OVSDB socket>";
+        let s = self.string(EXPECTED)?;
+        let path = s.strip_prefix("unix:").and_then(absolute).ok_or_else(|| self.bad(EXPECTED))?;
+        Ok(format!("unix:{}", path.display()))
+    }
+
+    fn millis(&self) -> Result<u64, SettingsError> {
+        const EXPECTED: &str = "a whole number of milliseconds, at least 1";
+        let n = match &self.value.kind {
+            ValueKind::I64(n) => u64::try_from(*n).ok(),
+            ValueKind::U64(n) => Some(*n),
+            ValueKind::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        n.filter(|n| *n >= 1).ok_or_else(|| self.bad(EXPECTED))
+    }
+
+    fn annotations(&self) -> Result<AnnotationMode, SettingsError> {
+        const EXPECTED: &str = "one of auto, in-cluster, off";
+        match self.string(EXPECTED)?.to_ascii_lowercase().as_str() {
+            "auto" => Ok(AnnotationMode::Auto),
+            "in-cluster" => Ok(AnnotationMode::InCluster),
+            "off" => Ok(AnnotationMode::Off),
+            _ => Err(self.bad(EXPECTED)),
+        }
+    }
+
+    /// A list of absolute paths: a TOML array of strings, or a ':'-separated string (the only
+    /// form an environment variable has). Empty entries (a stray ':') are skipped.
+    fn roots(&self) -> Result<Vec<PathBuf>, SettingsError> {
+        const EXPECTED: &str = "absolute paths without '..' (an array in the file, ':'-separated in the environment)";
+        let items: Vec<String> = match &self.value.kind {
+            ValueKind::String(s) => s.split(':').map(str::to_owned).collect(),
+            ValueKind::Array(a) => a
+                .iter()
+                .map(|v| match &v.kind {
+                    ValueKind::String(s) => Ok(s.clone()),
+                    _ => Err(self.bad(EXPECTED)),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(self.bad(EXPECTED)),
+        };
+        items
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                absolute(s).ok_or_else(|| SettingsError::BadValue {
+                    key: self.key,
+                    origin: self.origin.clone(),
+                    value: format!("{s:?}"),
+                    expected: EXPECTED,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `s` as an absolute path without `..` or NUL, lexically normalised (`.` and `//` removed).
+fn absolute(s: &str) -> Option<PathBuf> {
+    let p = Path::new(s);
+    if !p.is_absolute() || s.contains('\0') || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return None;
+    }
+    Some(backend_api::names::lexical_normal(p))
+}
+
+#[cfg(test)]
+mod tests;

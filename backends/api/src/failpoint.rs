@@ -46,10 +46,7 @@ mod imp {
             if parts.len() != 4 {
                 continue;
             }
-            if !parts[0].eq_ignore_ascii_case(verb.as_str())
-                || parts[1] != step
-                || parts[2] != phase.as_str()
-            {
+            if !parts[0].eq_ignore_ascii_case(verb.as_str()) || parts[1] != step || parts[2] != phase.as_str() {
                 continue;
             }
             match parts[3] {

@@ -6,6 +6,7 @@ pub mod attachment;
 pub mod backend;
 pub mod error;
 pub mod failpoint;
+pub mod names;
 pub mod settings;
 pub mod spec;
 pub mod step;

@@ -38,9 +38,19 @@ pub struct StepContext {
     /// The whole verb must finish by then (the setting `deadline_ms`).
     pub deadline: Instant,
     pub outputs: Outputs,
+    /// Set by a step whose `apply` fails before any side effect (e.g. the dataplane could not be
+    /// reached): the executor then skips that step's undo, which would fail the same way and
+    /// leave a record behind for nothing. Reset by the executor before each apply.
+    pub no_effect: bool,
 }
 
 impl StepContext {
+    /// Fail an `apply` that changed nothing.
+    pub fn fail_unchanged(&mut self, e: CniError) -> CniError {
+        self.no_effect = true;
+        e
+    }
+
     /// Time left before the verb's deadline, capped by the per-wait timeout.
     pub fn wait_budget(&self) -> std::time::Duration {
         let left = self.deadline.saturating_duration_since(Instant::now());

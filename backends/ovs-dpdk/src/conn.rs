@@ -1,0 +1,54 @@
+//! One OVSDB connection shared by the steps of a verb, opened on first use with the node's
+//! endpoint and bounded by the verb's remaining time.
+
+use crate::ovsdb::{OvsdbClient, OvsdbError};
+use backend_api::{codes, CniError, NodeSettings};
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+#[derive(Default)]
+pub struct Conn {
+    client: Mutex<Option<OvsdbClient>>,
+}
+
+impl Conn {
+    /// The connected client (connecting now if needed).
+    pub async fn get(&self, settings: &NodeSettings, timeout: Duration) -> Result<ClientGuard<'_>, CniError> {
+        let mut g = self.client.lock().await;
+        if g.is_none() {
+            *g = Some(connect(settings, timeout).await?);
+        }
+        Ok(ClientGuard(g))
+    }
+
+    /// Drop the connection after an error, so the next use reconnects instead of reading a
+    /// half-finished reply.
+    pub async fn reset(&self) {
+        *self.client.lock().await = None;
+    }
+}
+
+pub struct ClientGuard<'a>(MutexGuard<'a, Option<OvsdbClient>>);
+
+impl ClientGuard<'_> {
+    pub fn client(&mut self) -> Result<&mut OvsdbClient, CniError> {
+        self.0.as_mut().ok_or_else(|| CniError::try_again("OVSDB connection lost"))
+    }
+}
+
+pub async fn connect(settings: &NodeSettings, timeout: Duration) -> Result<OvsdbClient, CniError> {
+    let path = settings.ovsdb_socket().ok_or_else(|| {
+        CniError::new(
+            codes::INVALID_NETCONF,
+            format!("setting ovsdb={:?}: only unix:<path> endpoints are supported", settings.ovsdb),
+        )
+    })?;
+    let mut c = OvsdbClient::connect(&path, timeout).await.map_err(CniError::from)?;
+    c.set_timeout(timeout);
+    Ok(c)
+}
+
+/// An OVSDB error as a CNI error, with what we were doing.
+pub fn ovs_err(what: &str) -> impl FnOnce(OvsdbError) -> CniError + '_ {
+    move |e| CniError::from(e).context(what)
+}

@@ -1,0 +1,434 @@
+//! The OVS-DPDK steps: ensure the bridge, create the vhost-user port on it (one transaction,
+//! then wait for ovs-vswitchd and read `Interface.error`/`ofport`), and, in server mode, deliver
+//! the socket OVS created into the pod's shared dir. Undo works from the plan and the tags.
+
+use crate::config::OvsPlan;
+use crate::conn::{ovs_err, Conn};
+use crate::ovsdb::datum::{
+    as_integer, as_set, as_string, as_string_map, as_uuid, column, empty_set, named_uuid, set, string_map,
+};
+use crate::ovsdb::{row, Condition, Mutation, Op, OpResult, Row, WaitUntil, OPEN_VSWITCH_DB};
+use crate::tags;
+use backend_api::failpoint::{self, Phase};
+use backend_api::spec::VhostMode;
+use backend_api::{async_trait, codes, CniError, HostInterface, Step, StepContext};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const BRIDGE: &str = "bridge";
+pub const PORT: &str = "vhost-port";
+pub const DELIVER: &str = "deliver-socket";
+
+fn first_row(results: &[OpResult], i: usize) -> Option<&Row> {
+    results.get(i).and_then(|r| r.rows().first())
+}
+
+/// `Bridge` row by name: `(uuid, datapath_type, external_ids, port uuids)`.
+pub async fn find_bridge(
+    client: &mut crate::ovsdb::OvsdbClient,
+    name: &str,
+) -> Result<Option<(Value, String, std::collections::BTreeMap<String, String>, usize)>, CniError> {
+    let r = client
+        .transact(
+            OPEN_VSWITCH_DB,
+            vec![Op::select(
+                "Bridge",
+                vec![Condition::eq("name", json!(name))],
+                &["_uuid", "datapath_type", "external_ids", "ports"],
+            )],
+        )
+        .await
+        .map_err(ovs_err("looking up the bridge"))?;
+    let Some(row) = first_row(&r, 0) else { return Ok(None) };
+    let uuid = as_uuid(column(row, "_uuid")?)?.to_json();
+    let dp = as_string(column(row, "datapath_type")?).unwrap_or_default();
+    let ids = as_string_map(column(row, "external_ids")?)?;
+    let ports = as_set(column(row, "ports")?)?.len();
+    Ok(Some((uuid, dp, ids, ports)))
+}
+
+pub struct BridgeStep {
+    pub plan: OvsPlan,
+    pub conn: Arc<Conn>,
+}
+
+#[async_trait]
+impl Step for BridgeStep {
+    fn name(&self) -> &'static str {
+        BRIDGE
+    }
+
+    fn needs_node_lock(&self) -> bool {
+        true
+    }
+
+    async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let mut g = match self.conn.get(&ctx.settings, ctx.wait_budget()).await {
+            Ok(g) => g,
+            Err(e) => return Err(ctx.fail_unchanged(e)),
+        };
+        let client = g.client()?;
+        let name = &self.plan.bridge;
+        let existing = match find_bridge(client, name).await {
+            Ok(b) => b,
+            Err(e) => {
+                drop(g);
+                return Err(ctx.fail_unchanged(e));
+            }
+        };
+        match existing {
+            Some((_, dp, _, _)) if dp == "netdev" => return Ok(()),
+            Some((_, dp, _, _)) => {
+                let dp = if dp.is_empty() { "system (the default)".to_owned() } else { dp };
+                drop(g);
+                return Err(ctx.fail_unchanged(CniError::new(
+                    codes::OWNED_BY_OTHER,
+                    format!(
+                        "bridge {name} exists with datapath_type={dp}; userspace (vhost-user) ports need a \
+                         datapath_type=netdev bridge: choose another bridge.bridgeName or recreate {name} with \
+                         datapath_type=netdev"
+                    ),
+                )));
+            }
+            None => {}
+        }
+        let ops = vec![
+            Op::comment(format!("userspace-cni: create bridge {name} for {}", ctx.attachment.network)),
+            Op::insert_named(
+                "Bridge",
+                "br",
+                row([
+                    ("name", json!(name)),
+                    ("datapath_type", json!("netdev")),
+                    ("external_ids", tags::to_ovs_map(&tags::bridge_tags(&ctx.attachment))),
+                ]),
+            ),
+            Op::mutate("Open_vSwitch", vec![], vec![Mutation::insert("bridges", set([named_uuid("br")]))]),
+        ];
+        let r = client.transact(OPEN_VSWITCH_DB, ops).await.map_err(ovs_err("creating the bridge"));
+        drop(g);
+        if let Err(e) = r {
+            self.conn.reset().await;
+            return Err(e);
+        }
+        ctx.outputs.values.insert(BRIDGE.into(), json!({"created": true}));
+        failpoint::hit(BRIDGE, Phase::During)
+    }
+
+    /// Delete the bridge only if we created it and no port is left, in one transaction whose
+    /// `wait` fails if a port was attached meanwhile. An administrator's bridge is never touched.
+    async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
+        let client = g.client()?;
+        let name = &self.plan.bridge;
+        let Some((uuid, _, ids, ports)) = find_bridge(client, name).await? else { return Ok(()) };
+        if !tags::is_ours(&ids) || ports > 0 {
+            return Ok(());
+        }
+        let ops = vec![
+            Op::wait(
+                "Bridge",
+                vec![Condition::eq("name", json!(name))],
+                &["ports"],
+                WaitUntil::Equal,
+                vec![row([("ports", empty_set())])],
+                Duration::ZERO,
+            ),
+            Op::mutate("Open_vSwitch", vec![], vec![Mutation::delete("bridges", set([uuid]))]),
+            Op::comment(format!("userspace-cni: delete unused bridge {name}")),
+        ];
+        match client.transact(OPEN_VSWITCH_DB, ops).await {
+            Ok(_) => Ok(()),
+            // The wait failed: a port was attached in between, so the bridge stays.
+            Err(crate::ovsdb::OvsdbError::Transaction { op_index: 0, .. }) => Ok(()),
+            Err(e) => Err(ovs_err("deleting the bridge")(e)),
+        }
+    }
+}
+
+pub struct PortStep {
+    pub plan: OvsPlan,
+    pub conn: Arc<Conn>,
+}
+
+impl PortStep {
+    fn interface_row(&self, ctx: &StepContext) -> Row {
+        let p = &self.plan;
+        let (ty, options) = match p.host_mode {
+            VhostMode::Server => ("dpdkvhostuser", empty_map()),
+            VhostMode::Client => {
+                ("dpdkvhostuserclient", string_map([("vhost-server-path", p.shared_socket.to_string_lossy().as_ref())]))
+            }
+        };
+        let mut r = row([
+            ("name", json!(p.port)),
+            ("type", json!(ty)),
+            ("options", options),
+            ("external_ids", tags::to_ovs_map(&tags::port_tags(&ctx.attachment))),
+        ]);
+        if let Some(mtu) = p.mtu {
+            r.insert("mtu_request".into(), json!(mtu));
+        }
+        if let Some(pol) = p.policing {
+            r.insert("ingress_policing_rate".into(), json!(pol.rate));
+            r.insert("ingress_policing_burst".into(), json!(pol.burst));
+        }
+        r
+    }
+
+    fn port_row(&self, ctx: &StepContext) -> Row {
+        let p = &self.plan;
+        let mut r = row([
+            ("name", json!(p.port)),
+            ("interfaces", set([named_uuid("iface")])),
+            ("external_ids", tags::to_ovs_map(&tags::port_tags(&ctx.attachment))),
+        ]);
+        if let Some(tag) = p.vlan {
+            r.insert("tag".into(), json!(tag));
+        }
+        if !p.trunks.is_empty() {
+            r.insert("trunks".into(), set(p.trunks.iter().map(|t| json!(t))));
+        }
+        r
+    }
+}
+
+fn empty_map() -> Value {
+    json!(["map", []])
+}
+
+#[async_trait]
+impl Step for PortStep {
+    fn name(&self) -> &'static str {
+        PORT
+    }
+
+    fn needs_node_lock(&self) -> bool {
+        true
+    }
+
+    async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let r = self.apply_inner(ctx).await;
+        if r.as_ref().is_err_and(|e| e.code == codes::TRY_AGAIN_LATER || e.code == codes::IO_FAILURE) {
+            self.conn.reset().await;
+        }
+        r
+    }
+
+    async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
+        let client = g.client()?;
+        let name = &self.plan.port;
+        let r = client
+            .transact(
+                OPEN_VSWITCH_DB,
+                vec![Op::select("Port", vec![Condition::eq("name", json!(name))], &["_uuid", "external_ids"])],
+            )
+            .await
+            .map_err(ovs_err("looking up the port"))?;
+        let Some(row) = first_row(&r, 0) else { return Ok(()) };
+        let ids = as_string_map(column(row, "external_ids")?)?;
+        let id = &ctx.attachment.id;
+        if !tags::is_attachment(&ids, &id.container_id, &id.ifname) {
+            // Another container's (or an administrator's) port with the same name: not ours.
+            tracing::debug!(port = %name, "port with this name is not ours; leaving it");
+            return Ok(());
+        }
+        let uuid = as_uuid(column(row, "_uuid")?)?.to_json();
+        // Deleting the Port row itself would violate Bridge.ports' strong reference; removing it
+        // from the bridge lets OVSDB garbage-collect Port and Interface. DEL does not wait for
+        // vswitchd (OVSDB is the truth).
+        let ops = vec![
+            Op::mutate(
+                "Bridge",
+                vec![Condition::includes("ports", set([uuid.clone()]))],
+                vec![Mutation::delete("ports", set([uuid]))],
+            ),
+            Op::comment(format!("userspace-cni: delete port {name} of {}/{}", id.container_id, id.ifname)),
+        ];
+        client.transact(OPEN_VSWITCH_DB, ops).await.map_err(ovs_err("deleting the port"))?;
+        Ok(())
+    }
+}
+
+impl PortStep {
+    /// Everything before the first write: connect, and refuse a name someone else holds.
+    async fn precheck(&self, ctx: &StepContext) -> Result<(), CniError> {
+        let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
+        let client = g.client()?;
+        let p = &self.plan;
+        let r = client
+            .transact(
+                OPEN_VSWITCH_DB,
+                vec![
+                    Op::select("Port", vec![Condition::eq("name", json!(p.port))], &["external_ids"]),
+                    Op::select("Interface", vec![Condition::eq("name", json!(p.port))], &["external_ids"]),
+                ],
+            )
+            .await
+            .map_err(ovs_err("looking up the port name"))?;
+        let Some(existing) = first_row(&r, 0).or(first_row(&r, 1)) else { return Ok(()) };
+        let ids = as_string_map(column(existing, "external_ids")?)?;
+        Err(match ids.get(tags::CONTAINER_ID) {
+            Some(cid) if tags::is_ours(&ids) => CniError::new(
+                codes::NAME_COLLISION,
+                format!(
+                    "OVS port {} already exists for container {cid} (ifname {}); container ids that share \
+                     their first 12 characters collide on the default name: set host.vhost.socketfile",
+                    p.port,
+                    ids.get(tags::IFNAME).map(String::as_str).unwrap_or("?")
+                ),
+            ),
+            _ => CniError::new(
+                codes::OWNED_BY_OTHER,
+                format!(
+                    "OVS port {} exists and was not created by userspace-cni; choose another host.vhost.socketfile",
+                    p.port
+                ),
+            ),
+        })
+    }
+
+    async fn apply_inner(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        if let Err(e) = self.precheck(ctx).await {
+            return Err(ctx.fail_unchanged(e));
+        }
+        let budget = ctx.wait_budget();
+        let mut g = self.conn.get(&ctx.settings, budget).await?;
+        let client = g.client()?;
+        let p = &self.plan;
+        let id = ctx.attachment.id.clone();
+
+        let ops = vec![
+            Op::comment(format!("userspace-cni: add port {} for {}/{}", p.port, id.container_id, id.ifname)),
+            Op::insert_named("Interface", "iface", self.interface_row(ctx)),
+            Op::insert_named("Port", "port", self.port_row(ctx)),
+            Op::mutate(
+                "Bridge",
+                vec![Condition::eq("name", json!(p.bridge))],
+                vec![Mutation::insert("ports", set([named_uuid("port")]))],
+            ),
+        ];
+        let res = client.transact_and_wait(OPEN_VSWITCH_DB, ops, budget).await.map_err(ovs_err("adding the port"))?;
+        // A mutate that matches no bridge still commits, and OVSDB then silently drops the
+        // unreferenced port: the bridge vanished between our two steps (DESIGN.md §3.4).
+        if res.get(3).and_then(|r| r.count) != Some(1) {
+            return Err(CniError::try_again(format!(
+                "bridge {} disappeared before port {} could be attached; retry",
+                p.bridge, p.port
+            )));
+        }
+        failpoint::hit(PORT, Phase::During)?;
+        ctx.outputs.host_interfaces.push(HostInterface { name: p.port.clone(), mac: None });
+
+        // vswitchd has applied it: the port must be up without error.
+        let r = client
+            .transact(
+                OPEN_VSWITCH_DB,
+                vec![Op::select("Interface", vec![Condition::eq("name", json!(p.port))], &["error", "ofport"])],
+            )
+            .await
+            .map_err(ovs_err("reading the port's state"))?;
+        let row = first_row(&r, 0).ok_or_else(|| CniError::io(format!("port {} vanished after creation", p.port)))?;
+        let error: Vec<String> =
+            as_set(column(row, "error")?)?.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        if let Some(e) = error.first() {
+            return Err(CniError::io(format!("OVS could not create vhost-user port {}: {e}", p.port)));
+        }
+        let ofport: Vec<i64> = as_set(column(row, "ofport")?)?.into_iter().filter_map(|v| as_integer(v).ok()).collect();
+        match ofport.first() {
+            Some(n) if *n > 0 => {
+                ctx.outputs.values.insert(PORT.into(), json!({"ofport": n}));
+                Ok(())
+            }
+            other => {
+                Err(CniError::io(format!("OVS gave port {} no valid ofport ({other:?}); see ovs-vswitchd.log", p.port)))
+            }
+        }
+    }
+}
+
+/// Server mode: OVS created the socket in its vhost-sock-dir; move it into the pod's shared dir
+/// (rename: same filesystem, checked at validation) and give it the configured group.
+pub struct DeliverSocket {
+    pub plan: OvsPlan,
+}
+
+#[async_trait]
+impl Step for DeliverSocket {
+    fn name(&self) -> &'static str {
+        DELIVER
+    }
+
+    async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let p = &self.plan;
+        tracing::warn!(
+            port = %p.port,
+            "vhost.mode server: OVS deprecates dpdkvhostuser ports; prefer host vhost.mode \"client\""
+        );
+        // vswitchd has applied the port, so the socket normally exists already; allow a short,
+        // bounded grace for a slow listener.
+        let deadline = std::time::Instant::now() + ctx.wait_budget().min(Duration::from_secs(2));
+        while std::fs::symlink_metadata(&p.ovs_socket).is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(CniError::io(format!(
+                    "OVS did not create the vhost-user socket {} for port {}",
+                    p.ovs_socket.display(),
+                    p.port
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        std::fs::rename(&p.ovs_socket, &p.shared_socket).map_err(|e| {
+            CniError::io(format!("cannot move {} to {}: {e}", p.ovs_socket.display(), p.shared_socket.display()))
+        })?;
+        if let Some(group) = &p.group {
+            set_group(&p.shared_socket, group)?;
+        }
+        Ok(())
+    }
+
+    async fn undo(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
+        // OVS leaves the socket behind after del-port: remove both places it can be.
+        for path in [&self.plan.shared_socket, &self.plan.ovs_socket] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CniError::io(format!("cannot remove {}: {e}", path.display()))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// chgrp + g+rw on a socket, by group name or numeric id; never follows a symlink.
+pub fn set_group(path: &std::path::Path, group: &str) -> Result<(), CniError> {
+    let gid = resolve_group(group)?;
+    std::os::unix::fs::lchown(path, None, Some(gid))
+        .map_err(|e| CniError::io(format!("cannot set group {group} on {}: {e}", path.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| CniError::io(format!("cannot set mode 0660 on {}: {e}", path.display())))
+}
+
+fn resolve_group(group: &str) -> Result<u32, CniError> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| {
+            CniError::invalid_config(format!(
+                "vhost.group {group:?} is neither a group in /etc/group nor a numeric gid"
+            ))
+        })
+}

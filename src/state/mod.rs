@@ -1,0 +1,217 @@
+//! The state directory: attachment records and locks. Owns the on-disk layout; never talks to a
+//! dataplane.
+//!
+//! Layout of `<state_dir>` (mode 0700, files 0600):
+//! - `<cid>_<ifname>.json`: the attachment record. Created exclusively (`O_EXCL`) by ADD before its
+//!   first side effect, rewritten once when ADD completes, removed by DEL/GC after every object it
+//!   names is gone. Written only while holding the attachment lock.
+//! - `.<cid>_<ifname>.json.tmp`: the deterministic temp name of a rewrite (DEL/GC remove leftovers).
+//! - `<cid>_<ifname>.lock`: the per-attachment lock (flock), taken by ADD, DEL, CHECK, GC and the
+//!   reconciler; removed with the record.
+//! - `node.lock`: the node lock around shared dataplane objects (bridge ensure → port attach).
+//! - `testkit/`: the recording fake backend's dataplane (test builds only).
+
+mod lock;
+mod record;
+
+pub use lock::LockGuard;
+pub use record::{Plan, Record, RECORD_FORMAT};
+
+use backend_api::{codes, AttachmentId, CniError};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot use state dir {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("state dir {path} is mode {mode:o}; it must not be accessible by group or others (0700)")]
+    DirMode { path: PathBuf, mode: u32 },
+    #[error("attachment {cid}/{ifname} already exists (record {path}); DEL it first, or use another CNI_IFNAME")]
+    Exists { cid: String, ifname: String, path: PathBuf },
+    #[error("cannot write record {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read record {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("record {path} is not a valid attachment record: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("timed out after {waited_ms} ms waiting for lock {path} (another ADD/DEL/GC holds it)")]
+    LockTimeout { path: PathBuf, waited_ms: u64 },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: std::io::Error },
+}
+
+impl From<StateError> for CniError {
+    fn from(e: StateError) -> Self {
+        let code = match &e {
+            StateError::Exists { .. } => codes::ATTACHMENT_EXISTS,
+            StateError::LockTimeout { .. } => codes::TRY_AGAIN_LATER,
+            StateError::Corrupt { .. } => codes::DECODE_FAILURE,
+            _ => codes::IO_FAILURE,
+        };
+        CniError::new(code, e.to_string())
+    }
+}
+
+/// Handle on the state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A handle that has not touched the disk (for read-only use: DEL without a record must not
+    /// create the state dir).
+    pub fn at(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    /// Create the directory (0700) if needed and check that nobody else can read it.
+    pub fn ensure(&self) -> Result<(), StateError> {
+        let dir_err = |source| StateError::Dir { path: self.root.clone(), source };
+        match DirBuilder::new().recursive(true).mode(0o700).create(&self.root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(dir_err(e)),
+        }
+        let meta = fs::metadata(&self.root).map_err(dir_err)?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StateError::DirMode { path: self.root.clone(), mode });
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn record_path(&self, id: &AttachmentId) -> PathBuf {
+        self.root.join(format!("{}.json", id.file_stem()))
+    }
+
+    fn temp_path(&self, id: &AttachmentId) -> PathBuf {
+        self.root.join(format!(".{}.json.tmp", id.file_stem()))
+    }
+
+    fn lock_path(&self, id: &AttachmentId) -> PathBuf {
+        self.root.join(format!("{}.lock", id.file_stem()))
+    }
+
+    /// Take the per-attachment lock (bounded wait).
+    pub async fn lock_attachment(&self, id: &AttachmentId, timeout: Duration) -> Result<LockGuard, StateError> {
+        lock::acquire(&self.lock_path(id), timeout, true).await
+    }
+
+    /// Take the node lock (bounded wait).
+    pub async fn lock_node(&self, timeout: Duration) -> Result<LockGuard, StateError> {
+        lock::acquire(&self.root.join("node.lock"), timeout, false).await
+    }
+
+    /// ADD's first action: create the record exclusively. An existing record is code 100 and
+    /// nothing else happens (a second ADD must never roll back the first one's objects).
+    pub fn create_record(&self, rec: &Record) -> Result<(), StateError> {
+        let path = self.record_path(&rec.attachment.id);
+        let bytes = rec.to_bytes().map_err(|e| StateError::Write { path: path.clone(), source: e })?;
+        let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(StateError::Exists {
+                    cid: rec.attachment.id.container_id.clone(),
+                    ifname: rec.attachment.id.ifname.clone(),
+                    path,
+                })
+            }
+            Err(e) => return Err(StateError::Write { path, source: e }),
+        };
+        let write_err = |source| StateError::Write { path: path.clone(), source };
+        f.write_all(&bytes).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
+        sync_dir(&self.root).map_err(write_err)?;
+        Ok(())
+    }
+
+    /// Rewrite an existing record atomically: deterministic temp name, fsync, rename, fsync dir.
+    pub fn write_record(&self, rec: &Record) -> Result<(), StateError> {
+        let path = self.record_path(&rec.attachment.id);
+        let tmp = self.temp_path(&rec.attachment.id);
+        let write_err = |source| StateError::Write { path: path.clone(), source };
+        let bytes = rec.to_bytes().map_err(write_err)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(write_err)?;
+        f.write_all(&bytes).map_err(write_err)?;
+        f.sync_all().map_err(write_err)?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(write_err)?;
+        sync_dir(&self.root).map_err(write_err)?;
+        Ok(())
+    }
+
+    /// The record of an attachment, if there is one.
+    pub fn read_record(&self, id: &AttachmentId) -> Result<Option<Record>, StateError> {
+        read_record_file(&self.record_path(id))
+    }
+
+    /// Remove the record, its leftover temp file and its lock file; "not found" is success.
+    /// Call while holding the attachment lock; the lock file goes last.
+    pub fn remove_record(&self, id: &AttachmentId) -> Result<(), StateError> {
+        for path in [self.temp_path(id), self.record_path(id)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(StateError::Write { path, source: e }),
+            }
+        }
+        sync_dir(&self.root).map_err(|source| StateError::Write { path: self.root.clone(), source })?;
+        Ok(())
+    }
+
+    /// Every record in the state dir; unreadable ones are returned as errors, not skipped.
+    pub fn list_records(&self) -> Result<Vec<Result<Record, StateError>>, StateError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StateError::Dir { path: self.root.clone(), source: e }),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StateError::Dir { path: self.root.clone(), source: e })?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            match read_record_file(&entry.path()) {
+                Ok(Some(r)) => out.push(Ok(r)),
+                Ok(None) => {}
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read_record_file(path: &Path) -> Result<Option<Record>, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StateError::Read { path: path.to_path_buf(), source: e }),
+    };
+    Record::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// fsync a directory so a create/rename/unlink in it survives a crash.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}

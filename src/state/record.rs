@@ -1,0 +1,62 @@
+//! The attachment record: the intent (plan) written before ADD's first side effect, completed
+//! with the outputs at the end. DEL, CHECK and GC work from it; it never holds secrets.
+
+use backend_api::{Attachment, BackendPlan, Outputs, SharedDir};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Bumped when the layout changes incompatibly; readers reject newer formats.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// Every identifier ADD will create, computed before the first side effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub engine: String,
+    /// The pod's shared directory (host and pod view), when the backend uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_dir: Option<SharedDir>,
+    /// Whether the shared dir step will create (and so may later remove) the directory.
+    #[serde(default)]
+    pub creates_shared_dir: bool,
+    pub backend: BackendPlan,
+    /// Device-info file to write (runtimeConfig.CNIDeviceInfoFile), if asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_info_file: Option<PathBuf>,
+    /// The IPAM delegate's config (`ipam` object), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<serde_json::Value>,
+    /// Step names in ADD order, for `inspect` and for humans reading the file.
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub format: u32,
+    /// False while ADD is in progress (or was interrupted), and again once DEL has started.
+    pub complete: bool,
+    pub created_unix_ms: u64,
+    pub cni_version: String,
+    pub attachment: Attachment,
+    /// The network config as the runtime gave it (normalised keys); DEL/CHECK/GC use this one.
+    pub config: serde_json::Value,
+    pub plan: Plan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Outputs>,
+}
+
+impl Record {
+    pub fn to_bytes(&self) -> std::io::Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(std::io::Error::other)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Record, String> {
+        let rec: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if rec.format > RECORD_FORMAT {
+            return Err(format!(
+                "record format {} is newer than this binary understands ({RECORD_FORMAT}); use a newer userspace binary",
+                rec.format
+            ));
+        }
+        Ok(rec)
+    }
+}

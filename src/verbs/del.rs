@@ -1,0 +1,59 @@
+//! DEL: idempotent, best effort. With a record, undo every planned step in reverse and remove the
+//! record only when all undos succeeded; without one, ADD created nothing of ours: succeed.
+
+use super::plan::{build_steps, engine_of};
+use super::Invocation;
+use crate::netconf::NetConf;
+use crate::pipeline::undo_all;
+use crate::state::StateDir;
+use backend_api::{codes, AttachmentId, CniError, StepContext};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
+    let env = inv.env;
+    let id = AttachmentId::new(
+        env.container_id.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_CONTAINERID is required"))?,
+        env.ifname.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_IFNAME is required"))?,
+    );
+    // The engine must still be one we know, even when there is nothing to delete.
+    inv.registry.get(engine_of(conf)?)?;
+    let state = StateDir::at(&inv.settings.state_dir);
+    if !state.root().exists() {
+        tracing::debug!("no state dir: nothing was added on this node");
+        return Ok(());
+    }
+    let lock = state.lock_attachment(&id, inv.settings.timeout()).await?;
+    let Some(record) = state.read_record(&id)? else {
+        tracing::debug!(cid = %id.container_id, ifname = %id.ifname, "no record: nothing to delete");
+        lock.release_and_remove();
+        return Ok(());
+    };
+    teardown(inv, &state, &record).await?;
+    lock.release_and_remove();
+    Ok(())
+}
+
+/// Undo every step of a record in reverse and remove the record if all went well. The caller
+/// holds the attachment lock. Shared with GC.
+pub async fn teardown(inv: &Invocation<'_>, state: &StateDir, record: &crate::state::Record) -> Result<(), CniError> {
+    // The record's own engine decides, not today's stdin.
+    let backend = inv.registry.get(&record.plan.engine)?;
+    let steps = build_steps(backend.as_ref(), state, record)?;
+    let mut ctx = StepContext {
+        verb: inv.env.command,
+        attachment: record.attachment.clone(),
+        settings: Arc::new(inv.settings.clone()),
+        shared_dir: record.plan.shared_dir.clone(),
+        deadline: Instant::now() + inv.settings.deadline(),
+        outputs: record.outputs.clone().unwrap_or_default(),
+        no_effect: false,
+    };
+    let errors = undo_all(&steps, &mut ctx, state).await;
+    if !errors.is_empty() {
+        // Keep the record: it names what is left, and the runtime retries DEL.
+        return errors.into_result();
+    }
+    state.remove_record(&record.attachment.id)?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Planning shared by the verbs: backend selection, the attachment and shared dir from env and
+//! config, and the one function that turns a plan into the ordered step list (ADD applies it,
+//! DEL undoes it), so ADD and DEL can never disagree about what exists.
+
+use crate::netconf::NetConf;
+use crate::pipeline::SaveState;
+use crate::state::{Plan, Record, StateDir};
+use crate::steps::SharedDirStep;
+use backend_api::{
+    codes, Attachment, AttachmentId, Backend, BackendRegistration, CniError, NodeSettings, PodRef, SharedDir, Step,
+};
+use std::path::PathBuf;
+
+use super::Invocation;
+
+/// The backends this binary can select (inventory's plus any a test binary adds).
+pub struct Registry {
+    regs: Vec<&'static BackendRegistration>,
+}
+
+impl Registry {
+    /// Every backend linked into the binary. Naming each backend crate here makes the linker keep
+    /// it: a dependency nothing refers to can be dropped with its `inventory` registration.
+    pub fn linked() -> Registry {
+        std::hint::black_box([backend_ovs_dpdk::ENGINE, backend_vpp::ENGINE]);
+        Registry { regs: backend_api::registered() }
+    }
+
+    /// Add registrations that are not in `inventory` (the test kit's recording backend).
+    pub fn with_extra(mut self, extra: &[&'static BackendRegistration]) -> Registry {
+        self.regs.extend_from_slice(extra);
+        self.regs.sort_by_key(|r| r.engine);
+        self
+    }
+
+    pub fn engines(&self) -> Vec<&'static str> {
+        self.regs.iter().map(|r| r.engine).collect()
+    }
+
+    pub fn registrations(&self) -> &[&'static BackendRegistration] {
+        &self.regs
+    }
+
+    pub fn get(&self, engine: &str) -> Result<Box<dyn Backend>, CniError> {
+        self.regs.iter().find(|r| r.engine == engine).map(|r| (r.make)()).ok_or_else(|| {
+            CniError::invalid_config(format!(
+                "host.engine {engine:?} is not a known engine; this binary supports: {}",
+                self.engines().join(", ")
+            ))
+        })
+    }
+}
+
+/// The engine named by the config (validated as present by netconf).
+pub fn engine_of(conf: &NetConf) -> Result<&str, CniError> {
+    conf.host
+        .engine
+        .as_deref()
+        .ok_or_else(|| CniError::invalid_config("host.engine is required (one of: ovs-dpdk, vpp)"))
+}
+
+/// The attachment from the environment, CNI_ARGS and the config.
+pub fn attachment(inv: &Invocation<'_>, conf: &NetConf) -> Result<Attachment, CniError> {
+    let env = inv.env;
+    let container_id =
+        env.container_id.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_CONTAINERID is required"))?;
+    let ifname = env.ifname.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_IFNAME is required"))?;
+    let args = &env.args;
+    let mac = match &conf.runtime_config.mac {
+        Some(m) => Some(backend_api::names::validate_mac("runtimeConfig.mac", m)?),
+        None => args.mac.clone(),
+    };
+    Ok(Attachment {
+        id: AttachmentId::new(container_id, ifname),
+        network: conf.name.clone(),
+        netns: env.netns.clone(),
+        pod: PodRef {
+            namespace: args.k8s_pod_namespace.clone(),
+            name: args.k8s_pod_name.clone(),
+            uid: args.k8s_pod_uid.clone(),
+            infra_container_id: args.k8s_pod_infra_container_id.clone(),
+        },
+        mac,
+    })
+}
+
+/// The pod's shared directory: `<sharedDir or the shared_dir setting>/<cid12>`, the upstream
+/// layout, managed (created and removed when empty) by the plugin. The pod-volume and
+/// device-info routes (Kubernetes) resolve first when they apply.
+pub fn shared_dir(conf: &NetConf, settings: &NodeSettings, att: &Attachment) -> (SharedDir, bool) {
+    let base: PathBuf = conf.shared_dir.clone().unwrap_or_else(|| settings.shared_dir.clone());
+    let host = base.join(att.id.cid12());
+    let group = conf.host.vhost.as_ref().and_then(|v| v.group.clone());
+    (SharedDir { pod: host.clone(), host, group }, true)
+}
+
+/// Compute the whole plan without side effects: backend validation, identifiers, path limits.
+pub fn make_plan(
+    inv: &Invocation<'_>,
+    conf: &NetConf,
+    backend: &dyn Backend,
+    att: &Attachment,
+) -> Result<Plan, CniError> {
+    let (dir, managed) = shared_dir(conf, inv.settings, att);
+    let req = backend_api::PlanRequest {
+        attachment: att,
+        host: &conf.host,
+        container: &conf.container,
+        shared_dir: &dir,
+        settings: inv.settings,
+    };
+    let backend_plan = backend.plan(&req)?;
+    if let Some(sock) = &backend_plan.socket {
+        backend_api::names::check_sun_path("socket path", &sock.host_path)?;
+        backend_api::names::check_sun_path("socket path (as the pod sees it)", &sock.pod_path)?;
+    }
+    let uses = backend_plan.uses_shared_dir;
+    let mut plan = Plan {
+        engine: backend.engine().to_owned(),
+        shared_dir: uses.then_some(dir),
+        creates_shared_dir: uses && managed,
+        backend: backend_plan,
+        device_info_file: conf.runtime_config.device_info_file.clone(),
+        ipam: conf.ipam.clone(),
+        steps: Vec::new(),
+    };
+    plan.steps = step_names(backend, &plan)?;
+    Ok(plan)
+}
+
+fn step_names(backend: &dyn Backend, plan: &Plan) -> Result<Vec<String>, CniError> {
+    let mut names = Vec::new();
+    if plan.shared_dir.is_some() {
+        names.push("shared-dir".into());
+    }
+    names.extend(backend.steps(&plan.backend)?.iter().map(|s| s.name().to_owned()));
+    names.push("save-state".into());
+    Ok(names)
+}
+
+/// The ordered ADD steps for a plan; DEL undoes the same list in reverse.
+pub fn build_steps(backend: &dyn Backend, state: &StateDir, record: &Record) -> Result<Vec<Box<dyn Step>>, CniError> {
+    let plan = &record.plan;
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    if let Some(dir) = &plan.shared_dir {
+        let files = plan.backend.socket.iter().map(|s| s.host_path.clone()).collect();
+        steps.push(Box::new(SharedDirStep { dir: dir.clone(), managed: plan.creates_shared_dir, files }));
+    }
+    steps.extend(backend.steps(&plan.backend)?);
+    steps.push(Box::new(SaveState { state: state.clone(), record: record.clone() }));
+    Ok(steps)
+}

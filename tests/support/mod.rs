@@ -1,0 +1,193 @@
+//! Shared integration-test support: a private "node" (temp root with the plugin's state, shared
+//! and log dirs) and a runner that executes the plugin binary exactly as a runtime does.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The test binary with the recording fake backend (feature `testkit`).
+pub const TESTKIT_BIN: &str = env!("CARGO_BIN_EXE_userspace-testkit");
+
+/// A node: every host path the plugin may touch lives under `root`.
+pub struct Node {
+    pub root: tempfile::TempDir,
+}
+
+/// What one plugin run printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Assert success and return the parsed stdout (or Null when empty).
+    pub fn expect_ok(&self) -> Value {
+        assert!(self.ok(), "expected success, got {:?}\nstdout: {}\nstderr: {}", self.code, self.stdout, self.stderr);
+        if self.stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+
+    /// Assert a CNI error with `code` and return its message.
+    pub fn expect_err(&self, code: u64) -> String {
+        assert_ne!(self.code, Some(0), "expected error {code}, got success: {}", self.stdout);
+        let v = self.json();
+        assert_eq!(v["code"].as_u64(), Some(code), "wrong error code: {v}\nstderr: {}", self.stderr);
+        v["msg"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Node {
+    pub fn new() -> Node {
+        let root = tempfile::Builder::new().prefix("uscni-test-").tempdir().expect("temp dir");
+        std::fs::write(root.path().join("userspace.toml"), "").expect("settings file");
+        Node { root }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    pub fn shared_base(&self) -> PathBuf {
+        self.path("shared")
+    }
+
+    /// The node settings as environment variables (tests' stand-in for the settings file).
+    pub fn settings_env(&self) -> Vec<(String, String)> {
+        let p = |rel: &str| self.path(rel).display().to_string();
+        vec![
+            ("USERSPACE_CNI_CONFIG".into(), p("userspace.toml")),
+            ("USERSPACE_CNI_STATE_DIR".into(), p("state")),
+            ("USERSPACE_CNI_SHARED_DIR".into(), p("shared")),
+            ("USERSPACE_CNI_SHORT_SOCKET_DIR".into(), p("short")),
+            ("USERSPACE_CNI_KUBELET_ROOT".into(), p("kubelet")),
+            ("USERSPACE_CNI_OVS_SOCK_DIR".into(), p("ovs")),
+            ("USERSPACE_CNI_OVSDB".into(), format!("unix:{}", p("ovs/db.sock"))),
+            ("USERSPACE_CNI_VPP_API_SOCKET".into(), p("vpp/api.sock")),
+            ("USERSPACE_CNI_ALLOWED_ROOTS".into(), format!("{}:{}:{}", p("shared"), p("short"), p("log"))),
+            ("USERSPACE_CNI_TIMEOUT_MS".into(), "5000".into()),
+        ]
+    }
+
+    /// Run `bin` with the CNI environment and `stdin`, as a runtime does.
+    pub fn exec(&self, bin: &str, env: &[(String, String)], stdin: &[u8]) -> Run {
+        let mut cmd = Command::new(bin);
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in self.settings_env().iter().chain(env.iter()) {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn plugin");
+        if let Some(mut si) = child.stdin.take() {
+            let _ = si.write_all(stdin);
+        }
+        let out = child.wait_with_output().expect("wait plugin");
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: out.status.code(),
+            signal: out.status.signal(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A CNI call with the standard variables.
+    pub fn cni(&self, verb: &str, cid: &str, ifname: &str, conf: &Value, extra: &[(&str, &str)]) -> Run {
+        let mut env: Vec<(String, String)> = vec![
+            ("CNI_COMMAND".into(), verb.into()),
+            ("CNI_CONTAINERID".into(), cid.into()),
+            ("CNI_IFNAME".into(), ifname.into()),
+            ("CNI_NETNS".into(), this_netns()),
+            ("CNI_PATH".into(), "/usr/lib/cni".into()),
+        ];
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push(((*k).into(), (*v).into()));
+        }
+        // An empty value stands for "not set" (GC and STATUS take no container id).
+        env.retain(|(_, v)| !v.is_empty());
+        self.exec(TESTKIT_BIN, &env, conf.to_string().as_bytes())
+    }
+
+    /// Every file and directory under the root (relative), for "nothing changed" assertions.
+    pub fn snapshot(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        walk(self.root.path(), self.root.path(), &mut out);
+        out
+    }
+
+    /// Files the plugin leaves behind that belong to no attachment: anything but the state
+    /// dir's node lock and the fake dataplane's own bookkeeping.
+    pub fn leftovers(&self) -> Vec<String> {
+        self.snapshot()
+            .into_iter()
+            .filter(|p| {
+                !(p == "userspace.toml"
+                    || p == "state"
+                    || p == "state/node.lock"
+                    || p.starts_with("state/testkit")
+                    || p == "shared"
+                    || p == "log"
+                    || p.starts_with("log/"))
+            })
+            .collect()
+    }
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if let Ok(rel) = p.strip_prefix(base) {
+            out.insert(rel.display().to_string());
+        }
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            walk(base, &p, out);
+        }
+    }
+}
+
+/// A real network namespace path that always exists: the test process's own.
+pub fn this_netns() -> String {
+    format!("/proc/{}/ns/net", std::process::id())
+}
+
+/// A config for the recording backend, upstream-shaped.
+pub fn recording_conf(version: &str, name: &str) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": name,
+        "type": "userspace",
+        "host": {"engine": "recording", "iftype": "vhostuser", "netType": "bridge",
+                 "vhost": {"mode": "server"}, "bridge": {"bridgeName": "br-test"}},
+        "container": {"engine": "recording", "iftype": "vhostuser", "netType": "interface",
+                      "vhost": {"mode": "client"}}
+    })
+}
