@@ -3,7 +3,7 @@
 
 use super::path::Path;
 use backend_api::spec::{BridgeConf, IfType, MemifConf, MemifMode, MemifRole, NetType, VhostConf, VhostMode};
-use backend_api::{codes, AttachmentId, CniError, InterfaceSpec};
+use backend_api::{codes, CniError, InterfaceSpec};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -29,10 +29,8 @@ pub struct NetConf {
     pub device_id: Option<String>,
     pub args: Option<Value>,
     pub prev_result: Option<Value>,
-    /// GC only: `cni.dev/valid-attachments` (or the older `cni.dev/attachments`). `None` when
-    /// absent, which GC treats as an empty list for this network (DESIGN.md §3.3).
-    pub valid_attachments: Option<Vec<AttachmentId>>,
     /// The whole document with our keys in their canonical spelling: what is delegated and recorded.
+    /// GC's `cni.dev/valid-attachments` is read from here by `cni::gc`.
     pub raw: Value,
 }
 
@@ -275,7 +273,6 @@ pub fn from_document(raw: Value) -> Result<NetConf, TypeError> {
         device_id: top.string("deviceID")?,
         args: top.opaque_object("args")?,
         prev_result: top.opaque_object("prevResult")?,
-        valid_attachments: attachments(&top)?,
         raw,
     })
 }
@@ -340,25 +337,6 @@ fn side(top: &Obj<'_>, key: &str) -> Result<InterfaceSpec, TypeError> {
     })
 }
 
-/// The GC list: `[{"containerID": "...", "ifname": "..."}, ...]` (CNI 1.1 spec, GC).
-fn attachments(top: &Obj<'_>) -> Result<Option<Vec<AttachmentId>>, TypeError> {
-    // The spec's name wins; `cni.dev/attachments` is the earlier draft's spelling.
-    let key = ["cni.dev/valid-attachments", "cni.dev/attachments"].into_iter().find(|k| top.get(k).is_some());
-    let Some(key) = key else { return Ok(None) };
-    let expected = "an array of {\"containerID\": string, \"ifname\": string} objects";
-    let v = top.get(key).unwrap_or(&Value::Null);
-    let items = v.as_array().ok_or_else(|| top.wrong(key, expected, v))?;
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let field = |f: &str| item.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
-        match (field("containerID"), field("ifname")) {
-            (Some(cid), Some(ifname)) => out.push(AttachmentId::new(cid, ifname)),
-            _ => return Err(top.wrong(key, expected, item)),
-        }
-    }
-    Ok(Some(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::keys;
@@ -405,7 +383,6 @@ mod tests {
             (json!({"name": "n", "capabilities": []}), "capabilities must be an object"),
             (json!({"name": "n", "runtimeConfig": {"mac": 1}}), "runtimeConfig.mac must be a string"),
             (json!({"name": "n", "kubeconfig": {}}), "kubeconfig must be a string"),
-            (json!({"name": "n", "cni.dev/valid-attachments": [{"containerID": "c"}]}), "valid-attachments"),
             (json!([1]), "(top level) must be a JSON object, not an array"),
         ] {
             let err = read(doc.clone()).unwrap_err();
@@ -465,18 +442,6 @@ mod tests {
         assert_eq!(nc.host.vhost, Some(VhostConf::default()));
         assert_eq!(nc.host.bridge, Some(BridgeConf::default()));
         assert_eq!(nc.container, InterfaceSpec::default());
-    }
-
-    #[test]
-    fn gc_attachments_are_read_from_either_key() {
-        let list = json!([{"containerID": "abc", "ifname": "net1"}]);
-        for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
-            let nc = read(json!({"name": "n", key: list})).unwrap();
-            assert_eq!(nc.valid_attachments, Some(vec![AttachmentId::new("abc", "net1")]), "{key}");
-        }
-        assert_eq!(read(json!({"name": "n"})).unwrap().valid_attachments, None);
-        let both = read(json!({"name": "n", "cni.dev/valid-attachments": [], "cni.dev/attachments": list})).unwrap();
-        assert_eq!(both.valid_attachments, Some(vec![]));
     }
 
     #[test]

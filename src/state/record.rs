@@ -18,6 +18,10 @@ pub struct Plan {
     /// Whether the shared dir step will create (and so may later remove) the directory.
     #[serde(default)]
     pub creates_shared_dir: bool,
+    /// KubeVirt: the short alias bind-mounted onto the pod's deep shared dir, when the socket
+    /// path would not fit `sun_path` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_dir: Option<crate::steps::short_dir::ShortDir>,
     pub backend: BackendPlan,
     /// Device-info file to write (runtimeConfig.CNIDeviceInfoFile), if asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -25,6 +29,14 @@ pub struct Plan {
     /// The IPAM delegate's config (`ipam` object), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<serde_json::Value>,
+    /// CNI_PATH of the ADD, recorded when IPAM is delegated: DEL and GC run in other processes
+    /// and must find the same plugin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_path: Vec<PathBuf>,
+    /// The CNI_ARGS text passed to the IPAM delegate (rebuilt from the validated pairs), so its
+    /// DEL sees what its ADD saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_args: Option<String>,
     /// Step names in ADD order, for `inspect` and for humans reading the file.
     pub steps: Vec<String>,
 }

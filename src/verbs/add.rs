@@ -61,5 +61,5 @@ pub async fn add(inv: &Invocation<'_>, conf: &NetConf, version: CniVersion) -> R
         return Err(err);
     }
     drop(lock);
-    Ok(publish::cni_result(&ctx.attachment, &ctx.outputs).to_json(version))
+    Ok(publish::cni_result(&ctx.attachment, &ctx.outputs)?.to_json(version))
 }

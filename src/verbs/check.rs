@@ -1,10 +1,12 @@
-//! CHECK: verify, against the record, that what ADD created is still there. Never connects to a
-//! vhost-user socket (that would start a session with the workload's peer).
+//! CHECK: verify, against the record, that what ADD created is still there (IPAM CHECK delegated).
+//! Never connects to a vhost-user socket (that would start a session with the workload's peer).
 
 use super::plan::engine_of;
 use super::Invocation;
 use crate::netconf::NetConf;
 use crate::state::StateDir;
+use crate::steps::ipam::Budget;
+use crate::steps::IpamStep;
 use backend_api::{codes, AttachmentId, CniError, StepContext};
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,5 +59,11 @@ pub async fn check(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError>
             return Err(CniError::io(format!("socket {} is missing", sock.host_path.display())));
         }
     }
-    backend.check(&ctx, &record.plan.backend).await
+    backend.check(&ctx, &record.plan.backend).await?;
+    if let Some(ipam) = IpamStep::from_record(&record)? {
+        let env = ipam.env_for(&id, env.netns.as_deref());
+        ipam.check(&env, conf.prev_result.as_ref(), Budget { deadline: ctx.deadline, timeout: inv.settings.timeout() })
+            .await?;
+    }
+    Ok(())
 }

@@ -1,11 +1,14 @@
 //! DEL: idempotent, best effort. With a record, undo every planned step in reverse and remove the
-//! record only when all undos succeeded; without one, ADD created nothing of ours: succeed.
+//! record only when all undos succeeded; without one, ADD created nothing of ours: only the
+//! harmless IPAM DEL (DESIGN.md §3.3), then succeed.
 
 use super::plan::{build_steps, engine_of};
 use super::Invocation;
 use crate::netconf::NetConf;
 use crate::pipeline::undo_all;
 use crate::state::StateDir;
+use crate::steps::ipam::{cni_args_text, Budget};
+use crate::steps::IpamStep;
 use backend_api::{codes, AttachmentId, CniError, StepContext};
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,13 +24,15 @@ pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
     let state = StateDir::at(&inv.settings.state_dir);
     if !state.root().exists() {
         tracing::debug!("no state dir: nothing was added on this node");
-        return Ok(());
+        return ipam_del_without_record(inv, conf, &id).await;
     }
     let lock = state.lock_attachment(&id, inv.settings.timeout()).await?;
     let Some(record) = state.read_record(&id)? else {
         tracing::debug!(cid = %id.container_id, ifname = %id.ifname, "no record: nothing to delete");
+        // Under the lock, so a concurrent ADD of the same attachment cannot lose its lease.
+        let released = ipam_del_without_record(inv, conf, &id).await;
         lock.release_and_remove();
-        return Ok(());
+        return released;
     };
     teardown(inv, &state, &record).await?;
     lock.release_and_remove();
@@ -56,4 +61,20 @@ pub async fn teardown(inv: &Invocation<'_>, state: &StateDir, record: &crate::st
     }
     state.remove_record(&record.attachment.id)?;
     Ok(())
+}
+
+/// No record: the stdin config's IPAM (if any) is asked to release the attachment. Its leases
+/// may come from an upstream plugin's ADD (which keeps no record of ours); a delegate that holds
+/// nothing succeeds, and a config no ADD could have run with is skipped.
+async fn ipam_del_without_record(inv: &Invocation<'_>, conf: &NetConf, id: &AttachmentId) -> Result<(), CniError> {
+    let step = match IpamStep::new(&conf.raw, conf.ipam.as_ref(), &inv.env.path, cni_args_text(&inv.env.args)) {
+        Ok(Some(step)) => step,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "DEL without a record: IPAM DEL skipped");
+            return Ok(());
+        }
+    };
+    let env = step.env_for(id, inv.env.netns.as_deref());
+    step.del_without_record(&env, Budget::of_settings(inv.settings)).await
 }

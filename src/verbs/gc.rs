@@ -7,6 +7,8 @@ use super::Invocation;
 use crate::cni::gc::valid_attachments;
 use crate::netconf::NetConf;
 use crate::state::StateDir;
+use crate::steps::ipam::Budget;
+use crate::steps::IpamStep;
 use backend_api::{AttachmentId, CniError, ErrorList};
 use std::collections::HashSet;
 
@@ -64,6 +66,17 @@ pub async fn gc(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
             }
         }
         Err(e) => errors.push(e.context("gc: listing dataplane objects")),
+    }
+
+    // The IPAM delegate sees the same valid list, if it speaks 1.1.0 (DESIGN.md §3.3).
+    match IpamStep::new(&conf.raw, conf.ipam.as_ref(), &inv.env.path, None) {
+        Ok(Some(ipam)) => {
+            if let Err(e) = ipam.gc_lenient(Budget::of_settings(inv.settings)).await {
+                errors.push(e.context("gc: IPAM"));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "gc: not forwarded to IPAM"),
     }
     errors.into_result()
 }

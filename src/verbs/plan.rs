@@ -5,7 +5,8 @@
 use crate::netconf::NetConf;
 use crate::pipeline::SaveState;
 use crate::state::{Plan, Record, StateDir};
-use crate::steps::SharedDirStep;
+use crate::steps::ipam::cni_args_text;
+use crate::steps::{IpamStep, SharedDirStep};
 use backend_api::{
     codes, Attachment, AttachmentId, Backend, BackendRegistration, CniError, NodeSettings, PodRef, SharedDir, Step,
 };
@@ -114,14 +115,22 @@ pub fn make_plan(
         backend_api::names::check_sun_path("socket path", &sock.host_path)?;
         backend_api::names::check_sun_path("socket path (as the pod sees it)", &sock.pod_path)?;
     }
+    // The IPAM plugin must exist before the first side effect (code 7 otherwise).
+    let ipam = IpamStep::new(&conf.raw, conf.ipam.as_ref(), &inv.env.path, cni_args_text(&inv.env.args))?;
+    if let Some(step) = &ipam {
+        step.locate()?;
+    }
     let uses = backend_plan.uses_shared_dir;
     let mut plan = Plan {
         engine: backend.engine().to_owned(),
         shared_dir: uses.then_some(dir),
         creates_shared_dir: uses && managed,
+        short_dir: None,
         backend: backend_plan,
         device_info_file: conf.runtime_config.device_info_file.clone(),
         ipam: conf.ipam.clone(),
+        cni_path: ipam.as_ref().map(|s| s.cni_path.clone()).unwrap_or_default(),
+        cni_args: ipam.and_then(|s| s.cni_args),
         steps: Vec::new(),
     };
     plan.steps = step_names(backend, &plan)?;
@@ -132,6 +141,9 @@ fn step_names(backend: &dyn Backend, plan: &Plan) -> Result<Vec<String>, CniErro
     let mut names = Vec::new();
     if plan.shared_dir.is_some() {
         names.push("shared-dir".into());
+    }
+    if crate::steps::ipam::plugin_type(plan.ipam.as_ref())?.is_some() {
+        names.push("ipam".into());
     }
     names.extend(backend.steps(&plan.backend)?.iter().map(|s| s.name().to_owned()));
     names.push("save-state".into());
@@ -145,6 +157,10 @@ pub fn build_steps(backend: &dyn Backend, state: &StateDir, record: &Record) -> 
     if let Some(dir) = &plan.shared_dir {
         let files = plan.backend.socket.iter().map(|s| s.host_path.clone()).collect();
         steps.push(Box::new(SharedDirStep { dir: dir.clone(), managed: plan.creates_shared_dir, files }));
+    }
+    // Before the dataplane steps: a backend may need the addresses (DESIGN.md §3.2).
+    if let Some(ipam) = IpamStep::from_record(record)? {
+        steps.push(Box::new(ipam));
     }
     steps.extend(backend.steps(&plan.backend)?);
     steps.push(Box::new(SaveState { state: state.clone(), record: record.clone() }));

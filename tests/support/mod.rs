@@ -10,10 +10,16 @@ use std::process::{Command, Stdio};
 
 /// The test binary with the recording fake backend (feature `testkit`).
 pub const TESTKIT_BIN: &str = env!("CARGO_BIN_EXE_userspace-testkit");
+/// The shipped binary (built with failpoints in test builds).
+pub const PLUGIN_BIN: &str = env!("CARGO_BIN_EXE_userspace");
 
 /// A node: every host path the plugin may touch lives under `root`.
 pub struct Node {
     pub root: tempfile::TempDir,
+    /// Settings that override the defaults below (e.g. a lab's OVSDB socket).
+    pub overrides: Vec<(String, String)>,
+    /// The binary `cni()` runs.
+    pub bin: &'static str,
 }
 
 /// What one plugin run printed and returned.
@@ -64,7 +70,19 @@ impl Node {
     pub fn new() -> Node {
         let root = tempfile::Builder::new().prefix("uscni-test-").tempdir().expect("temp dir");
         std::fs::write(root.path().join("userspace.toml"), "").expect("settings file");
-        Node { root }
+        Node { root, overrides: Vec::new(), bin: TESTKIT_BIN }
+    }
+
+    /// A node whose plugin is the shipped binary talking to a private OVS (`db_socket`, with
+    /// server-mode sockets in `sock_dir`).
+    pub fn for_ovs(db_socket: &Path, sock_dir: &Path) -> Node {
+        let mut n = Node::new();
+        n.bin = PLUGIN_BIN;
+        n.overrides = vec![
+            ("USERSPACE_CNI_OVSDB".into(), format!("unix:{}", db_socket.display())),
+            ("USERSPACE_CNI_OVS_SOCK_DIR".into(), sock_dir.display().to_string()),
+        ];
+        n
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -94,6 +112,10 @@ impl Node {
             ("USERSPACE_CNI_ALLOWED_ROOTS".into(), format!("{}:{}:{}", p("shared"), p("short"), p("log"))),
             ("USERSPACE_CNI_TIMEOUT_MS".into(), "5000".into()),
         ]
+        .into_iter()
+        .filter(|(k, _)| !self.overrides.iter().any(|(o, _)| o == k))
+        .chain(self.overrides.iter().cloned())
+        .collect()
     }
 
     /// Run `bin` with the CNI environment and `stdin`, as a runtime does.
@@ -127,13 +149,17 @@ impl Node {
             ("CNI_NETNS".into(), this_netns()),
             ("CNI_PATH".into(), "/usr/lib/cni".into()),
         ];
+        self.cni_env(&mut env, extra);
+        self.exec(self.bin, &env, conf.to_string().as_bytes())
+    }
+
+    fn cni_env(&self, env: &mut Vec<(String, String)>, extra: &[(&str, &str)]) {
         for (k, v) in extra {
             env.retain(|(ek, _)| ek != k);
             env.push(((*k).into(), (*v).into()));
         }
         // An empty value stands for "not set" (GC and STATUS take no container id).
         env.retain(|(_, v)| !v.is_empty());
-        self.exec(TESTKIT_BIN, &env, conf.to_string().as_bytes())
     }
 
     /// Every file and directory under the root (relative), for "nothing changed" assertions.
@@ -171,6 +197,32 @@ fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             walk(base, &p, out);
         }
+    }
+}
+
+/// A network namespace standing in for a pod (`ip netns add`), deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("uscni-{tag}-{}-{n}", std::process::id());
+        let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
+        assert!(st.success(), "ip netns add {name} failed");
+        Netns { name }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 

@@ -1,6 +1,5 @@
-//! The OVSDB JSON-RPC connection (RFC 7047 §4): requests with increasing ids, replies matched by
-//! id, echo keepalives answered, and the wait for ovs-vswitchd to apply a transaction. Never
-//! spawns a process (no ovs-vsctl) and never waits without a deadline.
+//! The OVSDB JSON-RPC connection (RFC 7047 §4): id-matched requests, echo keepalives, and the wait
+//! for ovs-vswitchd to apply a transaction. Never spawns ovs-vsctl, never waits without a deadline.
 
 use super::datum::{as_integer, column};
 use super::error::{truncate, OvsdbError};
@@ -220,7 +219,7 @@ impl OvsdbClient {
                     endpoint: self.endpoint.clone(),
                     db: db.to_string(),
                     op_index: i,
-                    op: ops.get(i).map(Op::name).unwrap_or("commit").to_string(),
+                    op: ops.get(i).map(Op::name).unwrap_or("commit"),
                     error: text_of(error),
                     details: entry.get("details").map(text_of).unwrap_or_default(),
                 });

@@ -1,6 +1,5 @@
-//! OVSDB's value encodings (RFC 7047 §5.1): building atoms, `["set",..]`, `["map",..]`,
-//! `["uuid",..]`, `["named-uuid",..]`, and reading them back. Reading never panics: an
-//! unexpected shape is an `OvsdbError::Decode`.
+//! OVSDB's value encodings (RFC 7047 §5.1): atoms, `["set",..]`, `["map",..]`, `["uuid",..]`,
+//! `["named-uuid",..]`, built and read back. Never panics on a shape: that is `OvsdbError::Decode`.
 
 use super::error::OvsdbError;
 use serde_json::{json, Map, Value};

@@ -52,7 +52,8 @@ pub enum OvsdbError {
 
     /// One operation of a transaction (or its commit, `op_index == ops.len()`) failed.
     #[error("OVSDB transaction on {db} failed at operation {op_index} ({op}): {error}")]
-    Transaction { endpoint: String, db: String, op_index: usize, op: String, error: String, details: String },
+    /// `op` is the RFC 7047 name of the failed operation, or `"commit"`.
+    Transaction { endpoint: String, db: String, op_index: usize, op: &'static str, error: String, details: String },
 
     /// A mutate/update/delete matched a different number of rows than the caller required
     /// (e.g. `mutate Bridge ports insert` matching no bridge: the commit succeeds and the new
@@ -145,7 +146,7 @@ mod tests {
             endpoint: "unix:/x".into(),
             db: "Open_vSwitch".into(),
             op_index: 1,
-            op: "insert".into(),
+            op: "insert",
             error: "constraint violation".into(),
             details: "name must be unique".into(),
         };

@@ -1,4 +1,5 @@
-//! The operator CLI (the binary run by hand, without CNI_COMMAND). Prints for humans on stdout.
+//! The operator CLI (the binary run by hand, without CNI_COMMAND): a dispatcher over one module
+//! per command. Prints for humans (or `--json`) on stdout; never runs in CNI mode.
 
 use crate::verbs::Registry;
 

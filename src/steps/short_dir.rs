@@ -1,0 +1,111 @@
+//! The KubeVirt short socket dir: when a pod's shared dir (its emptyDir under the kubelet root) is
+//! too deep for a 107-byte socket path, `<short_socket_dir>/<pod uid>` is bind-mounted onto it and
+//! sockets are addressed through the short path. The short dir is shared by all of the pod's
+//! interfaces: mounted if absent, unmounted only when no other record refers to it. Never
+//! follows a path from the pod: both ends come from settings and the pod uid.
+
+use crate::state::StateDir;
+use backend_api::{async_trait, CniError, Step, StepContext};
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// A bind mount of the pod's long shared dir onto a short alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShortDir {
+    /// `<short_socket_dir>/<pod uid>`: where sockets are addressed from the host.
+    pub short: PathBuf,
+    /// The pod's own shared dir (its emptyDir), which the pod sees.
+    pub long: PathBuf,
+}
+
+pub struct ShortDirStep {
+    pub dir: ShortDir,
+    pub state: StateDir,
+}
+
+fn cstr(p: &Path) -> Result<CString, CniError> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| CniError::invalid_config(format!("{} contains NUL", p.display())))
+}
+
+/// Whether `path` is a mount point, from /proc/self/mountinfo (field 5 is the mount point, with
+/// spaces and backslashes octal-escaped).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let want = path.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+#[async_trait]
+impl Step for ShortDirStep {
+    fn name(&self) -> &'static str {
+        "short-dir"
+    }
+
+    /// Sibling interfaces of one pod race to mount the same dir; the node lock orders them.
+    fn needs_node_lock(&self) -> bool {
+        true
+    }
+
+    async fn apply(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
+        let ShortDir { short, long } = &self.dir;
+        match std::fs::symlink_metadata(long) {
+            Ok(m) if m.is_dir() => {}
+            _ => return Err(CniError::io(format!("the pod's shared dir {} is not a directory", long.display()))),
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(short)
+            .map_err(|e| CniError::io(format!("cannot create short socket dir {}: {e}", short.display())))?;
+        if is_mount_point(short) {
+            return Ok(());
+        }
+        // A stale, unmounted dir left by a crash is simply mounted again.
+        let (src, dst) = (cstr(long)?, cstr(short)?);
+        // SAFETY: both strings are valid and NUL-terminated; the other arguments may be null for
+        // a bind mount.
+        let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(CniError::io(format!("cannot bind-mount {} onto {}: {e}", long.display(), short.display())));
+        }
+        Ok(())
+    }
+
+    async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let short = &self.dir.short;
+        // Another interface of the pod (another record) still uses it: leave it mounted.
+        let me = &ctx.attachment.id;
+        let others = self
+            .state
+            .list_records()?
+            .into_iter()
+            .flatten()
+            .any(|r| r.attachment.id != *me && r.plan.short_dir.as_ref().is_some_and(|d| d.short == *short));
+        if others {
+            return Ok(());
+        }
+        if is_mount_point(short) {
+            let dst = cstr(short)?;
+            // SAFETY: `dst` is a valid NUL-terminated path.
+            let rc = unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(CniError::io(format!("cannot unmount {}: {e}", short.display())));
+                }
+            }
+        }
+        match std::fs::remove_dir(short) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
+            Err(e) => Err(CniError::io(format!("cannot remove short socket dir {}: {e}", short.display()))),
+        }
+    }
+}
