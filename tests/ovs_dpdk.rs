@@ -317,3 +317,46 @@ fn server_mode_across_filesystems_is_code_104() {
     node.cni("ADD", "f5f5000000000001", "net1", &c, &[]).expect_ok();
     node.cni("DEL", "f5f5000000000001", "net1", &c, &[]).expect_ok();
 }
+
+#[test]
+fn port_options_reach_ovs() {
+    let lab = lab();
+    let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let mut c = conf("net-opt", "br-opt", "client");
+    c["host"]["bridge"]["vlanId"] = json!(100);
+    c["host"]["bridge"]["trunks"] = json!([10, 20]);
+    c["host"]["MTU"] = json!(9000);
+    c["host"]["ingressPolicing"] = json!({"rate": 10000, "burst": 1000});
+    c["runtimeConfig"] = json!({"mac": "02:00:00:AA:BB:CC"});
+    let res = node.cni("ADD", "0b7000000000001", "net1", &c, &[]).expect_ok();
+    let port = "0b7000000000-net1";
+    assert_eq!(lab.vsctl(&["get", "Port", port, "tag"]).expect("tag").trim(), "100");
+    assert_eq!(lab.vsctl(&["get", "Port", port, "trunks"]).expect("trunks").trim(), "[10, 20]");
+    assert_eq!(lab.interface_column(port, "mtu_request").expect("mtu").trim(), "9000");
+    assert_eq!(lab.interface_column(port, "ingress_policing_rate").expect("rate").trim(), "10000");
+    assert_eq!(lab.interface_column(port, "ingress_policing_burst").expect("burst").trim(), "1000");
+    let sb = sandbox(&res);
+    assert_eq!(sb["mac"], "02:00:00:aa:bb:cc", "the requested MAC is reported: {sb}");
+    assert_eq!(sb["mtu"], 9000);
+    node.cni("DEL", "0b7000000000001", "net1", &c, &[]).expect_ok();
+    assert!(!has_bridge(&lab, "br-opt"));
+}
+
+#[test]
+fn server_mode_socket_gets_the_configured_group() {
+    let lab = lab();
+    let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let mut c = conf("net-grp", "br-grp", "server");
+    c["host"]["vhost"]["group"] = json!("4242");
+    let res = node.cni("ADD", "9a0000000000001", "net1", &c, &[]).expect_ok();
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(socket_path(&res)).expect("socket");
+    assert_eq!(meta.gid(), 4242);
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    node.cni("DEL", "9a0000000000001", "net1", &c, &[]).expect_ok();
+    let mut bad = c.clone();
+    bad["host"]["vhost"]["group"] = json!("no-such-group-here");
+    let msg = node.cni("ADD", "9a0000000000002", "net1", &bad, &[]).expect_err(7);
+    assert!(msg.contains("no-such-group-here"), "{msg}");
+    assert!(!has_bridge(&lab, "br-grp"), "validation failed before any change");
+}

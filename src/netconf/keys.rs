@@ -15,9 +15,11 @@ pub struct Schema {
 
 pub const MEMIF: Schema = Schema { keys: &["role", "mode", "socketfile"], children: &[] };
 pub const VHOST: Schema = Schema { keys: &["mode", "group", "socketfile"], children: &[] };
-pub const BRIDGE: Schema = Schema { keys: &["bridgeName", "bridgeId", "vlanId"], children: &[] };
+// `trunks` (OVS), and `mtu`/`ingressPolicing` on a side, are this project's additions; they are
+// listed so that two spellings of them are caught like any other key.
+pub const BRIDGE: Schema = Schema { keys: &["bridgeName", "bridgeId", "vlanId", "trunks"], children: &[] };
 pub const SIDE: Schema = Schema {
-    keys: &["engine", "iftype", "netType", "memif", "vhost", "bridge"],
+    keys: &["engine", "iftype", "netType", "memif", "vhost", "bridge", "mtu", "ingressPolicing"],
     children: &[("memif", &MEMIF), ("vhost", &VHOST), ("bridge", &BRIDGE)],
 };
 pub const RUNTIME_CONFIG: Schema = Schema { keys: &["mac", "deviceID", "CNIDeviceInfoFile"], children: &[] };

@@ -275,16 +275,20 @@ impl IpamStep {
     }
 
     /// DEL with no record (ADD never created one, or an upstream plugin made the attachment):
-    /// release whatever the delegate holds for it. A config the delegate could never have run
-    /// with is logged and skipped: DEL never fails for lack of state.
+    /// release whatever the delegate holds for it. This clean-up must stay harmless (DEL never
+    /// fails for lack of state): only "try again later" is reported, so a delegate that timed out
+    /// is retried; a refusal (a config no ADD could have run with, say a bad subnet) is logged.
     pub async fn del_without_record(&self, env: &DelegateEnv, budget: Budget) -> Result<(), CniError> {
         match self.del(env, budget).await {
             Ok(()) => Ok(()),
-            Err(e) if e.delegate_never_ran() => {
-                tracing::warn!(error = %e, "DEL without a record: IPAM DEL skipped");
+            Err(e) => {
+                let e = CniError::from(e);
+                if e.code == codes::TRY_AGAIN_LATER {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "DEL without a record: IPAM DEL failed; nothing of ours to keep, ignored");
                 Ok(())
             }
-            Err(e) => Err(e.into()),
         }
     }
 

@@ -6,6 +6,7 @@ use crate::netconf::NetConf;
 use crate::pipeline::SaveState;
 use crate::state::{Plan, Record, StateDir};
 use crate::steps::ipam::cni_args_text;
+use crate::steps::short_dir::{ShortDir, ShortDirStep};
 use crate::steps::{IpamStep, SharedDirStep};
 use backend_api::{
     codes, Attachment, AttachmentId, Backend, BackendRegistration, CniError, NodeSettings, PodRef, SharedDir, Step,
@@ -85,14 +86,39 @@ pub fn attachment(inv: &Invocation<'_>, conf: &NetConf) -> Result<Attachment, Cn
     })
 }
 
-/// The pod's shared directory: `<sharedDir or the shared_dir setting>/<cid12>`, the upstream
-/// layout, managed (created and removed when empty) by the plugin. The pod-volume and
-/// device-info routes (Kubernetes) resolve first when they apply.
-pub fn shared_dir(conf: &NetConf, settings: &NodeSettings, att: &Attachment) -> (SharedDir, bool) {
+/// Where the pod's shared directory is, and who owns it.
+pub struct SharedDirRoute {
+    pub dir: SharedDir,
+    /// The plugin creates `<base>/<cid12>` and removes it when empty.
+    pub managed: bool,
+    /// The pod's own `shared-dir` emptyDir (kubelet's), which may need the KubeVirt short alias.
+    pub pod_volume: bool,
+}
+
+/// The name of the pod volume the upstream plugin and KubeVirt share sockets through.
+const POD_VOLUME: &str = "shared-dir";
+
+/// Resolve the pod's shared directory (DESIGN.md §3.2), first match wins:
+/// 1. the pod's `shared-dir` emptyDir under the kubelet root, when CNI_ARGS names the pod uid and
+///    kubelet has created it (owned by kubelet: never created or removed by us);
+/// 2. `<sharedDir or the shared_dir setting>/<cid12>`, the upstream layout, managed by the plugin.
+pub fn shared_dir(conf: &NetConf, settings: &NodeSettings, att: &Attachment) -> Result<SharedDirRoute, CniError> {
+    let group = conf.host.vhost.as_ref().and_then(|v| v.group.clone());
+    if let Some(uid) = &att.pod.uid {
+        backend_api::names::validate_file_name("CNI_ARGS K8S_POD_UID", uid)?;
+        let volume =
+            settings.kubelet_root.join("pods").join(uid).join("volumes/kubernetes.io~empty-dir").join(POD_VOLUME);
+        if std::fs::symlink_metadata(&volume).is_ok_and(|m| m.is_dir()) {
+            return Ok(SharedDirRoute {
+                dir: SharedDir { pod: volume.clone(), host: volume, group },
+                managed: false,
+                pod_volume: true,
+            });
+        }
+    }
     let base: PathBuf = conf.shared_dir.clone().unwrap_or_else(|| settings.shared_dir.clone());
     let host = base.join(att.id.cid12());
-    let group = conf.host.vhost.as_ref().and_then(|v| v.group.clone());
-    (SharedDir { pod: host.clone(), host, group }, true)
+    Ok(SharedDirRoute { dir: SharedDir { pod: host.clone(), host, group }, managed: true, pod_volume: false })
 }
 
 /// Compute the whole plan without side effects: backend validation, identifiers, path limits.
@@ -102,15 +128,32 @@ pub fn make_plan(
     backend: &dyn Backend,
     att: &Attachment,
 ) -> Result<Plan, CniError> {
-    let (dir, managed) = shared_dir(conf, inv.settings, att);
-    let req = backend_api::PlanRequest {
-        attachment: att,
-        host: &conf.host,
-        container: &conf.container,
-        shared_dir: &dir,
-        settings: inv.settings,
+    let SharedDirRoute { mut dir, managed, pod_volume } = shared_dir(conf, inv.settings, att)?;
+    let plan_with = |dir: &SharedDir| {
+        backend.plan(&backend_api::PlanRequest {
+            attachment: att,
+            host: &conf.host,
+            container: &conf.container,
+            shared_dir: dir,
+            settings: inv.settings,
+        })
     };
-    let backend_plan = backend.plan(&req)?;
+    let mut backend_plan = plan_with(&dir)?;
+    let mut short_dir = None;
+    // KubeVirt: kubelet's emptyDir path is too deep for sun_path; address the sockets through
+    // `<short_socket_dir>/<pod uid>`, bind-mounted onto it (the pod still sees its own volume).
+    let too_long = backend_plan
+        .socket
+        .as_ref()
+        .is_some_and(|s| backend_api::names::check_sun_path("socket path", &s.host_path).is_err());
+    if pod_volume && too_long {
+        if let Some(uid) = &att.pod.uid {
+            let short = inv.settings.short_socket_dir.join(uid);
+            short_dir = Some(ShortDir { short: short.clone(), long: dir.host.clone() });
+            dir = SharedDir { host: short.clone(), pod: short, group: dir.group.clone() };
+            backend_plan = plan_with(&dir)?;
+        }
+    }
     if let Some(sock) = &backend_plan.socket {
         backend_api::names::check_sun_path("socket path", &sock.host_path)?;
         backend_api::names::check_sun_path("socket path (as the pod sees it)", &sock.pod_path)?;
@@ -125,7 +168,7 @@ pub fn make_plan(
         engine: backend.engine().to_owned(),
         shared_dir: uses.then_some(dir),
         creates_shared_dir: uses && managed,
-        short_dir: None,
+        short_dir: if uses { short_dir } else { None },
         backend: backend_plan,
         device_info_file: conf.runtime_config.device_info_file.clone(),
         ipam: conf.ipam.clone(),
@@ -139,6 +182,9 @@ pub fn make_plan(
 
 fn step_names(backend: &dyn Backend, plan: &Plan) -> Result<Vec<String>, CniError> {
     let mut names = Vec::new();
+    if plan.short_dir.is_some() {
+        names.push("short-dir".into());
+    }
     if plan.shared_dir.is_some() {
         names.push("shared-dir".into());
     }
@@ -154,6 +200,9 @@ fn step_names(backend: &dyn Backend, plan: &Plan) -> Result<Vec<String>, CniErro
 pub fn build_steps(backend: &dyn Backend, state: &StateDir, record: &Record) -> Result<Vec<Box<dyn Step>>, CniError> {
     let plan = &record.plan;
     let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    if let Some(short) = &plan.short_dir {
+        steps.push(Box::new(ShortDirStep { dir: short.clone(), state: state.clone() }));
+    }
     if let Some(dir) = &plan.shared_dir {
         let files = plan.backend.socket.iter().map(|s| s.host_path.clone()).collect();
         steps.push(Box::new(SharedDirStep { dir: dir.clone(), managed: plan.creates_shared_dir, files }));

@@ -97,8 +97,9 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
 
     let host_mode = vhost.mode.unwrap_or(VhostMode::Server);
     let ovs_socket = req.settings.ovs_sock_dir.join(&port);
+    // The shared-dir socket path is checked by the generic planner, which may still move it to
+    // a short dir (KubeVirt); OVS's own dir is ours to check.
     let shared_socket = req.shared_dir.host.join(&port);
-    check_sun_path("socket path", &shared_socket)?;
     if host_mode == VhostMode::Server {
         check_sun_path("OVS vhost-sock-dir socket path", &ovs_socket)?;
         same_filesystem(&req.settings.ovs_sock_dir, &req.shared_dir.host)?;
@@ -134,6 +135,10 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
             )))
         }
     };
+    if let Some(group) = &vhost.group {
+        // Resolved now so a typo fails validation instead of a half-done ADD.
+        crate::steps::resolve_group(group)?;
+    }
     Ok(OvsPlan {
         bridge,
         port,

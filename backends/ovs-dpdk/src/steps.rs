@@ -412,7 +412,8 @@ pub fn set_group(path: &std::path::Path, group: &str) -> Result<(), CniError> {
         .map_err(|e| CniError::io(format!("cannot set mode 0660 on {}: {e}", path.display())))
 }
 
-fn resolve_group(group: &str) -> Result<u32, CniError> {
+/// A group name (from /etc/group) or a numeric gid.
+pub fn resolve_group(group: &str) -> Result<u32, CniError> {
     if let Ok(n) = group.parse::<u32>() {
         return Ok(n);
     }

@@ -35,6 +35,28 @@ const DPDK_INIT_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 const KILL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How a lab is started. `Default` is what tests use (`Lab::start`): `pmd-maxsleep` set so
+/// several labs and testpmd share a 2-core machine. Benchmarks use `LabOptions::busy_pmd()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabOptions {
+    /// `other_config:pmd-maxsleep` in µs; `None` leaves OVS's default PMD, which busy-polls its
+    /// core at 100 % and applies changes fastest (one lab per machine, lab/README.md).
+    pub pmd_maxsleep_us: Option<u32>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions { pmd_maxsleep_us: Some(PMD_MAXSLEEP_US) }
+    }
+}
+
+impl LabOptions {
+    /// OVS's default busy-polling PMD (no `pmd-maxsleep`): for benchmarks, one lab at a time.
+    pub fn busy_pmd() -> Self {
+        LabOptions { pmd_maxsleep_us: None }
+    }
+}
+
 /// A running private OVS. Dropping it stops everything and removes every file, the netns and
 /// the DPDK runtime dir; `stop()` does the same and reports errors.
 #[derive(Debug)]
@@ -55,13 +77,18 @@ impl Lab {
     /// ovsdb-server + ovs-vswitchd-dpdk, DPDK initialised, no bridges. `name` (sanitised, at most
     /// 12 characters) appears in the dir, netns and DPDK prefix to tell labs apart.
     pub fn start(name: &str) -> Result<Lab, LabError> {
-        Self::create(name, true)
+        Self::start_with(name, &LabOptions::default())
+    }
+
+    /// `start` with explicit options, e.g. `LabOptions::busy_pmd()` for benchmarks.
+    pub fn start_with(name: &str, options: &LabOptions) -> Result<Lab, LabError> {
+        Self::create(name, true, options)
     }
 
     /// Only ovsdb-server with an initialised `Open_vSwitch` database: enough for OVSDB protocol
     /// tests, and nothing ever applies `next_cfg` (so waits for vswitchd time out).
     pub fn start_db_only(name: &str) -> Result<Lab, LabError> {
-        Self::create(name, false)
+        Self::create(name, false, &LabOptions::default())
     }
 
     /// A lab shared by the tests of one test binary that run at the same time (DESIGN.md §3.7:
@@ -80,7 +107,7 @@ impl Lab {
         Ok(lab)
     }
 
-    fn create(name: &str, with_vswitchd: bool) -> Result<Lab, LabError> {
+    fn create(name: &str, with_vswitchd: bool, options: &LabOptions) -> Result<Lab, LabError> {
         let short = sanitize(name, 12);
         let mut made = None;
         for _ in 0..32 {
@@ -112,11 +139,11 @@ impl Lab {
             stopped: false,
         };
         // On error `lab` drops here and tears down whatever part was made.
-        lab.boot()?;
+        lab.boot(options)?;
         Ok(lab)
     }
 
-    fn boot(&mut self) -> Result<(), LabError> {
+    fn boot(&mut self, options: &LabOptions) -> Result<(), LabError> {
         let db = self.dir.join("conf.db");
         run_ok(Command::new("ovsdb-tool").arg("create").arg(&db).arg(VSWITCH_SCHEMA), CMD_TIMEOUT)?;
         self.start_ovsdb()?;
@@ -125,12 +152,12 @@ impl Lab {
             return Ok(());
         }
         let extra = format!("other_config:dpdk-extra=\"{DPDK_EXTRA} --file-prefix={}\"", self.stem);
-        let maxsleep = format!("other_config:pmd-maxsleep={PMD_MAXSLEEP_US}");
+        let maxsleep = options.pmd_maxsleep_us.map(|us| format!("other_config:pmd-maxsleep={us}"));
         // The lcore/PMD masks pin vswitchd's main thread to core 0 and its PMD to core 1, as on
         // the 2-core CI machines; `per-port-memory` sizes mempools per port, which fits in the
         // 512 MiB DPDK gets. `vhost-sock-dir` stays unset: OVS reads it as a path *relative to*
         // its rundir, and the default (the rundir = the lab dir) is what we want.
-        self.vsctl(&[
+        let mut set = vec![
             "--no-wait",
             "set",
             "Open_vSwitch",
@@ -139,9 +166,12 @@ impl Lab {
             "other_config:dpdk-lcore-mask=0x1",
             "other_config:pmd-cpu-mask=0x2",
             "other_config:per-port-memory=true",
-            &maxsleep,
             &extra,
-        ])?;
+        ];
+        if let Some(m) = &maxsleep {
+            set.push(m);
+        }
+        self.vsctl(&set)?;
         run_ok(&mut command("ip", ["netns", "add", &self.stem]), CMD_TIMEOUT)?;
         self.netns = Some(self.stem.clone());
         self.start_vswitchd()

@@ -7,6 +7,6 @@ pub mod process;
 pub mod testpmd;
 
 pub use error::LabError;
-pub use lab::{Lab, DPDK_RUN_DIR, PMD_MAXSLEEP_US, VSWITCHD_DPDK, VSWITCH_SCHEMA};
+pub use lab::{Lab, LabOptions, DPDK_RUN_DIR, PMD_MAXSLEEP_US, VSWITCHD_DPDK, VSWITCH_SCHEMA};
 pub use process::{pid_alive, PREFIX};
 pub use testpmd::{Counters, Role, Testpmd, VhostPort, MAX_BURST};
