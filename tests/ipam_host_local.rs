@@ -334,7 +334,8 @@ fn script_dir(node: &Node, name: &str, body: &str) -> PathBuf {
 
 /// One line per delegate call: `COMMAND|CNI_CONTAINERID|CNI_IFNAME|CNI_NETNS|CNI_ARGS|CNI_PATH|stdin`.
 const LOG_CALL: &str = r#"input=$(cat)
-printf '%s|%s|%s|%s|%s|%s|%s\n' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_IFNAME" "$CNI_NETNS" "$CNI_ARGS" "$CNI_PATH" "$input" >> "$0.log"
+printf '%s|%s|%s|%s|%s|%s|%s\n' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_IFNAME" "$CNI_NETNS" \
+    "$CNI_ARGS" "$CNI_PATH" "$input" >> "$0.log"
 "#;
 
 struct Call {
@@ -406,9 +407,13 @@ fn host_local_is_asked_version_once_per_call_and_called_with_1_0_0() {
 /// A fake IPAM plugin that speaks 1.1.0: answers ADD with a fixed address, runs `on_status` for
 /// STATUS and `on_add` (if given) instead of answering ADD.
 fn fake_ipam(node: &Node, on_add: Option<&str>, on_status: &str) -> PathBuf {
-    let add = on_add.unwrap_or(
-        r#"echo '{"cniVersion":"1.1.0","ips":[{"address":"192.168.5.9/24","gateway":"192.168.5.1"}],"dns":{"nameservers":["192.168.5.53"]}}'"#,
-    );
+    let answer = json!({
+        "cniVersion": "1.1.0",
+        "ips": [{"address": "192.168.5.9/24", "gateway": "192.168.5.1"}],
+        "dns": {"nameservers": ["192.168.5.53"]}
+    });
+    let echo = format!("echo '{answer}'");
+    let add = on_add.unwrap_or(&echo);
     let body = format!(
         "{LOG_CALL}case \"$CNI_COMMAND\" in\n\
          VERSION) echo '{{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\",\"1.1.0\"]}}' ;;\n\

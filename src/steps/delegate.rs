@@ -1,5 +1,5 @@
-//! Runs a delegated CNI plugin (an IPAM plugin) the way a runtime does: found in CNI_PATH, the
-//! CNI_* environment, the config on stdin, a bounded wait. Never lets a delegate outlive us or write to our stdout.
+//! Runs a delegated CNI plugin (IPAM) as a runtime does: found in CNI_PATH, CNI_* environment, config
+//! on stdin, bounded wait. Never lets a delegate outlive us, wait unbounded, or write to our stdout.
 
 use crate::cni::quoted;
 use crate::cni::version::CniVersion;
@@ -59,7 +59,8 @@ pub enum DelegateError {
     BadOutput { plugin: String, command: &'static str, expected: &'static str, problem: String },
 
     #[error(
-        "{plugin} supports CNI versions {} and this plugin {}: none in common; install a {plugin} that speaks one of ours",
+        "{plugin} supports CNI versions {} and this plugin {}: none in common; install a {plugin} that \
+         speaks one of ours",
         .theirs.join(", "),
         crate::cni::version::SUPPORTED.join(", ")
     )]
@@ -223,7 +224,8 @@ impl Delegate {
             // SIGKILL, then reap; kill_on_drop covers the case where even the reap times out.
             let _ = child.start_kill();
             let _ = tokio::time::timeout(REAP_WAIT, child.wait()).await;
-            tracing::warn!(plugin = %self.plugin, command, budget_ms = budget.as_millis() as u64, "delegate timed out; killed");
+            let budget_ms = budget.as_millis() as u64;
+            tracing::warn!(plugin = %self.plugin, command, budget_ms, "delegate timed out; killed");
             return Err(DelegateError::Timeout {
                 plugin: self.plugin.clone(),
                 command,

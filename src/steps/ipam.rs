@@ -1,5 +1,5 @@
-//! The IPAM step: delegates addresses to the plugin named by `ipam.type` (ADD on apply, DEL on undo)
-//! and forwards CHECK, GC and STATUS with DESIGN.md §3.3's version rules. Never edits the result (publication merges it).
+//! The IPAM step: delegates addresses to the plugin named by `ipam.type` (ADD on apply, DEL on undo),
+//! and forwards CHECK, GC and STATUS by DESIGN.md §3.3. Never edits the result: publication merges it.
 
 use super::delegate::{delegated_config, Delegate, DelegateEnv, DelegateError};
 use crate::cni::args::CniArgs;
@@ -30,6 +30,9 @@ pub enum IpamError {
     #[error(transparent)]
     Delegate(#[from] DelegateError),
 
+    #[error("{plugin}: its {command} output is not JSON: {problem}")]
+    NotJson { plugin: String, command: &'static str, problem: String },
+
     #[error("{plugin}: its {command} result is not a CNI result: {source}")]
     BadResult { plugin: String, command: &'static str, source: ResultError },
 
@@ -51,6 +54,7 @@ impl From<IpamError> for CniError {
                 };
                 CniError::new(code, e.to_string())
             }
+            IpamError::NotJson { .. } => CniError::new(codes::DECODE_FAILURE, e.to_string()),
             IpamError::Unavailable { .. } => CniError::new(codes::NOT_AVAILABLE, e.to_string()),
         }
     }
@@ -167,6 +171,11 @@ impl IpamStep {
     /// process (or GC) delegates exactly as ADD did.
     pub fn from_record(record: &Record) -> Result<Option<IpamStep>, CniError> {
         let plan = &record.plan;
+        // Records written before IPAM delegation carry `ipam` but not the step (nor the CNI_PATH
+        // to find the plugin): their ADD allocated nothing, and a DEL must not fail over it.
+        if !plan.steps.iter().any(|s| s == "ipam") {
+            return Ok(None);
+        }
         Ok(IpamStep::new(&record.config, plan.ipam.as_ref(), &plan.cni_path, plan.cni_args.clone())?)
     }
 
@@ -214,10 +223,16 @@ impl IpamStep {
         let (delegate, version) = self.version(budget).await?;
         let stdin = delegated_config(&self.config, version, None).to_string();
         let out = delegate.run("ADD", env, stdin.as_bytes(), budget.next()).await?;
-        let bad = |source| IpamError::BadResult { plugin: self.plugin.clone(), command: "ADD", source };
-        let doc: Value = serde_json::from_slice(&out)
-            .map_err(|e| bad(ResultError::Field { field: "(document)".into(), problem: format!("not JSON: {e}") }))?;
-        let result = CniResult::from_json(&doc).map_err(bad)?;
+        let doc: Value = serde_json::from_slice(&out).map_err(|e| IpamError::NotJson {
+            plugin: self.plugin.clone(),
+            command: "ADD",
+            problem: e.to_string(),
+        })?;
+        let result = CniResult::from_json(&doc).map_err(|source| IpamError::BadResult {
+            plugin: self.plugin.clone(),
+            command: "ADD",
+            source,
+        })?;
         tracing::info!(plugin = %self.plugin, version = %version, ips = result.ips.len(), "IPAM ADD");
         Ok(result)
     }
