@@ -40,6 +40,9 @@ const BR_OURS_WAVE0: &str = "brb-o-wave0";
 const BR_UP_EXIST: &str = "brb-u-exist";
 const BR_UP_NEW: &str = "brb-u-new";
 const BR_UP_WAVE: &str = "brb-u-wave";
+/// `cid()` kinds of the attachments that keep the "existing" bridges alive.
+const ANCHOR_OURS: u32 = 0xa0;
+const ANCHOR_UP: u32 = 0xa1;
 
 fn main() -> ExitCode {
     match run() {
@@ -112,6 +115,8 @@ fn run() -> Result<bool, String> {
     let netns = Netns::create()?;
     let node = tempfile::Builder::new().prefix("uscni-bench-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
     std::fs::write(node.path().join("userspace.toml"), "").map_err(|e| format!("settings file: {e}"))?;
+    // The state dir's fsyncs cost what this filesystem charges (TMPDIR moves the node).
+    println!("node: {} ({})", node.path().display(), fs_type(node.path()));
     let wd = Watchdog::start();
 
     let ours = Ours::new(&lab, node.path(), &netns.path(), &wd);
@@ -187,12 +192,12 @@ fn measure(p: &Params, ours: &Ours, up: &Upstream, wd: &Watchdog, errors: &mut E
     }
 
     // The anchors: attachments that keep the "existing" bridges alive through cases 1 and 3.
-    let anchor = cid(0xa0, 0);
-    if let Err(e) = ours.add(BR_OURS_EXIST, &anchor) {
+    // OVS port names are global: each side's ids differ in their first 12 characters.
+    if let Err(e) = ours.add(BR_OURS_EXIST, &cid(ANCHOR_OURS, 0)) {
         errors.add("ours: anchor ADD", e);
         return None;
     }
-    if let Err(e) = up.add(BR_UP_EXIST, &anchor) {
+    if let Err(e) = up.add(BR_UP_EXIST, &cid(ANCHOR_UP, 0)) {
         errors.add("upstream: anchor ADD", e);
         return None;
     }
@@ -248,12 +253,11 @@ fn measure(p: &Params, ours: &Ours, up: &Upstream, wd: &Watchdog, errors: &mut E
     // Concurrent waves: N processes at once on one bridge that another attachment keeps.
     let n = p.concurrency;
     let mut waves = Vec::new();
-    let wave_anchor = cid(0xa1, 0);
-    if let Err(e) = ours.add(BR_OURS_WAVE, &wave_anchor) {
+    if let Err(e) = ours.add(BR_OURS_WAVE, &cid(ANCHOR_OURS, 1)) {
         errors.add("ours: wave anchor ADD", e);
         return None;
     }
-    if let Err(e) = up.add(BR_UP_WAVE, &wave_anchor) {
+    if let Err(e) = up.add(BR_UP_WAVE, &cid(ANCHOR_UP, 1)) {
         errors.add("upstream: wave anchor ADD", e);
         return None;
     }
@@ -329,14 +333,14 @@ fn measure(p: &Params, ours: &Ours, up: &Upstream, wd: &Watchdog, errors: &mut E
 
 /// DEL the anchors (and, after a failed run, everything the plugin or the baseline may have left).
 fn cleanup(ours: &Ours, up: &Upstream, errors: &mut Errors) {
-    for (bridge, kind) in [(BR_OURS_EXIST, 0xa0), (BR_OURS_WAVE, 0xa1)] {
-        if let Err(e) = ours.del(bridge, &cid(kind, 0)) {
+    for (bridge, i) in [(BR_OURS_EXIST, 0), (BR_OURS_WAVE, 1)] {
+        if let Err(e) = ours.del(bridge, &cid(ANCHOR_OURS, i)) {
             errors.add("ours: anchor DEL", e);
         }
     }
-    for (bridge, kind) in [(BR_UP_EXIST, 0xa0), (BR_UP_WAVE, 0xa1)] {
+    for (bridge, i) in [(BR_UP_EXIST, 0), (BR_UP_WAVE, 1)] {
         if has_bridge(up.lab, bridge) {
-            if let Err(e) = up.del(bridge, &cid(kind, 0)) {
+            if let Err(e) = up.del(bridge, &cid(ANCHOR_UP, i)) {
                 errors.add("upstream: anchor DEL", e);
             }
         }
@@ -428,12 +432,13 @@ struct Ours<'a> {
     wd: &'a Watchdog,
     settings: Vec<(String, String)>,
     netns: String,
+    log_file: Option<String>,
 }
 
 impl<'a> Ours<'a> {
     fn new(lab: &'a Lab, root: &Path, netns: &str, wd: &'a Watchdog) -> Ours<'a> {
         let p = |rel: &str| root.join(rel).display().to_string();
-        let settings = vec![
+        let mut settings = vec![
             ("USERSPACE_CNI_CONFIG".to_string(), p("userspace.toml")),
             ("USERSPACE_CNI_STATE_DIR".to_string(), p("state")),
             ("USERSPACE_CNI_SHARED_DIR".to_string(), p("shared")),
@@ -441,22 +446,30 @@ impl<'a> Ours<'a> {
             ("USERSPACE_CNI_KUBELET_ROOT".to_string(), p("kubelet")),
             ("USERSPACE_CNI_OVSDB".to_string(), lab.db_endpoint()),
             ("USERSPACE_CNI_OVS_SOCK_DIR".to_string(), lab.sock_dir().display().to_string()),
-            ("USERSPACE_CNI_ALLOWED_ROOTS".to_string(), p("shared")),
         ];
-        Ours { lab, wd, settings, netns: netns.to_string() }
+        // Profiling aid: BENCH_LOG_FILE=<path> runs ours at logLevel debug into that file, whose
+        // per-step `elapsed_us` spans show where the time goes (it costs a little itself).
+        let log_file = std::env::var("BENCH_LOG_FILE").ok().filter(|v| !v.is_empty());
+        let log_root = log_file.as_deref().and_then(|f| Path::new(f).parent()).map(|d| d.display().to_string());
+        let roots = [Some(p("shared")), log_root].into_iter().flatten().collect::<Vec<_>>().join(":");
+        settings.push(("USERSPACE_CNI_ALLOWED_ROOTS".to_string(), roots));
+        Ours { lab, wd, settings, netns: netns.to_string(), log_file }
     }
 
-    fn conf(bridge: &str) -> Vec<u8> {
-        json!({
+    fn conf(&self, bridge: &str) -> Vec<u8> {
+        let mut conf = json!({
             "cniVersion": "1.1.0",
             "name": NETWORK,
             "type": "userspace",
             "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge",
                      "vhost": {"mode": "client"}, "bridge": {"bridgeName": bridge}},
             "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"}
-        })
-        .to_string()
-        .into_bytes()
+        });
+        if let Some(log) = &self.log_file {
+            conf["logLevel"] = json!("debug");
+            conf["logFile"] = json!(log);
+        }
+        conf.to_string().into_bytes()
     }
 
     fn command(&self, verb: &str, cid: &str) -> Command {
@@ -473,7 +486,7 @@ impl<'a> Ours<'a> {
     }
 
     fn call(&self, verb: &str, bridge: &str, cid: &str) -> Result<Proc, String> {
-        let p = run_timed(self.wd, self.command(verb, cid), Some(&Self::conf(bridge)))?;
+        let p = run_timed(self.wd, self.command(verb, cid), Some(&self.conf(bridge)))?;
         if p.code != Some(0) {
             return Err(format!("{verb} {}: exit {:?}: {}{}", cid12(cid), p.code, p.stdout.trim(), p.stderr.trim()));
         }
@@ -999,6 +1012,25 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
+}
+
+/// The filesystem under `path`, by statfs(2) magic.
+fn fs_type(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return "?".into() };
+    // SAFETY: statfs(2) reads the NUL-terminated path and writes only into the struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return "?".into();
+    }
+    match st.f_type {
+        0xEF53 => "ext4".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        t => format!("fs magic {t:#x}"),
+    }
 }
 
 fn cpus() -> usize {

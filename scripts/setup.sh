@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install what the demo and the tests need on a Debian 12 machine (as root): Debian's OVS-DPDK,
-# DPDK (testpmd), the reference CNI plugins (host-local). Skips what is already installed.
+# DPDK (testpmd), the reference CNI plugins (host-local), and what builds and runs the static
+# binary and its image (musl-tools, buildah, podman, skopeo, umoci, runc, the musl Rust target).
+# Skips what is already installed.
 set -euo pipefail
-PKGS="openvswitch-switch-dpdk dpdk dpdk-dev containernetworking-plugins iproute2 util-linux procps"
+PKGS="openvswitch-switch-dpdk dpdk dpdk-dev containernetworking-plugins iproute2 util-linux procps
+  musl-tools buildah podman skopeo umoci runc file"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -17,3 +20,10 @@ fi
 test -x /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 command -v dpdk-testpmd >/dev/null
 test -x /usr/lib/cni/host-local
+# The static release binary and its OCI image (tests/packaging.rs, scripts/build-image.sh).
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+# VPP's own Python client: the independent oracle of the VPP backend's tests (golden bytes, a
+# client against the simulator). 2.4.2 loads the v26.06 .api.json files.
+python3 -c 'import vpp_papi' 2>/dev/null || python3 -m pip install --quiet vpp-papi==2.4.2 \
+  || python3 -m pip install --quiet --break-system-packages vpp-papi==2.4.2
+python3 -c 'import vpp_papi'

@@ -4,9 +4,13 @@
 pub mod cli;
 pub mod cni;
 pub mod entry;
+pub mod k8s;
 pub mod logging;
 pub mod netconf;
+pub mod node_paths;
 pub mod pipeline;
+pub mod rbac;
+pub mod reconcile;
 pub mod settings;
 pub mod state;
 pub mod steps;

@@ -40,6 +40,14 @@ fn fill_value(v: &mut Value, node: &Node) {
     }
 }
 
+/// `env_hex`: variables whose values are raw bytes (non-UTF-8), hex-encoded.
+fn env_bytes(case: &Value) -> Vec<(String, Vec<u8>)> {
+    case["env_hex"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), hex(v.as_str().unwrap_or_default()))).collect())
+        .unwrap_or_default()
+}
+
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).filter_map(|i| s.get(i..i + 2)).filter_map(|b| u8::from_str_radix(b, 16).ok()).collect()
 }
@@ -87,8 +95,23 @@ fn bad_input_table() {
             }
             conf.to_string().into_bytes()
         };
+        // Optional set-up: objects planted on the node, or a first ADD of the same attachment.
+        if let Some([path, target]) = case["plant_symlink"].as_array().map(|a| a.as_slice()) {
+            let path = node.path(path.as_str().unwrap_or_default());
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("plant dir");
+            std::os::unix::fs::symlink(target.as_str().unwrap_or_default(), &path).expect("plant symlink");
+        }
+        if let Some(path) = case["plant_file"].as_str() {
+            let path = node.path(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("plant dir");
+            std::fs::write(&path, b"planted").expect("plant file");
+        }
+        if case["before"].as_str() == Some("ADD") {
+            let first = node.exec(TESTKIT_BIN, &env, &stdin);
+            assert!(first.ok(), "{name}: the first ADD must succeed: {}", first.stdout);
+        }
         let before = node.snapshot();
-        let run = node.exec(TESTKIT_BIN, &env, &stdin);
+        let run = node.exec_os(TESTKIT_BIN, &env, &env_bytes(case), &stdin);
         let want = case["code"].as_u64().unwrap_or(0);
         if want == 0 {
             if !run.ok() {

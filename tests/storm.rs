@@ -60,7 +60,12 @@ fn storm_of_1008_add_del_on_one_bridge_has_no_error_and_no_leak() {
         w.join().expect("worker");
     }
     let errors = errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    assert!(errors.is_empty(), "{} errors in the storm, e.g.:\n{}", errors.len(), errors[..errors.len().min(10)].join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{} errors in the storm, e.g.:\n{}",
+        errors.len(),
+        errors[..errors.len().min(10)].join("\n")
+    );
     assert_eq!(ops.load(Ordering::Relaxed), WORKERS * ROUNDS * 2);
     assert!(!lab.bridges().expect("bridges").iter().any(|b| b == "br-storm"), "the bridge went with the last port");
     let left = node.leftovers();

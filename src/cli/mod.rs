@@ -1,12 +1,26 @@
 //! The operator CLI (the binary run by hand, without CNI_COMMAND): a dispatcher over one module
 //! per command. Prints for humans (or `--json`) on stdout; never runs in CNI mode.
 
+pub mod doctor;
+pub mod gc;
+pub mod inspect;
+pub mod install;
+
 use crate::verbs::Registry;
 
 const USAGE: &str = "userspace: a CNI plugin for userspace (DPDK) interfaces.
 Run by a container runtime with CNI_COMMAND set; by hand:
   userspace backends [--json]   list the dataplane engines built into this binary
   userspace version             print the plugin version and the CNI versions it speaks
+  userspace install [DIR] [--settings PATH]
+                                copy this binary to DIR (default /opt/cni/bin) atomically
+  userspace inspect [--json]    list the attachments on this node and their state
+  userspace gc [--dry-run] [--every DURATION] [--grace DURATION] [--json]
+                                remove attachments whose pod is gone (the node reconciler)
+  userspace gc --check-heartbeat DURATION
+                                exit 0 if a reconciler pass completed within DURATION
+  userspace doctor [--json] [--engine ENGINE]
+                                check OVS/VPP, DPDK, hugepages, dirs and CNI_PATH plugins
 ";
 
 pub fn main(registry: Registry) -> i32 {
@@ -28,6 +42,10 @@ pub fn main(registry: Registry) -> i32 {
             }
             0
         }
+        Some("install") => install::main(&args[1..]),
+        Some("inspect") => inspect::main(&args[1..]),
+        Some("gc") => gc::main(&registry, &args[1..]),
+        Some("doctor") => doctor::main(&registry, &args[1..]),
         Some("version") | Some("--version") => {
             println!("userspace-cni {} (CNI {})", env!("CARGO_PKG_VERSION"), crate::cni::version::SUPPORTED.join(", "));
             0

@@ -18,9 +18,12 @@ pub const VHOST: Schema = Schema { keys: &["mode", "group", "socketfile"], child
 // `trunks` (OVS), and `mtu`/`ingressPolicing` on a side, are this project's additions; they are
 // listed so that two spellings of them are caught like any other key.
 pub const BRIDGE: Schema = Schema { keys: &["bridgeName", "bridgeId", "vlanId", "trunks"], children: &[] };
+// `permissions` (host side): who may open the shared dir and a server-mode socket (docs/permissions.md).
+pub const PERMISSIONS: Schema =
+    Schema { keys: &["owner", "group", "dirMode", "socketMode", "selinuxContext"], children: &[] };
 pub const SIDE: Schema = Schema {
-    keys: &["engine", "iftype", "netType", "memif", "vhost", "bridge", "mtu", "ingressPolicing"],
-    children: &[("memif", &MEMIF), ("vhost", &VHOST), ("bridge", &BRIDGE)],
+    keys: &["engine", "iftype", "netType", "memif", "vhost", "bridge", "mtu", "ingressPolicing", "permissions"],
+    children: &[("memif", &MEMIF), ("vhost", &VHOST), ("bridge", &BRIDGE), ("permissions", &PERMISSIONS)],
 };
 pub const RUNTIME_CONFIG: Schema = Schema { keys: &["mac", "deviceID", "CNIDeviceInfoFile"], children: &[] };
 pub const TOP: Schema = Schema {
@@ -119,7 +122,7 @@ mod tests {
     use serde_json::json;
 
     fn all_schemas() -> Vec<&'static Schema> {
-        vec![&TOP, &SIDE, &MEMIF, &VHOST, &BRIDGE, &RUNTIME_CONFIG]
+        vec![&TOP, &SIDE, &MEMIF, &VHOST, &BRIDGE, &PERMISSIONS, &RUNTIME_CONFIG]
     }
 
     #[test]
@@ -181,6 +184,8 @@ mod tests {
             (json!({"host": {"iftype": "memif", "ifType": "memif"}}), "host.iftype"),
             (json!({"container": {"memif": {"Role": "slave", "role": "master"}}}), "container.memif.role"),
             (json!({"runtimeConfig": {"mac": "a", "Mac": "b"}}), "runtimeConfig.mac"),
+            (json!({"host": {"permissions": {}, "Permissions": {}}}), "host.permissions"),
+            (json!({"host": {"permissions": {"dirMode": "0770", "DirMode": "0700"}}}), "host.permissions.dirMode"),
         ] {
             let mut v = doc.clone();
             let err = normalise(&mut v, &TOP, &Path::default()).unwrap_err();

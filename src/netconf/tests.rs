@@ -196,10 +196,15 @@ fn runtime_config_is_read_and_the_mac_checked() {
     let devinfo = "/var/run/k8s.cni.cncf.io/devinfo/x.json";
     doc["runtimeConfig"] =
         json!({"mac": "02:00:00:AA:BB:01", "deviceID": "0000:03:00.1", "CNIDeviceInfoFile": devinfo});
+    doc["deviceID"] = json!("vhost-dp_dev-1");
     let nc = parse(doc.to_string().as_bytes()).unwrap();
     nc.validate(&NodeSettings::default()).unwrap();
     assert_eq!(nc.runtime_config.mac.as_deref(), Some("02:00:00:AA:BB:01"));
     assert_eq!(nc.runtime_config.device_id.as_deref(), Some("0000:03:00.1"));
+    assert_eq!(nc.device_id.as_deref(), Some("vhost-dp_dev-1"));
+    let mut doc = minimal();
+    doc["deviceID"] = json!("a/b");
+    assert!(err_of(&doc.to_string()).msg.contains("deviceID \"a/b\" is not a device id"));
 
     for (rc, needle) in [
         (json!({"mac": "02:00:00:00:01"}), "runtimeConfig.mac"),
@@ -207,6 +212,8 @@ fn runtime_config_is_read_and_the_mac_checked() {
         (json!({"CNIDeviceInfoFile": "devinfo.json"}), "not absolute"),
         (json!({"CNIDeviceInfoFile": "/run/../etc/x.json"}), "'..'"),
         (json!({"CNIDeviceInfoFile": "/run/devinfo/"}), "directory"),
+        (json!({"deviceID": "../../etc"}), "runtimeConfig.deviceID"),
+        (json!({"deviceID": ".."}), "runtimeConfig.deviceID"),
     ] {
         let mut doc = minimal();
         doc["runtimeConfig"] = rc.clone();

@@ -2,6 +2,7 @@
 //! checking every known key's JSON type and enum value. Never reads the filesystem or settings.
 
 use super::path::Path;
+use backend_api::perms::{self, PermissionsConf};
 use backend_api::spec::{BridgeConf, IfType, MemifConf, MemifMode, MemifRole, NetType, VhostConf, VhostMode};
 use backend_api::{codes, CniError, InterfaceSpec};
 use serde_json::{Map, Value};
@@ -205,6 +206,40 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A user or group: a name (a string) or a numeric id (a number or a string of digits; the
+    /// name lookup is `perms::resolve`'s). `""` counts as absent.
+    fn account(&self, key: &str) -> Result<Option<String>, TypeError> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        match v {
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Number(n) => match n.as_u64() {
+                Some(id) if id < u64::from(u32::MAX) => Ok(Some(id.to_string())),
+                _ => Err(TypeError::OutOfRange {
+                    path: self.at(key),
+                    value: clip(&n.to_string()),
+                    accepted: "a name, or a numeric id from 0 to 4294967294",
+                }),
+            },
+            _ => Err(self.wrong(key, "a name or a numeric id", v)),
+        }
+    }
+
+    /// An octal mode: a string of 3 or 4 octal digits up to `max`. JSON has no octal numbers (770
+    /// would be decimal), so a number is refused rather than guessed at.
+    fn mode(&self, key: &str, max: u32, accepted: &'static str) -> Result<Option<u32>, TypeError> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        match v {
+            Value::String(s) if s.is_empty() => Ok(None),
+            Value::String(s) => backend_api::perms::parse_mode(s, max).map(Some).ok_or_else(|| TypeError::BadValue {
+                path: self.at(key),
+                value: quoted(s),
+                accepted,
+            }),
+            _ => Err(self.wrong(key, "an octal string like \"0770\" (JSON has no octal numbers)", v)),
+        }
+    }
+
     /// An optional enum value, matched exactly as upstream compared it; `""` counts as absent.
     fn choice<T: Copy>(&self, key: &str, table: &[(&str, T)], accepted: &'static str) -> Result<Option<T>, TypeError> {
         let Some(s) = self.string(key)? else { return Ok(None) };
@@ -326,6 +361,24 @@ fn side(top: &Obj<'_>, key: &str) -> Result<InterfaceSpec, TypeError> {
             vlan_id: b.nonzero_uint("vlanId", 4095, "an integer 0..=4095 (0: no VLAN)")?.map(|n| n as u16),
         }),
     };
+    let permissions = match o.object("permissions")? {
+        None => None,
+        Some(p) => Some(PermissionsConf {
+            owner: p.account("owner")?,
+            group: p.account("group")?,
+            dir_mode: p.mode(
+                "dirMode",
+                perms::MAX_DIR_MODE,
+                "an octal string of 3 or 4 digits up to \"7777\", e.g. \"2770\"",
+            )?,
+            socket_mode: p.mode(
+                "socketMode",
+                perms::MAX_SOCKET_MODE,
+                "an octal string of 3 or 4 digits up to \"0777\", e.g. \"0660\"",
+            )?,
+            selinux_context: p.string("selinuxContext")?,
+        }),
+    };
     Ok(InterfaceSpec {
         engine: o.string("engine")?,
         iftype: o.choice("iftype", IFTYPES, "vhostuser, memif")?,
@@ -333,6 +386,7 @@ fn side(top: &Obj<'_>, key: &str) -> Result<InterfaceSpec, TypeError> {
         memif,
         vhost,
         bridge,
+        permissions,
         raw: Value::Object(o.map.clone()),
     })
 }
@@ -442,6 +496,32 @@ mod tests {
         assert_eq!(nc.host.vhost, Some(VhostConf::default()));
         assert_eq!(nc.host.bridge, Some(BridgeConf::default()));
         assert_eq!(nc.container, InterfaceSpec::default());
+    }
+
+    #[test]
+    fn permissions_take_names_ids_and_octal_strings() {
+        let nc = read(json!({"name": "n", "Host": {"Permissions": {
+            "Owner": 107, "group": "hugetlbfs", "dirMode": "2770", "SocketMode": "0660",
+            "selinuxcontext": "system_u:object_r:container_file_t:s0"}}}))
+        .unwrap();
+        let p = nc.host.permissions.expect("permissions");
+        assert_eq!((p.owner.as_deref(), p.group.as_deref()), (Some("107"), Some("hugetlbfs")));
+        assert_eq!((p.dir_mode, p.socket_mode), (Some(0o2770), Some(0o660)));
+        assert_eq!(p.selinux_context.as_deref(), Some("system_u:object_r:container_file_t:s0"));
+        for (perms, needle) in [
+            (json!({"dirMode": 770}), "host.permissions.dirMode must be an octal string"),
+            (json!({"dirMode": "0999"}), "host.permissions.dirMode \"0999\" is not accepted"),
+            (json!({"socketMode": "2770"}), "host.permissions.socketMode \"2770\" is not accepted"),
+            (json!({"owner": -1}), "host.permissions.owner -1 is out of range"),
+            (json!({"group": 4294967295u64}), "host.permissions.group 4294967295 is out of range"),
+            (json!({"group": 1.5}), "host.permissions.group 1.5 is out of range"),
+            (json!({"owner": ["qemu"]}), "host.permissions.owner must be a name or a numeric id"),
+            (json!("qemu"), "host.permissions must be an object"),
+        ] {
+            let err = read(json!({"name": "n", "host": {"permissions": perms}})).unwrap_err();
+            assert!(err.to_string().contains(needle), "{needle}: {err}");
+            assert_eq!(CniError::from(err).code, codes::INVALID_NETCONF);
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::path::{Component, Path};
 /// applies its own limit (a Linux netdev name is 15 bytes).
 const MAX_OBJECT_NAME: usize = 255;
 
-/// A group name or numeric id (`vhost.group`); Linux allows 32 bytes, some tools more.
+/// A user or group name or numeric id (`vhost.group`, `permissions.owner`/`group`); Linux allows
+/// 32 bytes, some tools more.
 const MAX_GROUP_NAME: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,7 +73,29 @@ pub fn validate(nc: &NetConf, settings: &NodeSettings) -> Result<(), ValidateErr
     if let Some(file) = &nc.runtime_config.device_info_file {
         device_info_path(file)?;
     }
+    for (key, id) in [("deviceID", &nc.device_id), ("runtimeConfig.deviceID", &nc.runtime_config.device_id)] {
+        if let Some(id) = id {
+            device_id(key, id)?;
+        }
+    }
     Ok(())
+}
+
+/// A device id (a PCI address like `0000:03:00.1`, or a device plugin's own id) may be
+/// substituted into a host path (the `device_host_dir` setting), so it must be one path
+/// component: no `/`, not `.` or `..`, no NUL. Its characters are otherwise the device plugin's.
+fn device_id(key: &str, id: &str) -> Result<(), ValidateError> {
+    let ok = !id.contains(['/', '\0']) && id != "." && id != ".." && id.len() <= names::MAX_FILE_NAME;
+    if ok {
+        return Ok(());
+    }
+    Err(CniError::invalid_config(format!(
+        "{key} {} is not a device id; expected one path component (no '/', not '.' or '..', at most {} bytes), \
+         e.g. \"0000:03:00.1\"",
+        quoted(id),
+        names::MAX_FILE_NAME
+    ))
+    .into())
 }
 
 fn side(which: &'static str, spec: &InterfaceSpec) -> Result<(), ValidateError> {
@@ -83,6 +106,27 @@ fn side(which: &'static str, spec: &InterfaceSpec) -> Result<(), ValidateError> 
         }
         if let Some(g) = &vhost.group {
             names::validate_object_name(&key("vhost.group"), g, MAX_GROUP_NAME)?;
+        }
+    }
+    if let Some(p) = &spec.permissions {
+        if which != "host" {
+            // The plugin applies them on the host; a container-side copy would silently do nothing.
+            return Err(CniError::new(
+                codes::UNSUPPORTED_FIELD,
+                format!(
+                    "{} is not supported: the plugin sets permissions from the host side; move it to host.permissions",
+                    key("permissions")
+                ),
+            )
+            .into());
+        }
+        for (k, v) in [("permissions.owner", &p.owner), ("permissions.group", &p.group)] {
+            if let Some(v) = v {
+                names::validate_object_name(&key(k), v, MAX_GROUP_NAME)?;
+            }
+        }
+        if let Some(ctx) = &p.selinux_context {
+            backend_api::perms::validate_selinux_context(&key("permissions.selinuxContext"), ctx)?;
         }
     }
     if let Some(memif) = &spec.memif {

@@ -31,6 +31,7 @@ pub const KEYS: &[&str] = &[
     "deadline_ms",
     "allowed_roots",
     "annotations",
+    "device_host_dir",
     "config",
 ];
 
@@ -162,6 +163,7 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
             "timeout_ms" => s.timeout_ms = field.millis()?,
             "deadline_ms" => s.deadline_ms = field.millis()?,
             "annotations" => s.annotations = field.annotations()?,
+            "device_host_dir" => s.device_host_dir = Some(field.device_dir()?),
             // Derived from the other dirs when unset, so read it after them.
             "allowed_roots" => roots = Some((value.clone(), origin)),
             // The file's own location is chosen by the environment only; in the file it is inert.
@@ -244,6 +246,14 @@ impl Field<'_> {
             "off" => Ok(AnnotationMode::Off),
             _ => Err(self.bad(EXPECTED)),
         }
+    }
+
+    /// An absolute path template in which `{deviceID}` stands for a device's id.
+    fn device_dir(&self) -> Result<String, SettingsError> {
+        const EXPECTED: &str = "an absolute path without '..', e.g. \"/var/lib/vhost-dp/{deviceID}\"";
+        let s = self.string(EXPECTED)?;
+        let normal = absolute(s).ok_or_else(|| self.bad(EXPECTED))?;
+        normal.to_str().map(str::to_owned).ok_or_else(|| self.bad(EXPECTED))
     }
 
     /// A list of absolute paths: a TOML array of strings, or a ':'-separated string (the only

@@ -113,25 +113,70 @@ impl StateDir {
 
     /// ADD's first action: create the record exclusively. An existing record is code 100 and
     /// nothing else happens (a second ADD must never roll back the first one's objects).
+    ///
+    /// Crash-atomic: the record appears whole or not at all. A SIGKILL between an `O_EXCL` create
+    /// and its write would leave an empty record that no DEL can parse (code 6 forever) and that
+    /// blocks every later ADD (code 100); so the bytes go to an unnamed `O_TMPFILE` first, are
+    /// fsynced, and `linkat` gives it its name, failing with `EEXIST` exactly as `O_EXCL` would.
+    /// A kill before the link leaves nothing at all. Filesystems without `O_TMPFILE` get the
+    /// plain `O_EXCL` write.
     pub fn create_record(&self, rec: &Record) -> Result<(), StateError> {
         let path = self.record_path(&rec.attachment.id);
         let bytes = rec.to_bytes().map_err(|e| StateError::Write { path: path.clone(), source: e })?;
-        let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(StateError::Exists {
-                    cid: rec.attachment.id.container_id.clone(),
-                    ifname: rec.attachment.id.ifname.clone(),
-                    path,
-                })
-            }
-            Err(e) => return Err(StateError::Write { path, source: e }),
+        let exists = || StateError::Exists {
+            cid: rec.attachment.id.container_id.clone(),
+            ifname: rec.attachment.id.ifname.clone(),
+            path: path.clone(),
         };
         let write_err = |source| StateError::Write { path: path.clone(), source };
-        f.write_all(&bytes).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
+        match self.link_new_file(&path, &bytes) {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(exists()),
+                    Err(e) => return Err(write_err(e)),
+                };
+                f.write_all(&bytes).map_err(write_err)?;
+                f.sync_all().map_err(write_err)?;
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(exists()),
+            Err(e) => return Err(write_err(e)),
+        }
         sync_dir(&self.root).map_err(write_err)?;
         Ok(())
+    }
+
+    /// Write `bytes` to an unnamed file in the state dir and link it at `path`. `Ok(false)` when
+    /// the filesystem (or a missing /proc) does not allow it, before anything was named.
+    fn link_new_file(&self, path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::io::AsRawFd;
+        let mut f = match OpenOptions::new().write(true).mode(0o600).custom_flags(libc::O_TMPFILE).open(&self.root) {
+            Ok(f) => f,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        };
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        // Through /proc/self/fd with AT_SYMLINK_FOLLOW: AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH.
+        let src = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).map_err(std::io::Error::other)?;
+        let dst = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: both are valid NUL-terminated paths; the fd stays open until after the call.
+        let rc = unsafe {
+            libc::linkat(libc::AT_FDCWD, src.as_ptr(), libc::AT_FDCWD, dst.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            // No /proc in this mount namespace: fall back (the unnamed file vanishes with `f`).
+            if e.raw_os_error() == Some(libc::ENOENT) && !Path::new("/proc/self/fd").exists() {
+                return Ok(false);
+            }
+            return Err(e);
+        }
+        Ok(true)
     }
 
     /// Rewrite an existing record atomically: deterministic temp name, fsync, rename, fsync dir.

@@ -26,6 +26,16 @@ pub struct Plan {
     /// Device-info file to write (runtimeConfig.CNIDeviceInfoFile), if asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_info_file: Option<PathBuf>,
+    /// The device-info file existed before ADD (a device plugin wrote it): an input that decided
+    /// the socket's place, never written or removed by us.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub device_info_given: bool,
+    /// The pod whose `userspace/*` annotations this attachment maintains (compatibility mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<crate::steps::annotations::AnnotationPlan>,
+    /// `configData-<cid12>-<ifname>.json` in the shared dir (host path), when annotations are off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
     /// The IPAM delegate's config (`ipam` object), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<serde_json::Value>,

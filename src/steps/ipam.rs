@@ -356,7 +356,13 @@ impl Step for IpamStep {
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         let budget = Budget { deadline: ctx.deadline, timeout: ctx.settings.timeout() };
         let env = self.env_for(&ctx.attachment.id, ctx.attachment.netns.as_deref());
-        Ok(self.del(&env, budget).await?)
+        self.del(&env, budget).await?;
+        // A host-local killed with us mid-ADD may have left an ownerless (empty) lease that its
+        // DEL cannot match; found by tests/crash.rs's timed kills.
+        if self.plugin == "host-local" {
+            super::host_local::release_torn_leases(&self.config, budget.next()).await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,12 @@
 //! The generic steps every backend's attachment goes through (the pod's shared directory, IPAM delegation), the
-//! netns check, and publication of the result. Backends never create directories; these steps never touch a dataplane.
+//! netns check, and publication (result, device-info, config file, pod annotations). Backends never create
+//! directories; these steps never touch a dataplane.
 
+pub mod annotations;
+pub mod config_file;
 pub mod delegate;
+pub mod device_info;
+pub mod host_local;
 pub mod ipam;
 pub mod netns;
 pub mod publish;

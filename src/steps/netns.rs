@@ -28,6 +28,9 @@ pub fn check(netns: Option<&str>) -> Result<(), CniError> {
     let Some(netns) = netns else {
         return Err(CniError::new(codes::INVALID_ENV, "CNI_NETNS is required for ADD"));
     };
+    if !netns.starts_with('/') {
+        return Err(CniError::new(codes::INVALID_ENV, format!("CNI_NETNS={netns} must be an absolute path")));
+    }
     match is_netns(Path::new(netns)) {
         Ok(true) => Ok(()),
         Ok(false) => Err(CniError::new(

@@ -1,6 +1,5 @@
-//! The shared-dir step: creates the pod's shared directory when the plan says the plugin manages
-//! it, and on undo removes only this attachment's socket and then the directory if it is ours
-//! and empty (a sibling interface's socket keeps it). Never follows symlinks in pod-writable dirs.
+//! The shared-dir step: creates the pod's shared dir when the plugin manages it, applies `host.permissions` via its fd;
+//! undo removes this attachment's socket, then the dir if ours and empty. Never follows symlinks in pod-writable dirs.
 
 use backend_api::{async_trait, CniError, SharedDir, Step, StepContext};
 use std::fs;
@@ -24,6 +23,35 @@ impl Step for SharedDirStep {
     }
 
     async fn apply(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
+        self.ensure_dir()?;
+        // Also on a dir someone else made (the pod's volume, a sibling interface): a workload
+        // that is not root must be able to open it (docs/permissions.md). Undo needs nothing
+        // more: a dir we made goes, a pod's volume goes with the pod.
+        backend_api::perms::apply_to_dir(&self.dir.host, &self.dir.permissions.dir)
+    }
+
+    async fn undo(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
+        for f in &self.files {
+            remove_socket_file(f)?;
+        }
+        if self.managed {
+            match fs::remove_dir(&self.dir.host) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                // Another interface of the pod still has files here.
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                Err(e) => {
+                    return Err(CniError::io(format!("cannot remove shared dir {}: {e}", self.dir.host.display())))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SharedDirStep {
+    /// The dir exists afterwards (created 0755 when absent; `host.permissions` then applies).
+    fn ensure_dir(&self) -> Result<(), CniError> {
         let path = &self.dir.host;
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => return Ok(()),
@@ -49,24 +77,6 @@ impl Step for SharedDirStep {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(CniError::io(format!("cannot create shared dir {}: {e}", path.display()))),
         }
-    }
-
-    async fn undo(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
-        for f in &self.files {
-            remove_socket_file(f)?;
-        }
-        if self.managed {
-            match fs::remove_dir(&self.dir.host) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                // Another interface of the pod still has files here.
-                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
-                Err(e) => {
-                    return Err(CniError::io(format!("cannot remove shared dir {}: {e}", self.dir.host.display())))
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ pub async fn add(inv: &Invocation<'_>, conf: &NetConf, version: CniVersion) -> R
     let att = attachment(inv, conf)?;
     crate::steps::netns::check(att.netns.as_deref())?;
     let backend = inv.registry.get(engine_of(conf)?)?;
-    let plan = make_plan(inv, conf, backend.as_ref(), &att)?;
+    let plan = make_plan(inv, conf, backend.as_ref(), &att).await?;
 
     // 2. The record, created exclusively before the first side effect.
     let state = StateDir::at(&inv.settings.state_dir);

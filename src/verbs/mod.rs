@@ -8,6 +8,7 @@ mod gc;
 mod plan;
 mod status;
 
+pub use del::teardown;
 pub use plan::Registry;
 
 use crate::cni::env::CniEnv;

@@ -120,10 +120,19 @@ impl Node {
 
     /// Run `bin` with the CNI environment and `stdin`, as a runtime does.
     pub fn exec(&self, bin: &str, env: &[(String, String)], stdin: &[u8]) -> Run {
+        self.exec_os(bin, env, &[], stdin)
+    }
+
+    /// `exec` plus variables with raw (possibly non-UTF-8) values.
+    pub fn exec_os(&self, bin: &str, env: &[(String, String)], raw: &[(String, Vec<u8>)], stdin: &[u8]) -> Run {
+        use std::os::unix::ffi::OsStrExt;
         let mut cmd = Command::new(bin);
         cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in self.settings_env().iter().chain(env.iter()) {
             cmd.env(k, v);
+        }
+        for (k, v) in raw {
+            cmd.env(k, std::ffi::OsStr::from_bytes(v));
         }
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn plugin");

@@ -1,6 +1,7 @@
 //! Who an attachment is for and what it produces for the workload: identifiers, the shared
 //! directory, and the socket descriptor that generic publication (result, device-info) consumes.
 
+use crate::perms::Permissions;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -63,9 +64,14 @@ pub struct Attachment {
 pub struct SharedDir {
     pub host: PathBuf,
     pub pod: PathBuf,
-    /// Group (name or id) for the directory, e.g. for QEMU in KubeVirt.
+    /// `host.vhost.group` as written (name or id). Kept for the record; what is applied is
+    /// `permissions` (where it is resolved into the socket's group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Owner, group, mode and label of this dir and of a server-mode socket in it, resolved at
+    /// validation (`host.permissions`, `host.vhost.group`).
+    #[serde(default, skip_serializing_if = "Permissions::is_empty")]
+    pub permissions: Permissions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -62,6 +62,13 @@ pub trait Backend: Send + Sync {
     /// GC: objects tagged as ours for this network.
     async fn list_owned(&self, settings: &NodeSettings, network: &str) -> Result<Vec<OwnedObject>, CniError>;
 
+    /// GC: whether `obj` (found by `list_owned`) belongs to attachment `id`. The default compares
+    /// the ids; a backend whose tags cannot hold a full identity overrides it (VPP's interface
+    /// tags hold 63 bytes, so they carry a digest of network, container id and ifname).
+    fn owned_by(&self, obj: &OwnedObject, id: &AttachmentId) -> bool {
+        obj.id == *id
+    }
+
     /// GC: remove one object found by `list_owned`; "not found" is success.
     async fn remove_owned(&self, settings: &NodeSettings, obj: &OwnedObject) -> Result<(), CniError>;
 

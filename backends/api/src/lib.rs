@@ -1,12 +1,14 @@
 //! The crate a dataplane backend author depends on: the `Backend` trait and its reversible
 //! `Step`s, the shared data types, CNI error codes, the registry and the failpoint facility.
-//! Nothing here performs I/O of its own except the test kit's fake dataplane.
+//! Nothing here performs I/O of its own except `perms` (applying file permissions for backends and
+//! the generic steps alike) and the test kit's fake dataplane.
 
 pub mod attachment;
 pub mod backend;
 pub mod error;
 pub mod failpoint;
 pub mod names;
+pub mod perms;
 pub mod settings;
 pub mod spec;
 pub mod step;

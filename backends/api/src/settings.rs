@@ -30,6 +30,12 @@ pub struct NodeSettings {
     pub deadline_ms: u64,
     pub allowed_roots: Vec<PathBuf>,
     pub annotations: AnnotationMode,
+    /// Where a device plugin keeps a device's sockets on the host, `{deviceID}` standing for the
+    /// attachment's deviceID. Read only when a device-info file already exists (the device
+    /// plugin wrote it): its pod-side path says where the socket goes, this says where that is
+    /// on the host. `None`: such a file cannot be honoured and ADD fails naming both paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_host_dir: Option<String>,
 }
 
 impl NodeSettings {
@@ -68,6 +74,7 @@ impl Default for NodeSettings {
                 "/etc/cni/net.d".into(),
             ],
             annotations: AnnotationMode::Auto,
+            device_host_dir: None,
         }
     }
 }

@@ -145,6 +145,10 @@ pub struct InterfaceSpec {
     pub vhost: Option<VhostConf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<BridgeConf>,
+    /// `permissions`: owner, group, modes and SELinux label of the shared dir and server-mode
+    /// socket (host side only; names are resolved by `perms::resolve` at planning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<crate::perms::PermissionsConf>,
     #[serde(skip)]
     pub raw: serde_json::Value,
 }

@@ -76,4 +76,10 @@ pub trait Step: Send + Sync {
 
     /// Remove exactly what the plan names; "not found" is success.
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError>;
+
+    /// CHECK: verify that what `apply` made is still there, without changing anything (and
+    /// without connecting to a workload's socket). Steps with nothing to verify keep the default.
+    async fn check(&self, _ctx: &StepContext) -> Result<(), CniError> {
+        Ok(())
+    }
 }

@@ -311,7 +311,9 @@ impl Step for PortStep {
         })?;
         failpoint::hit("port", Phase::During)?;
         if let Some(sock) = &self.plan.delivered_socket {
-            fs::write(sock, b"").map_err(|e| CniError::io(format!("deliver {}: {e}", sock.display())))?;
+            // A real (unserved) socket file, as a dataplane in server mode leaves in the dir.
+            std::os::unix::net::UnixListener::bind(sock)
+                .map_err(|e| CniError::io(format!("deliver {}: {e}", sock.display())))?;
         }
         ctx.outputs.host_interfaces.push(crate::attachment::HostInterface { name: self.plan.port.clone(), mac: None });
         Ok(())

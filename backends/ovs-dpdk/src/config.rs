@@ -2,6 +2,7 @@
 //! backend will create), without side effects. The keys it reads are documented in README.
 
 use backend_api::names::{check_sun_path, validate_file_name, validate_object_name};
+use backend_api::perms::Access;
 use backend_api::spec::{IfType, NetType, VhostMode};
 use backend_api::{codes, CniError, PlanRequest};
 use serde::{Deserialize, Serialize};
@@ -33,8 +34,10 @@ pub struct OvsPlan {
     pub mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policing: Option<Policing>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    /// Server mode: owner, group, mode and label the delivered socket gets (`host.permissions`,
+    /// `host.vhost.group`), resolved at validation. Client mode: empty (the workload's socket).
+    #[serde(default, skip_serializing_if = "Access::is_empty")]
+    pub socket_access: Access,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,10 +138,12 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
             )))
         }
     };
-    if let Some(group) = &vhost.group {
-        // Resolved now so a typo fails validation instead of a half-done ADD.
-        crate::steps::resolve_group(group)?;
-    }
+    // `host.vhost.group` and `host.permissions` were resolved by the generic planner (a typo
+    // already failed validation); only a socket OVS serves is ours to set.
+    let socket_access = match host_mode {
+        VhostMode::Server => req.shared_dir.permissions.socket.clone(),
+        VhostMode::Client => Access::default(),
+    };
     Ok(OvsPlan {
         bridge,
         port,
@@ -149,7 +154,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
         trunks,
         mtu,
         policing,
-        group: vhost.group,
+        socket_access,
     })
 }
 

@@ -349,8 +349,9 @@ impl PortStep {
     }
 }
 
-/// Server mode: OVS created the socket in its vhost-sock-dir; move it into the pod's shared dir
-/// (rename: same filesystem, checked at validation) and give it the configured group.
+/// Server mode: OVS created the socket in its vhost-sock-dir; give it the configured owner, group,
+/// mode and label there (OVS's dir is root's, so nothing of the pod's can stand in for it), then
+/// move it into the pod's shared dir (rename: same filesystem, checked at validation).
 pub struct DeliverSocket {
     pub plan: OvsPlan,
 }
@@ -380,12 +381,13 @@ impl Step for DeliverSocket {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        if !p.socket_access.is_empty() {
+            let dir = p.ovs_socket.parent().unwrap_or(std::path::Path::new("/"));
+            backend_api::perms::apply_to_socket(dir, &p.port, &p.socket_access)?;
+        }
         std::fs::rename(&p.ovs_socket, &p.shared_socket).map_err(|e| {
             CniError::io(format!("cannot move {} to {}: {e}", p.ovs_socket.display(), p.shared_socket.display()))
         })?;
-        if let Some(group) = &p.group {
-            set_group(&p.shared_socket, group)?;
-        }
         Ok(())
     }
 
@@ -400,36 +402,4 @@ impl Step for DeliverSocket {
         }
         Ok(())
     }
-}
-
-/// chgrp + g+rw on a socket, by group name or numeric id; never follows a symlink.
-pub fn set_group(path: &std::path::Path, group: &str) -> Result<(), CniError> {
-    let gid = resolve_group(group)?;
-    std::os::unix::fs::lchown(path, None, Some(gid))
-        .map_err(|e| CniError::io(format!("cannot set group {group} on {}: {e}", path.display())))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| CniError::io(format!("cannot set mode 0660 on {}: {e}", path.display())))
-}
-
-/// A group name (from /etc/group) or a numeric gid.
-pub fn resolve_group(group: &str) -> Result<u32, CniError> {
-    if let Ok(n) = group.parse::<u32>() {
-        return Ok(n);
-    }
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    groups
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let gid = f.nth(1)?.parse::<u32>().ok()?;
-            (name == group).then_some(gid)
-        })
-        .next()
-        .ok_or_else(|| {
-            CniError::invalid_config(format!(
-                "vhost.group {group:?} is neither a group in /etc/group nor a numeric gid"
-            ))
-        })
 }

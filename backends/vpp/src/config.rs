@@ -3,6 +3,7 @@
 
 use crate::tags;
 use backend_api::names::{check_sun_path, validate_file_name};
+use backend_api::perms::Access;
 use backend_api::spec::{IfType, MemifMode, MemifRole, NetType, VhostMode};
 use backend_api::{codes, CniError, PlanRequest};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,10 @@ pub struct MemifPlan {
     pub tx_queues: u8,
     pub ring_size: u32,
     pub buffer_size: u16,
+    /// Master (VPP listens on a socket file): owner, group, mode and label of that socket
+    /// (`host.permissions`), resolved at validation. Slave or abstract: empty.
+    #[serde(default, skip_serializing_if = "Access::is_empty")]
+    pub socket_access: Access,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,8 +61,10 @@ pub struct VhostPlan {
     /// VPP's side: `server` creates the socket, `client` connects to the workload's.
     pub mode: VhostMode,
     pub socket: PathBuf,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    /// Server (VPP creates the socket): owner, group, mode and label it gets (`host.permissions`,
+    /// `host.vhost.group`), resolved at validation. Client: empty (the workload's socket).
+    #[serde(default, skip_serializing_if = "Access::is_empty")]
+    pub socket_access: Access,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,21 +113,20 @@ fn bridge_domain(req: &PlanRequest<'_>) -> Result<u32, CniError> {
             }
         },
     };
-    let id = match (b.bridge_id, from_name) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(CniError::invalid_config(format!(
+    let id =
+        match (b.bridge_id, from_name) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(CniError::invalid_config(format!(
                 "host.bridge.bridgeId {a} and host.bridge.bridgeName \"{b}\" name different bridge domains; set one"
             )))
-        }
-        (Some(a), _) => a,
-        (None, Some(b)) => b,
-        (None, None) => {
-            return Err(CniError::invalid_config(
+            }
+            (Some(a), _) => a,
+            (None, Some(b)) => b,
+            (None, None) => return Err(CniError::invalid_config(
                 "host.netType \"bridge\" on engine vpp needs host.bridge.bridgeId (or a numeric bridge.bridgeName): \
                  the \"br0\" default is OVS-only",
-            ))
-        }
-    };
+            )),
+        };
     if id == 0 {
         return Err(CniError::invalid_config(
             "host.bridge: bridge domain 0 is VPP's default domain and cannot be modified; use an id from 1 to 16777215",
@@ -132,7 +138,9 @@ fn bridge_domain(req: &PlanRequest<'_>) -> Result<u32, CniError> {
         )));
     }
     if b.vlan_id.is_some_and(|v| v != 0) {
-        return Err(unsupported("host.bridge.vlanId is not supported by engine vpp (bridge domains carry no VLAN tag)"));
+        return Err(unsupported(
+            "host.bridge.vlanId is not supported by engine vpp (bridge domains carry no VLAN tag)",
+        ));
     }
     Ok(id)
 }
@@ -164,7 +172,13 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<VppPlan, CniError> {
             validate_file_name("host.vhost.socketfile", &file)?;
             let socket = req.shared_dir.host.join(&file);
             check_sun_path("socket path", &socket)?;
-            Iface::VhostUser(VhostPlan { mode: vhost.mode.unwrap_or(VhostMode::Server), socket, group: vhost.group })
+            let mode = vhost.mode.unwrap_or(VhostMode::Server);
+            // Resolved by the generic planner before any side effect (a typo failed validation).
+            let socket_access = match mode {
+                VhostMode::Server => req.shared_dir.permissions.socket.clone(),
+                VhostMode::Client => Access::default(),
+            };
+            Iface::VhostUser(VhostPlan { mode, socket, socket_access })
         }
         None => return Err(CniError::invalid_config("host.iftype is required (\"memif\" or \"vhostuser\")")),
     };
@@ -221,8 +235,14 @@ fn memif(req: &PlanRequest<'_>) -> Result<MemifPlan, CniError> {
         check_sun_path("socket path", &path)?;
         (path.to_string_lossy().into_owned(), None)
     };
+    let role = conf.role.unwrap_or(MemifRole::Master);
+    // A listener file exists only for a master on a file socket; an abstract one has no file.
+    let socket_access = match (role, &abstract_name) {
+        (MemifRole::Master, None) => req.shared_dir.permissions.socket.clone(),
+        _ => Access::default(),
+    };
     Ok(MemifPlan {
-        role: conf.role.unwrap_or(MemifRole::Master),
+        role,
         mode,
         socket,
         abstract_name,
@@ -230,5 +250,98 @@ fn memif(req: &PlanRequest<'_>) -> Result<MemifPlan, CniError> {
         tx_queues: opt_uint(&raw, "txQueues", "host.memif.txQueues", 255)?.unwrap_or(0) as u8,
         ring_size: ring_size as u32,
         buffer_size: opt_uint(&raw, "bufferSize", "host.memif.bufferSize", u16::MAX as u64)?.unwrap_or(0) as u16,
+        socket_access,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backend_api::spec::{BridgeConf, InterfaceSpec, MemifConf};
+    use backend_api::{Attachment, AttachmentId, NodeSettings, SharedDir};
+    use serde_json::json;
+
+    fn att(netns: Option<&str>) -> Attachment {
+        Attachment {
+            id: AttachmentId::new("0123456789abcdef", "net1"),
+            network: "n".into(),
+            netns: netns.map(str::to_owned),
+            pod: Default::default(),
+            mac: None,
+        }
+    }
+
+    fn plan_of(host: InterfaceSpec, netns: Option<&str>) -> Result<VppPlan, CniError> {
+        let a = att(netns);
+        let dir = SharedDir {
+            host: "/var/lib/cni/usrspcni/0123456789ab".into(),
+            pod: "/var/lib/cni/usrspcni/0123456789ab".into(),
+            group: None,
+            permissions: Default::default(),
+        };
+        let settings = NodeSettings::default();
+        let container = InterfaceSpec::default();
+        plan(&PlanRequest { attachment: &a, host: &host, container: &container, shared_dir: &dir, settings: &settings })
+    }
+
+    fn memif(bridge: Option<BridgeConf>, raw: serde_json::Value) -> InterfaceSpec {
+        InterfaceSpec {
+            engine: Some("vpp".into()),
+            iftype: Some(IfType::Memif),
+            net_type: bridge.as_ref().map(|_| NetType::Bridge),
+            memif: Some(MemifConf::default()),
+            bridge,
+            raw,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn memif_defaults_and_bridge_name_as_a_number() {
+        let p =
+            plan_of(memif(Some(BridgeConf { bridge_name: Some("4".into()), ..Default::default() }), json!({})), None)
+                .expect("plan");
+        assert_eq!(p.net, Net::Bridge { bd_id: 4 });
+        let Iface::Memif(m) = p.iface else { panic!("memif") };
+        assert_eq!(m.socket, "/var/lib/cni/usrspcni/0123456789ab/memif-0123456789ab-net1.sock");
+        assert_eq!((m.role, m.mode, m.ring_size, m.abstract_name), (MemifRole::Master, MemifMode::Ethernet, 0, None));
+        assert!(p.tag.starts_with("uscni:") && p.tag.len() <= 63);
+    }
+
+    #[test]
+    fn abstract_memif_names_the_pods_netns() {
+        let raw = json!({"memif": {"abstract": true, "ringSize": 2048, "rxQueues": 2}});
+        let p = plan_of(memif(None, raw.clone()), Some("/var/run/netns/cni-1234")).expect("plan");
+        let Iface::Memif(m) = p.iface else { panic!("memif") };
+        assert_eq!(m.socket, "abstract:memif-0123456789ab-net1.sock,netns_name=/var/run/netns/cni-1234");
+        assert_eq!((m.ring_size, m.rx_queues), (2048, 2));
+        let e = plan_of(memif(None, raw.clone()), Some("/proc/1/ns/net x")).unwrap_err();
+        assert_eq!(e.code, codes::UNSUPPORTED_FIELD, "{e}");
+        assert_eq!(plan_of(memif(None, raw), None).unwrap_err().code, codes::UNSUPPORTED_FIELD);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        let bd = |name: Option<&str>, id: Option<u32>| BridgeConf {
+            bridge_name: name.map(str::to_owned),
+            bridge_id: id,
+            vlan_id: None,
+        };
+        for (b, code, key) in [
+            (bd(Some("br0"), None), codes::INVALID_NETCONF, "bridgeName"),
+            (bd(None, None), codes::INVALID_NETCONF, "bridgeId"),
+            (bd(Some("0"), None), codes::INVALID_NETCONF, "bridge domain 0"),
+            (bd(None, Some(MAX_BD_ID + 1)), codes::INVALID_NETCONF, "limit"),
+            (bd(Some("3"), Some(4)), codes::INVALID_NETCONF, "different"),
+        ] {
+            let e = plan_of(memif(Some(b), json!({})), None).unwrap_err();
+            assert_eq!(e.code, code, "{e}");
+            assert!(e.msg.contains(key), "{key}: {e}");
+        }
+        let mut host = memif(None, json!({}));
+        host.memif = Some(MemifConf { mode: Some(MemifMode::InjectPunt), ..Default::default() });
+        assert_eq!(plan_of(host, None).unwrap_err().code, codes::UNSUPPORTED_FIELD);
+        let e = plan_of(memif(None, json!({"memif": {"ringSize": 1000}})), None).unwrap_err();
+        assert!(e.msg.contains("power of two"), "{e}");
+    }
 }

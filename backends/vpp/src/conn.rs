@@ -5,7 +5,7 @@
 use crate::api::{Client, VppError};
 use backend_api::{CniError, NodeSettings};
 use std::time::Duration;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 #[derive(Default)]
 pub struct Conn {
@@ -14,13 +14,18 @@ pub struct Conn {
 
 impl Conn {
     /// The connected client (connecting and checking CRCs now if needed), bounded by `timeout`.
-    pub async fn get(&self, settings: &NodeSettings, timeout: Duration) -> Result<ClientGuard<'_>, CniError> {
+    pub async fn get(
+        &self,
+        settings: &NodeSettings,
+        timeout: Duration,
+    ) -> Result<MappedMutexGuard<'_, Client>, VppError> {
         let mut g = self.client.lock().await;
         match g.as_mut() {
             Some(c) => c.set_timeout(timeout),
             None => *g = Some(connect(settings, timeout).await?),
         }
-        Ok(ClientGuard(g))
+        MutexGuard::try_map(g, |o| o.as_mut())
+            .map_err(|_| VppError::Closed { path: settings.vpp_api_socket.clone(), what: "connect".into() })
     }
 
     /// Forget the connection after an error that may have left the stream mid-message.
@@ -29,16 +34,8 @@ impl Conn {
     }
 }
 
-pub struct ClientGuard<'a>(MutexGuard<'a, Option<Client>>);
-
-impl ClientGuard<'_> {
-    pub fn client(&mut self) -> Result<&mut Client, CniError> {
-        self.0.as_mut().ok_or_else(|| CniError::try_again("VPP connection lost"))
-    }
-}
-
 /// Connect to the node's VPP API socket and refuse a VPP whose messages differ from ours.
-pub async fn connect(settings: &NodeSettings, timeout: Duration) -> Result<Client, CniError> {
+pub async fn connect(settings: &NodeSettings, timeout: Duration) -> Result<Client, VppError> {
     let mut c = Client::connect(&settings.vpp_api_socket, timeout).await?;
     c.check_messages().await?;
     Ok(c)

@@ -3,9 +3,9 @@
 //! acts on a sw_if_index that was not just read back from VPP.
 
 use crate::api::messages::{
-    MemifDelete, MemifDeleteReply, MemifDetails, MemifDump, MemifSocketFilenameAddDelV2,
-    MemifSocketFilenameAddDelV2Reply, MemifSocketFilenameDetails, MemifSocketFilenameDump, SwInterfaceDetails,
-    SwInterfaceDump, SwInterfaceVhostUserDetails, SwInterfaceVhostUserDump, DeleteVhostUserIf, DeleteVhostUserIfReply,
+    DeleteVhostUserIf, DeleteVhostUserIfReply, MemifDelete, MemifDeleteReply, MemifDetails, MemifDump,
+    MemifSocketFilenameAddDelV2, MemifSocketFilenameAddDelV2Reply, MemifSocketFilenameDetails, MemifSocketFilenameDump,
+    SwInterfaceDetails, SwInterfaceDump, SwInterfaceVhostUserDetails, SwInterfaceVhostUserDump,
 };
 use crate::api::{rv, Client, VppError};
 

@@ -7,11 +7,18 @@ use sha2::{Digest, Sha256};
 
 /// Every tag we write starts with this.
 pub const PREFIX: &str = "uscni:";
+/// How GC shows an attachment known only by its digest (`OwnedObject.id.container_id`).
+pub const DIGEST_ID_PREFIX: &str = "digest:";
 /// VPP's tag fields are `string[64]`: 63 bytes and the NUL.
 pub const MAX_TAG: usize = 63;
 
 fn hex(bytes: &[u8], n: usize) -> String {
-    bytes.iter().flat_map(|b| [b >> 4, b & 0xf]).take(n).map(|d| char::from_digit(d as u32, 16).unwrap_or('0')).collect()
+    bytes
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .take(n)
+        .map(|d| char::from_digit(d as u32, 16).unwrap_or('0'))
+        .collect()
 }
 
 /// 12 hex digits of SHA-256(network): selects a network's objects for GC.

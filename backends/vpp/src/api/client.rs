@@ -65,14 +65,8 @@ impl Client {
                 })
             }
         };
-        let mut c = Client {
-            stream,
-            path: path.to_owned(),
-            client_index: 0,
-            table: HashMap::new(),
-            next_context: 1,
-            timeout,
-        };
+        let mut c =
+            Client { stream, path: path.to_owned(), client_index: 0, table: HashMap::new(), next_context: 1, timeout };
         let deadline = Instant::now() + timeout;
         // sockclnt_create: id, context, name[64]; no client_index (VPP has none for us yet).
         let mut w = Writer::new();
@@ -222,7 +216,8 @@ impl Client {
         let (ping_id, pong_id) = (self.id_of::<ControlPing>()?, self.id_of::<ControlPingReply>()?);
         let context = self.context();
         req.set_header(self.client_index, context);
-        let enc = |what: &str, r: Result<Vec<u8>, _>| r.map_err(|source| VppError::Encode { what: what.into(), source });
+        let enc =
+            |what: &str, r: Result<Vec<u8>, _>| r.map_err(|source| VppError::Encode { what: what.into(), source });
         let mut out = enc(what, req.encode(req_id))?;
         let mut ping = ControlPing::default();
         ping.set_header(self.client_index, context);
@@ -253,10 +248,8 @@ impl Client {
     /// `sockclnt_delete`, then close. Best effort and bounded: VPP also frees the registration
     /// when the socket closes, so a lost reply changes nothing.
     pub async fn close(mut self) {
-        let mut req = SockclntDelete { index: self.client_index, ..Default::default() };
+        let req = SockclntDelete { index: self.client_index, ..Default::default() };
         self.timeout = self.timeout.min(Duration::from_millis(500));
-        let index = self.client_index;
-        req.index = index;
         if let Err(e) = self.call_raw::<_, SockclntDeleteReply>(req, "sockclnt_delete").await {
             tracing::debug!(error = %e, "sockclnt_delete");
         }
@@ -266,7 +259,9 @@ impl Client {
 
 /// Whether a reply/details message has `id` and `context` (both right after the id).
 fn matches(msg: &[u8], id: u16, context: u32) -> bool {
-    msg.len() >= 6 && u16::from_be_bytes([msg[0], msg[1]]) == id && u32::from_be_bytes([msg[2], msg[3], msg[4], msg[5]]) == context
+    msg.len() >= 6
+        && u16::from_be_bytes([msg[0], msg[1]]) == id
+        && u32::from_be_bytes([msg[2], msg[3], msg[4], msg[5]]) == context
 }
 
 enum FrameError {

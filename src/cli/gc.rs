@@ -1,0 +1,316 @@
+//! `userspace gc [--dry-run] [--every DURATION] [--grace DURATION] [--json]` and
+//! `userspace gc --check-heartbeat DURATION`: runs the node reconciler once or every DURATION until
+//! SIGTERM/SIGINT. Never reaps on its own judgement: `crate::reconcile` decides.
+
+use crate::reconcile::pods::{ApiPods, NoKubernetes, PodOracle};
+use crate::reconcile::{heartbeat, Action, Keep, Options, Reconciler, Report, DEFAULT_GRACE};
+use crate::verbs::Registry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: userspace gc [--dry-run] [--every DURATION] [--grace DURATION] [--json]
+       userspace gc --check-heartbeat DURATION
+  Removes attachments whose pod is gone: its netns is no longer a network namespace (a missing
+  netns directory proves nothing), its record is older than --grace (default 5m), and nobody holds
+  its lock. Each is torn down as DEL would (dataplane, sockets, dirs, mounts, IPAM DEL). Also
+  removes lock and temp files that belong to no record.
+  --dry-run          report what would be removed; change nothing
+  --every DURATION   run a pass every DURATION until SIGTERM or SIGINT (e.g. 60s, 5m)
+  --grace DURATION   keep records younger than this (default 5m)
+  --json             one JSON report per pass
+  --kubernetes auto|in-cluster|off
+                     also ask the API server whether a dead netns's pod is gone (auto: in-cluster
+                     when KUBERNETES_SERVICE_HOST is set and this build has Kubernetes support)
+  --check-heartbeat DURATION
+                     exit 0 if a pass completed within DURATION (the DaemonSet's liveness probe)
+  DURATION: a number with ms, s, m, h or d (a bare number is seconds).
+";
+
+/// The shortest `--every`: a pass lists the state dir and probes every netns; more often than
+/// this is a busy loop, not reconciliation.
+const MIN_EVERY: Duration = Duration::from_millis(100);
+/// How often the wait between passes looks at the stop flag: bounds the reaction to SIGTERM.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// SIGTERM (kubelet stopping the pod) and SIGINT end the `--every` loop after the current
+/// attachment; a handler (not a blocked mask) so delegates we exec start with default signals.
+fn install_stop_handlers() -> Result<(), String> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction with only sa_sigaction set is valid; the handler performs
+        // one atomic store, which is async-signal-safe.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(format!("cannot install a handler for signal {sig}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub dry_run: bool,
+    pub every: Option<Duration>,
+    pub grace: Duration,
+    pub json: bool,
+    pub check_heartbeat: Option<Duration>,
+    pub kubernetes: KubeMode,
+}
+
+/// Whether the reconciler asks the API server too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeMode {
+    Auto,
+    InCluster,
+    Off,
+}
+
+impl KubeMode {
+    fn enabled(self) -> bool {
+        match self {
+            KubeMode::Off => false,
+            KubeMode::InCluster => true,
+            KubeMode::Auto => crate::k8s::BUILT && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+        }
+    }
+}
+
+/// `90`, `500ms`, `60s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 60s, 5m, 500ms)"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m, h or d")),
+    };
+    ms.map(Duration::from_millis).ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// `None` for `--help`.
+pub fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
+    let mut out = Args {
+        dry_run: false,
+        every: None,
+        grace: DEFAULT_GRACE,
+        json: false,
+        check_heartbeat: None,
+        kubernetes: KubeMode::Auto,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<Duration, String> {
+            let v = inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("{name} needs a DURATION"))?;
+            parse_duration(&v).map_err(|e| format!("{name}: {e}"))
+        };
+        match flag {
+            "--dry-run" => out.dry_run = true,
+            "--json" => out.json = true,
+            "--every" => {
+                let d = value("--every")?;
+                if d < MIN_EVERY {
+                    return Err(format!("--every must be at least {} ms", MIN_EVERY.as_millis()));
+                }
+                out.every = Some(d);
+            }
+            "--grace" => out.grace = value("--grace")?,
+            "--check-heartbeat" => out.check_heartbeat = Some(value("--check-heartbeat")?),
+            "--kubernetes" => {
+                let v = inline.clone().or_else(|| it.next().cloned()).unwrap_or_default();
+                out.kubernetes = match v.as_str() {
+                    "auto" => KubeMode::Auto,
+                    "in-cluster" => KubeMode::InCluster,
+                    "off" => KubeMode::Off,
+                    other => return Err(format!("--kubernetes {other:?}: use auto, in-cluster or off")),
+                };
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if out.check_heartbeat.is_some() && (out.every.is_some() || out.dry_run) {
+        return Err("--check-heartbeat only reads the heartbeat; it takes no other option but --json".into());
+    }
+    Ok(Some(out))
+}
+
+pub fn main(registry: &Registry, args: &[String]) -> i32 {
+    let args = match parse_args(args) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("userspace gc: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    let settings = match crate::settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("userspace gc: {e}");
+            return 2;
+        }
+    };
+    if let Some(max_age) = args.check_heartbeat {
+        return match heartbeat::check(&settings.state_dir, max_age) {
+            Ok(age) => {
+                println!("reconciler heartbeat {}s old (limit {}s)", age.as_secs(), max_age.as_secs());
+                0
+            }
+            Err(e) => {
+                eprintln!("userspace gc: {e}");
+                1
+            }
+        };
+    }
+    crate::logging::init(None, None);
+    if args.every.is_some() {
+        if let Err(e) = install_stop_handlers() {
+            eprintln!("userspace gc: {e}");
+            return 1;
+        }
+    }
+    // Current-thread: delegates get PR_SET_PDEATHSIG from the thread that forks them, which must
+    // live as long as the process (steps/delegate.rs).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("userspace gc: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let api = ApiPods { access: crate::k8s::ApiAccess::InCluster, timeout: settings.timeout() };
+    let pods: &dyn PodOracle = if args.kubernetes.enabled() { &api } else { &NoKubernetes };
+    let reconciler = Reconciler {
+        settings: &settings,
+        registry,
+        pods,
+        options: Options { grace: args.grace, dry_run: args.dry_run },
+    };
+    loop {
+        let report = runtime.block_on(reconciler.pass(&stop_requested));
+        print_report(&report, args.json);
+        let Some(every) = args.every else {
+            return if report.errors.is_empty() { 0 } else { 1 };
+        };
+        let next = Instant::now() + every;
+        while Instant::now() < next {
+            if stop_requested() {
+                return 0;
+            }
+            std::thread::sleep(STOP_POLL.min(next.saturating_duration_since(Instant::now())));
+        }
+        if stop_requested() {
+            return 0;
+        }
+    }
+}
+
+fn print_report(r: &Report, json: bool) {
+    if json {
+        match serde_json::to_string(r) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("userspace gc: cannot encode the report: {e}"),
+        }
+        return;
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    for o in &r.attachments {
+        let who = format!(
+            "{}/{} (network {}, netns {})",
+            o.container_id,
+            o.ifname,
+            o.network,
+            o.netns.as_deref().unwrap_or("-")
+        );
+        match &o.action {
+            Action::Reaped | Action::WouldReap => println!("{verb} {who}: netns gone, {}s old", o.age_seconds),
+            Action::Failed { error } => println!("FAILED to remove {who}: {error}"),
+            // Live pods are the normal case: one summary line covers them.
+            Action::Kept { why: Keep::NetnsAlive } => {}
+            Action::Kept { why } => println!("kept {who}: {why}"),
+        }
+    }
+    for f in &r.swept_files {
+        println!("{verb} stray state file {}", f.display());
+    }
+    let kept = r.attachments.iter().filter(|o| matches!(o.action, Action::Kept { .. })).count();
+    println!(
+        "gc pass{}: {} attachments, {} {verb}, {kept} kept, {} stray files, {} errors{}",
+        if r.dry_run { " (dry run)" } else { "" },
+        r.attachments.len(),
+        r.reaped(),
+        r.swept_files.len(),
+        r.errors.len(),
+        if r.interrupted { ", interrupted by a stop signal" } else { "" }
+    );
+    for e in &r.errors {
+        eprintln!("userspace gc: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        for bad in ["", "s", "-1s", "1.5s", "10x", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_daemonset_forms_parse() {
+        let a = parse_args(&s(&["--every", "60s"])).unwrap().unwrap();
+        assert_eq!(a.every, Some(Duration::from_secs(60)));
+        assert_eq!(a.grace, DEFAULT_GRACE);
+        let a = parse_args(&s(&["--check-heartbeat", "180s"])).unwrap().unwrap();
+        assert_eq!(a.check_heartbeat, Some(Duration::from_secs(180)));
+        let a = parse_args(&s(&["--dry-run", "--grace=0s", "--json"])).unwrap().unwrap();
+        assert!(a.dry_run && a.json && a.grace.is_zero());
+        assert!(parse_args(&s(&["--every", "0s"])).is_err());
+        assert!(parse_args(&s(&["--every"])).is_err());
+        assert!(parse_args(&s(&["--bogus"])).is_err());
+        assert!(parse_args(&s(&["--check-heartbeat", "1m", "--every", "1m"])).is_err());
+        assert_eq!(parse_args(&s(&["--help"])), Ok(None));
+        assert_eq!(parse_args(&s(&["--kubernetes", "off"])).unwrap().unwrap().kubernetes, KubeMode::Off);
+        assert!(parse_args(&s(&["--kubernetes=maybe"])).is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! The kube client for the three calls the plugin makes: GET pods/{name}, GET and PUT
+//! pods/{name}/status. The pod travels as raw JSON, so a PUT never drops a field this build's
+//! k8s-openapi types do not know (a newer API server's status fields). Every request is bounded.
+
+use super::{ApiAccess, Budget, K8sError, PodName, MAX_CONFLICT_RETRIES};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::params::{GetParams, PostParams};
+use kube::core::Request;
+use serde_json::{Map, Value};
+use std::future::Future;
+
+pub(super) struct Api {
+    client: kube::Client,
+    access: ApiAccess,
+}
+
+impl Api {
+    /// Build a client from the kubeconfig or the in-cluster account. Connects lazily.
+    pub async fn connect(access: &ApiAccess, budget: Budget) -> Result<Api, K8sError> {
+        let mut config = match access {
+            ApiAccess::Kubeconfig { path } => {
+                let bad = |reason: String| K8sError::Kubeconfig { path: path.clone(), reason };
+                let kc = Kubeconfig::read_from(path).map_err(|e| bad(chain(&e)))?;
+                // May run an exec credential plugin: bounded like any request.
+                match tokio::time::timeout(
+                    budget.next(),
+                    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()),
+                )
+                .await
+                {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return Err(bad(chain(&e))),
+                    Err(_) => {
+                        return Err(K8sError::Timeout {
+                            access: access.to_string(),
+                            what: "loading the kubeconfig's credentials".into(),
+                            waited_ms: budget.timeout.as_millis() as u64,
+                        })
+                    }
+                }
+            }
+            ApiAccess::InCluster => {
+                kube::Config::incluster().map_err(|e| K8sError::NoCredentials { reason: chain(&e) })?
+            }
+        };
+        config.connect_timeout = Some(budget.timeout);
+        config.read_timeout = Some(budget.timeout);
+        config.write_timeout = Some(budget.timeout);
+        let client = kube::Client::try_from(config).map_err(|e| match access {
+            ApiAccess::Kubeconfig { path } => K8sError::Kubeconfig { path: path.clone(), reason: chain(&e) },
+            ApiAccess::InCluster => K8sError::NoCredentials { reason: chain(&e) },
+        })?;
+        Ok(Api { client, access: access.clone() })
+    }
+
+    fn pods(pod: &PodName) -> Request {
+        Request::new(format!("/api/v1/namespaces/{}/pods", pod.namespace))
+    }
+
+    /// One request, bounded by the budget, errors mapped with `what` for the message.
+    async fn call<F>(&self, what: &str, pod: &PodName, budget: Budget, fut: F) -> Result<Value, K8sError>
+    where
+        F: Future<Output = Result<Value, kube::Error>>,
+    {
+        let limit = budget.next();
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.map_error(what, pod, e)),
+            Err(_) => Err(K8sError::Timeout {
+                access: self.access.to_string(),
+                what: what.into(),
+                waited_ms: limit.as_millis() as u64,
+            }),
+        }
+    }
+
+    fn map_error(&self, what: &str, pod: &PodName, e: kube::Error) -> K8sError {
+        match e {
+            kube::Error::Api(status) => match status.code {
+                401 => K8sError::Unauthorized { access: self.access.to_string(), message: status.message },
+                403 => K8sError::Forbidden {
+                    access: self.access.to_string(),
+                    what: what.into(),
+                    namespace: pod.namespace.clone(),
+                    message: status.message,
+                },
+                404 => K8sError::PodNotFound { pod: pod.to_string() },
+                code => K8sError::Api { what: what.into(), status: code, message: status.message },
+            },
+            kube::Error::SerdeError(e) => K8sError::Malformed { what: what.into(), reason: e.to_string() },
+            other => {
+                let reason = chain(&other);
+                // A certificate the kubeconfig does not trust will not start working on a retry.
+                let untrusted = reason.contains("certificate") || reason.contains("Certificate");
+                if let (true, ApiAccess::Kubeconfig { path }) = (untrusted, &self.access) {
+                    K8sError::Kubeconfig { path: path.clone(), reason }
+                } else if untrusted {
+                    K8sError::NoCredentials { reason }
+                } else {
+                    K8sError::Unreachable { access: self.access.to_string(), what: what.into(), reason }
+                }
+            }
+        }
+    }
+
+    /// GET pods/{name}.
+    pub async fn get_pod(&self, pod: &PodName, budget: Budget) -> Result<Value, K8sError> {
+        let what = format!("GET pod {pod}");
+        let req = Self::pods(pod)
+            .get(&pod.name, &GetParams::default())
+            .map_err(|e| K8sError::Malformed { what: what.clone(), reason: e.to_string() })?;
+        self.call(&what, pod, budget, self.client.request::<Value>(req)).await
+    }
+
+    /// GET pods/{name}/status (the re-read after a 409; same object, the subresource we write).
+    async fn get_pod_status(&self, pod: &PodName, budget: Budget) -> Result<Value, K8sError> {
+        let what = format!("GET pod {pod}/status");
+        let req = Self::pods(pod)
+            .get_subresource("status", &pod.name)
+            .map_err(|e| K8sError::Malformed { what: what.clone(), reason: e.to_string() })?;
+        self.call(&what, pod, budget, self.client.request::<Value>(req)).await
+    }
+
+    /// See `super::update_annotations`.
+    pub async fn update_annotations(
+        &self,
+        pod: &PodName,
+        uid: Option<&str>,
+        budget: Budget,
+        edit: &mut (dyn FnMut(&mut Map<String, Value>) -> bool + Send),
+    ) -> Result<bool, K8sError> {
+        let mut object = self.get_pod(pod, budget).await?;
+        let what = format!("PUT pod {pod}/status");
+        for attempt in 0..=MAX_CONFLICT_RETRIES {
+            check_uid(pod, &object, uid)?;
+            if object.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_none_or(str::is_empty) {
+                // Without it the PUT would be unconditional and could undo a concurrent writer.
+                return Err(K8sError::Malformed {
+                    what: format!("GET pod {pod}"),
+                    reason: "no resourceVersion".into(),
+                });
+            }
+            let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+                return Err(K8sError::Malformed { what: format!("GET pod {pod}"), reason: "no metadata".into() });
+            };
+            let mut map = match meta.remove("annotations") {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            };
+            let changed = edit(&mut map);
+            meta.insert("annotations".into(), Value::Object(map));
+            if !changed {
+                return Ok(false);
+            }
+            let body = serde_json::to_vec(&object)
+                .map_err(|e| K8sError::Malformed { what: what.clone(), reason: e.to_string() })?;
+            let req = Self::pods(pod)
+                .replace_subresource("status", &pod.name, &PostParams::default(), body)
+                .map_err(|e| K8sError::Malformed { what: what.clone(), reason: e.to_string() })?;
+            match self.call(&what, pod, budget, self.client.request::<Value>(req)).await {
+                Ok(_) => return Ok(true),
+                Err(K8sError::Api { status: 409, .. }) => {
+                    tracing::debug!(%pod, attempt, "409 Conflict on the annotation update; re-reading the pod");
+                    object = self.get_pod_status(pod, budget).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(K8sError::Conflict { pod: pod.to_string(), attempts: MAX_CONFLICT_RETRIES + 1 })
+    }
+}
+
+/// The object must still be the pod CNI_ARGS named (a pod deleted and re-created under the same
+/// name is another pod).
+fn check_uid(pod: &PodName, object: &Value, want: Option<&str>) -> Result<(), K8sError> {
+    let got = object.pointer("/metadata/uid").and_then(Value::as_str);
+    match (want, got) {
+        (Some(w), Some(g)) if w != g => {
+            Err(K8sError::PodReplaced { pod: pod.to_string(), api_uid: g.into(), args_uid: w.into() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An error with its sources, for messages ("connection refused" hides two levels down).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

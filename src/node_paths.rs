@@ -1,0 +1,341 @@
+//! The one table of host paths the plugin and the node reconciler touch, with the setting each
+//! comes from; the DaemonSet's hostPath mounts must equal it. Plain data: never touches a path.
+//!
+//! The plugin runs on the host (the runtime execs it), the reconciler and the installer run in a
+//! container of the DaemonSet in `config/kubernetes/daemonset.yaml`. Both must see every path
+//! **at the same place**, because the settings file and the attachment records name host paths;
+//! so each row is mounted at its own host path. `tests/manifests.rs` fails when the DaemonSet and
+//! this table differ, and prints the volumes this table expects.
+
+use backend_api::NodeSettings;
+use std::path::PathBuf;
+
+/// Where a host path comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A node setting (DESIGN.md §6) whose value is the directory itself.
+    Setting(&'static str),
+    /// The directory holding the file or socket a setting names (`ovsdb`, `vpp_api_socket`,
+    /// `config`).
+    ParentOf(&'static str),
+    /// A convention of another component (the runtime, Multus, a reference plugin); no setting.
+    Convention(&'static str),
+}
+
+/// Kubernetes `mountPropagation` of the reconciler's mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    None,
+    /// Mounts the host makes later (a new netns, a volume of a new pod) become visible inside.
+    HostToContainer,
+    /// Mounts and unmounts made inside reach the host too (needs a privileged container).
+    Bidirectional,
+}
+
+impl Propagation {
+    /// The Kubernetes spelling.
+    pub fn as_k8s(self) -> &'static str {
+        match self {
+            Propagation::None => "None",
+            Propagation::HostToContainer => "HostToContainer",
+            Propagation::Bidirectional => "Bidirectional",
+        }
+    }
+}
+
+/// One host directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePath {
+    /// The DaemonSet volume name (a DNS-1123 label).
+    pub volume: &'static str,
+    /// The host path under the default settings; mounted at the same path in the containers.
+    pub default: &'static str,
+    pub source: Source,
+    /// Propagation of the reconciler's mount.
+    pub propagation: Propagation,
+    /// The reconciler only reads here.
+    pub read_only: bool,
+    /// Also mounted (read-write) into the `userspace install` init container, which writes here.
+    pub install: bool,
+    /// The directory belongs to another component that must have created it (hostPath type
+    /// `Directory`); otherwise the kubelet creates it if absent (`DirectoryOrCreate`).
+    pub must_exist: bool,
+    pub why: &'static str,
+}
+
+impl NodePath {
+    /// The Kubernetes hostPath `type`.
+    pub fn host_path_type(&self) -> &'static str {
+        if self.must_exist {
+            "Directory"
+        } else {
+            "DirectoryOrCreate"
+        }
+    }
+}
+
+/// Every host path, in the order the DaemonSet lists them.
+pub const NODE_PATHS: &[NodePath] = &[
+    NodePath {
+        volume: "cni-bin",
+        default: "/opt/cni/bin",
+        source: Source::Convention("the runtime's CNI_PATH; the argument of `userspace install`"),
+        propagation: Propagation::None,
+        read_only: true,
+        install: true,
+        must_exist: false,
+        why: "install copies the binary here; the reconciler runs IPAM delegates (host-local) from here",
+    },
+    NodePath {
+        volume: "settings",
+        default: "/etc/userspace-cni",
+        source: Source::ParentOf("config"),
+        propagation: Propagation::None,
+        read_only: true,
+        install: true,
+        must_exist: false,
+        why: "the node settings file; install writes it if absent, everything else reads it",
+    },
+    NodePath {
+        volume: "state",
+        default: "/var/lib/cni/userspace",
+        source: Source::Setting("state_dir"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "attachment records, locks and the reconciler's heartbeat",
+    },
+    NodePath {
+        volume: "shared-dir",
+        default: "/var/lib/cni/usrspcni",
+        source: Source::Setting("shared_dir"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "per-pod shared dirs the plugin created; the reconciler removes those of orphans",
+    },
+    NodePath {
+        volume: "short-socket-dir",
+        default: "/var/lib/vhost_sockets",
+        source: Source::Setting("short_socket_dir"),
+        propagation: Propagation::Bidirectional,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "short per-pod dirs bind-mounted by the plugin on the host; the reconciler's unmount of an \
+              orphan's dir must reach the host",
+    },
+    NodePath {
+        volume: "netns",
+        default: "/run/netns",
+        source: Source::Convention("where containerd and CRI-O pin pod network namespaces"),
+        propagation: Propagation::HostToContainer,
+        read_only: true,
+        install: false,
+        must_exist: false,
+        why: "the reconciler tells a live pod from an orphan by its netns; namespaces created after \
+              the container started must be visible",
+    },
+    NodePath {
+        volume: "ovs-run",
+        default: "/var/run/openvswitch",
+        source: Source::ParentOf("ovsdb"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "OVSDB socket (setting ovsdb) and server-mode vhost sockets (setting ovs_sock_dir, the same \
+              dir by default)",
+    },
+    NodePath {
+        volume: "vpp-api",
+        default: "/run/vpp",
+        source: Source::ParentOf("vpp_api_socket"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "VPP's binary API socket",
+    },
+    NodePath {
+        volume: "device-info",
+        default: "/var/run/k8s.cni.cncf.io/devinfo",
+        source: Source::Convention("Multus / device-info spec 1.1.0 CNIDeviceInfoFile dir"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "device-info files the plugin wrote; the reconciler removes those of orphans",
+    },
+    NodePath {
+        volume: "host-local-data",
+        default: "/var/lib/cni/networks",
+        source: Source::Convention("host-local's default dataDir"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "the reconciler frees an orphan's lease with an IPAM DEL, which host-local records here \
+              (a NAD with its own ipam.dataDir needs that dir mounted too)",
+    },
+    NodePath {
+        volume: "kubelet-root",
+        default: "/var/lib/kubelet",
+        source: Source::Setting("kubelet_root"),
+        propagation: Propagation::HostToContainer,
+        read_only: true,
+        install: false,
+        must_exist: true,
+        why: "a pod's shared-dir emptyDir lives here; volumes of pods started later must be visible",
+    },
+    NodePath {
+        volume: "hugepages",
+        default: "/dev/hugepages",
+        source: Source::Convention("systemd's hugetlbfs mount point (dev-hugepages.mount)"),
+        propagation: Propagation::HostToContainer,
+        read_only: true,
+        install: false,
+        must_exist: false,
+        why: "`userspace doctor` (the readiness probe) looks for a hugetlbfs mount in its own mount table, \
+              which shows the host's only through this bind",
+    },
+    NodePath {
+        volume: "log",
+        default: "/var/log/userspace-cni",
+        source: Source::Convention("an allowed root for a network config's logFile"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "a DEL the reconciler runs for an orphan logs to the logFile of the orphan's config",
+    },
+    NodePath {
+        volume: "cni-net-d",
+        default: "/etc/cni/net.d",
+        source: Source::Convention("an allowed root for a network config's kubeconfig"),
+        propagation: Propagation::None,
+        read_only: true,
+        install: false,
+        must_exist: false,
+        why: "the kubeconfig a network config names (e.g. Multus's), read when an orphan's DEL updates \
+              pod annotations",
+    },
+];
+
+/// The settings whose value is (or names a file in) a host directory; each must have a row.
+pub const PATH_SETTINGS: &[&str] = &[
+    "state_dir",
+    "ovsdb",
+    "ovs_sock_dir",
+    "vpp_api_socket",
+    "kubelet_root",
+    "short_socket_dir",
+    "shared_dir",
+    "config",
+];
+
+/// Path settings without a default, so without a row: a node that sets one needs the DaemonSet
+/// to mount that directory as well (docs/install.md says how).
+pub const UNSET_PATH_SETTINGS: &[&str] = &["device_host_dir"];
+
+/// Settings that name no host path (`allowed_roots` only restricts paths from network configs;
+/// its default entries are rows).
+pub const OTHER_SETTINGS: &[&str] = &["timeout_ms", "deadline_ms", "allowed_roots", "annotations"];
+
+/// The directory a path setting means under `settings` (the parent for a socket or file
+/// setting); `None` for a key that is not a path setting.
+pub fn setting_dir(settings: &NodeSettings, key: &str) -> Option<PathBuf> {
+    let parent = |p: PathBuf| p.parent().map(PathBuf::from);
+    match key {
+        "state_dir" => Some(settings.state_dir.clone()),
+        "ovs_sock_dir" => Some(settings.ovs_sock_dir.clone()),
+        "kubelet_root" => Some(settings.kubelet_root.clone()),
+        "short_socket_dir" => Some(settings.short_socket_dir.clone()),
+        "shared_dir" => Some(settings.shared_dir.clone()),
+        "ovsdb" => settings.ovsdb_socket().and_then(parent),
+        "vpp_api_socket" => parent(settings.vpp_api_socket.clone()),
+        "config" => parent(PathBuf::from(crate::settings::DEFAULT_CONFIG_FILE)),
+        _ => None,
+    }
+}
+
+/// The row whose directory is `dir`.
+pub fn row_for(dir: &std::path::Path) -> Option<&'static NodePath> {
+    NODE_PATHS.iter().find(|p| std::path::Path::new(p.default) == dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    #[test]
+    fn every_row_with_a_setting_has_the_settings_default() {
+        let d = NodeSettings::default();
+        for row in NODE_PATHS {
+            let key = match row.source {
+                Source::Setting(k) | Source::ParentOf(k) => k,
+                Source::Convention(_) => continue,
+            };
+            let dir = setting_dir(&d, key).unwrap_or_else(|| panic!("{key} is not a path setting"));
+            assert_eq!(
+                dir,
+                Path::new(row.default),
+                "row {} says {} but setting {key} defaults to it",
+                row.volume,
+                row.default
+            );
+        }
+    }
+
+    #[test]
+    fn every_path_setting_lands_in_a_row() {
+        let d = NodeSettings::default();
+        for key in PATH_SETTINGS {
+            assert!(crate::settings::KEYS.contains(key), "{key} is not a settings key");
+            let dir = setting_dir(&d, key).expect("path setting");
+            assert!(row_for(&dir).is_some(), "setting {key} ({}) has no row in NODE_PATHS", dir.display());
+        }
+    }
+
+    #[test]
+    fn every_settings_key_is_classified() {
+        for key in crate::settings::KEYS {
+            let n = [PATH_SETTINGS, UNSET_PATH_SETTINGS, OTHER_SETTINGS].iter().filter(|l| l.contains(key)).count();
+            assert_eq!(
+                n, 1,
+                "settings key {key}: add it to exactly one of PATH_SETTINGS (and a row), \
+                UNSET_PATH_SETTINGS or OTHER_SETTINGS in src/node_paths.rs"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_allowed_roots_are_mounted() {
+        for root in NodeSettings::default().allowed_roots {
+            assert!(row_for(&root).is_some(), "allowed root {} has no row in NODE_PATHS", root.display());
+        }
+    }
+
+    #[test]
+    fn volumes_and_paths_are_unique_and_well_formed() {
+        let mut names = BTreeSet::new();
+        let mut paths = BTreeSet::new();
+        for row in NODE_PATHS {
+            assert!(names.insert(row.volume), "volume {} twice", row.volume);
+            assert!(paths.insert(row.default), "path {} twice", row.default);
+            assert!(row.volume.len() <= 63, "{} is longer than a DNS-1123 label", row.volume);
+            assert!(
+                row.volume.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{} is not a DNS-1123 label",
+                row.volume
+            );
+            assert!(Path::new(row.default).is_absolute(), "{} is not absolute", row.default);
+            // Bidirectional exists so that the reconciler's unmounts reach the host.
+            assert!(!(row.propagation == Propagation::Bidirectional && row.read_only), "{}", row.volume);
+        }
+    }
+}

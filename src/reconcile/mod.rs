@@ -1,0 +1,306 @@
+//! The node reconciler (`userspace gc`): finds attachments whose pod is gone and removes them with
+//! the verbs' own teardown (IPAM DEL included). Never reaps what it cannot prove dead.
+//!
+//! An attachment is reaped only when all hold: its netns is provably gone (`netns::probe`: a
+//! missing netns *directory* proves nothing), its record is older than the grace period, nobody
+//! holds its lock, and the pod oracle does not place its pod on this node (with Kubernetes access;
+//! without, the netns decides). Records are node-wide: every network, every engine.
+
+pub mod heartbeat;
+pub mod netns;
+pub mod pods;
+pub mod survey;
+pub mod sweep;
+
+use crate::cni::args::CniArgs;
+use crate::cni::env::CniEnv;
+use crate::state::{StateDir, StateError};
+use crate::verbs::{teardown, Invocation, Registry};
+use backend_api::{AttachmentId, CniError, NodeSettings, Verb};
+use netns::NetnsState;
+use pods::{PodOracle, PodPresence};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use survey::AttachmentState;
+
+/// Default `--grace`: kubelet normally sends DEL itself when a pod goes; the reconciler is the
+/// backstop, so it leaves the runtime time to do that first.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    State(#[from] StateError),
+
+    #[error("cannot write the reconciler heartbeat {}: {source}", path.display())]
+    Heartbeat { path: PathBuf, source: std::io::Error },
+
+    #[error(
+        "no reconciler heartbeat at {}: no `userspace gc` pass has completed on this node (is `userspace gc --every` \
+         running, with the same state_dir?)",
+        path.display()
+    )]
+    HeartbeatMissing { path: PathBuf },
+
+    #[error(
+        "the reconciler heartbeat {} is {}s old, more than the allowed {}s: the reconciler is stuck or stopped",
+        path.display(),
+        age.as_secs(),
+        max_age.as_secs()
+    )]
+    HeartbeatStale { path: PathBuf, age: Duration, max_age: Duration },
+}
+
+impl From<ReconcileError> for CniError {
+    fn from(e: ReconcileError) -> Self {
+        match e {
+            ReconcileError::State(s) => s.into(),
+            other => CniError::io(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Records younger than this are kept, whatever their netns says.
+    pub grace: Duration,
+    /// Decide and report; change nothing (no teardown, no sweep, no heartbeat).
+    pub dry_run: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { grace: DEFAULT_GRACE, dry_run: false }
+    }
+}
+
+/// Why an attachment stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "kebab-case")]
+pub enum Keep {
+    NetnsAlive,
+    NetnsUnverifiable(String),
+    YoungerThanGrace,
+    LockHeld,
+    PodOnThisNode,
+    PodUnknown(String),
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keep::NetnsAlive => f.write_str("its netns is alive"),
+            Keep::NetnsUnverifiable(why) => write!(f, "its netns cannot be verified: {why}"),
+            Keep::YoungerThanGrace => f.write_str("younger than the grace period"),
+            Keep::LockHeld => f.write_str("an ADD/DEL/GC holds its lock"),
+            Keep::PodOnThisNode => f.write_str("Kubernetes still places its pod on this node"),
+            Keep::PodUnknown(why) => write!(f, "its pod's state is unknown: {why}"),
+        }
+    }
+}
+
+/// The decision for one attachment, from facts alone (no I/O), in the order that makes the
+/// report most useful: a live netns is the common reason to keep.
+pub fn decide(netns: &NetnsState, age: Duration, grace: Duration, lock_free: bool, pod: &PodPresence) -> Option<Keep> {
+    match netns {
+        NetnsState::Alive => return Some(Keep::NetnsAlive),
+        NetnsState::Unverifiable(why) => return Some(Keep::NetnsUnverifiable(why.clone())),
+        NetnsState::Gone => {}
+    }
+    if age < grace {
+        return Some(Keep::YoungerThanGrace);
+    }
+    if !lock_free {
+        return Some(Keep::LockHeld);
+    }
+    match pod {
+        PodPresence::OnThisNode => Some(Keep::PodOnThisNode),
+        PodPresence::Unknown(why) => Some(Keep::PodUnknown(why.clone())),
+        PodPresence::Gone | PodPresence::NoAccess => None,
+    }
+}
+
+/// What the pass did with one attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    Reaped,
+    WouldReap,
+    Kept {
+        why: Keep,
+    },
+    /// Teardown failed; the record stays and the next pass retries.
+    Failed {
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub container_id: String,
+    pub ifname: String,
+    pub network: String,
+    pub netns: Option<String>,
+    pub state: AttachmentState,
+    pub age_seconds: u64,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// One pass: what happened to each record, the stray state files swept, and every error.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub dry_run: bool,
+    pub attachments: Vec<Outcome>,
+    pub swept_files: Vec<PathBuf>,
+    pub errors: Vec<String>,
+    /// True when a stop was requested before every record was visited.
+    pub interrupted: bool,
+}
+
+impl Report {
+    pub fn reaped(&self) -> usize {
+        self.attachments.iter().filter(|o| matches!(o.action, Action::Reaped | Action::WouldReap)).count()
+    }
+}
+
+/// The reconciler of one node.
+pub struct Reconciler<'a> {
+    pub settings: &'a NodeSettings,
+    pub registry: &'a Registry,
+    pub pods: &'a dyn PodOracle,
+    pub options: Options,
+}
+
+impl Reconciler<'_> {
+    /// One pass over every record. `stop` is polled between attachments (a teardown in progress
+    /// finishes; each is bounded by the deadline setting). Touches the heartbeat unless dry.
+    pub async fn pass(&self, stop: &dyn Fn() -> bool) -> Report {
+        let state = StateDir::at(&self.settings.state_dir);
+        let mut report = Report { dry_run: self.options.dry_run, ..Report::default() };
+        let found = match survey::survey(&state, SystemTime::now()) {
+            Ok(s) => s,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                return report;
+            }
+        };
+        for (path, why) in &found.unreadable {
+            report.errors.push(format!("unreadable record {} (left alone): {why}", path.display()));
+        }
+        for entry in found.entries {
+            if stop() {
+                report.interrupted = true;
+                break;
+            }
+            let att = &entry.record.attachment;
+            let pod = match entry.netns {
+                // Only a dead netns makes the API server's opinion matter.
+                NetnsState::Gone => self.pods.presence(&att.pod).await,
+                _ => PodPresence::NoAccess,
+            };
+            let keep = decide(&entry.netns, entry.age, self.options.grace, entry.lock_free, &pod);
+            let action = match keep {
+                Some(why) => Action::Kept { why },
+                None if self.options.dry_run => Action::WouldReap,
+                None => match self.reap(&state, &att.id).await {
+                    Ok(true) => Action::Reaped,
+                    // Someone took the lock (or removed the record) since the survey.
+                    Ok(false) => Action::Kept { why: Keep::LockHeld },
+                    Err(e) => {
+                        report.errors.push(format!("{}/{}: {e}", att.id.container_id, att.id.ifname));
+                        Action::Failed { error: e.to_string() }
+                    }
+                },
+            };
+            match &action {
+                Action::Reaped => tracing::info!(cid = %att.id.container_id, ifname = %att.id.ifname, "reaped"),
+                Action::Failed { error } => tracing::warn!(cid = %att.id.container_id, %error, "reap failed"),
+                _ => {}
+            }
+            report.attachments.push(Outcome {
+                container_id: att.id.container_id.clone(),
+                ifname: att.id.ifname.clone(),
+                network: att.network.clone(),
+                netns: att.netns.clone(),
+                state: entry.state,
+                age_seconds: entry.age.as_secs(),
+                action,
+            });
+        }
+        if report.interrupted {
+            return report;
+        }
+        let (swept, errors) = sweep::sweep_state_files(&state, self.options.dry_run).await;
+        report.swept_files = swept;
+        report.errors.extend(errors.0.into_iter().map(|e| e.to_string()));
+        if !self.options.dry_run {
+            let beat = state.ensure().map_err(ReconcileError::from).and_then(|()| heartbeat::touch(state.root()));
+            if let Err(e) = beat {
+                report.errors.push(e.to_string());
+            }
+        }
+        report
+    }
+
+    /// Tear one attachment down under its lock, exactly as DEL would (the record's own config,
+    /// engine, CNI_PATH and CNI_ARGS). `Ok(false)`: its lock is held or its record is gone.
+    async fn reap(&self, state: &StateDir, id: &AttachmentId) -> Result<bool, CniError> {
+        let Ok(lock) = state.lock_attachment(id, Duration::ZERO).await else { return Ok(false) };
+        let Some(record) = state.read_record(id)? else {
+            lock.release_and_remove();
+            return Ok(false);
+        };
+        let env = CniEnv {
+            command: Verb::Del,
+            container_id: Some(id.container_id.clone()),
+            netns: record.attachment.netns.clone(),
+            ifname: Some(id.ifname.clone()),
+            args: CniArgs::default(),
+            path: record.plan.cni_path.clone(),
+        };
+        let inv = Invocation { env: &env, stdin: &[], settings: self.settings, registry: self.registry };
+        teardown(&inv, state, &record).await?;
+        lock.release_and_remove();
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(300);
+    const OLD: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn only_a_dead_old_unlocked_attachment_without_a_pod_is_reaped() {
+        let gone = NetnsState::Gone;
+        assert_eq!(decide(&gone, OLD, GRACE, true, &PodPresence::NoAccess), None);
+        assert_eq!(decide(&gone, OLD, GRACE, true, &PodPresence::Gone), None);
+        assert_eq!(decide(&NetnsState::Alive, OLD, GRACE, true, &PodPresence::Gone), Some(Keep::NetnsAlive));
+        let unverifiable = NetnsState::Unverifiable("no /run/netns".into());
+        assert!(matches!(
+            decide(&unverifiable, OLD, GRACE, true, &PodPresence::Gone),
+            Some(Keep::NetnsUnverifiable(_))
+        ));
+        assert_eq!(
+            decide(&gone, Duration::from_secs(10), GRACE, true, &PodPresence::Gone),
+            Some(Keep::YoungerThanGrace)
+        );
+        assert_eq!(decide(&gone, OLD, GRACE, false, &PodPresence::Gone), Some(Keep::LockHeld));
+    }
+
+    #[test]
+    fn with_kubernetes_a_pod_still_on_the_node_or_unknown_keeps_it() {
+        let gone = NetnsState::Gone;
+        assert_eq!(decide(&gone, OLD, GRACE, true, &PodPresence::OnThisNode), Some(Keep::PodOnThisNode));
+        assert!(matches!(
+            decide(&gone, OLD, GRACE, true, &PodPresence::Unknown("timeout".into())),
+            Some(Keep::PodUnknown(_))
+        ));
+    }
+}

@@ -1,0 +1,724 @@
+//! Validation of `config/kubernetes/`: every document parses into its k8s-openapi type (or, for
+//! CRDs without one, a struct of ours that denies unknown fields) and survives a round trip with
+//! no field dropped; the DaemonSet mounts exactly `node_paths::NODE_PATHS`; the ClusterRole grants
+//! exactly `rbac::API_ACCESS`; every CNI config in a NAD passes the plugin's own validation.
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use userspace_cni::node_paths::{Propagation, NODE_PATHS};
+use userspace_cni::rbac::API_ACCESS;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kubernetes");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The contract with the reconciler (`userspace gc`) and `userspace doctor`.
+const RECONCILER_ARGS: &[&str] = &["gc", "--every", "60s"];
+const LIVENESS: &[&str] = &["/userspace", "gc", "--check-heartbeat", "180s"];
+const READINESS: &[&str] = &["/userspace", "doctor", "--json"];
+const NODE_LABEL: &str = "userspace-cni/ovs-dpdk";
+
+// ---------------------------------------------------------------------------------------------
+// Our types for documents k8s-openapi has no type for. Only the fields the manifests use, and
+// unknown ones are errors; `Option`s are skipped when absent so the round trip is exact.
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Nad {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: NadSpec,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct NadSpec {
+    config: String,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Vmi {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: VmiSpec,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VmiSpec {
+    domain: Domain,
+    networks: Vec<VmiNetwork>,
+    volumes: Vec<VmiVolume>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Domain {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<Cpu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<Memory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Resources>,
+    devices: Devices,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Cpu {
+    cores: u32,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Memory {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hugepages: Option<Hugepages>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guest: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Hugepages {
+    page_size: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Resources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limits: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Devices {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network_interface_multiqueue: Option<bool>,
+    disks: Vec<Disk>,
+    interfaces: Vec<VmiInterface>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Disk {
+    name: String,
+    disk: DiskTarget,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct DiskTarget {
+    bus: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VmiInterface {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masquerade: Option<Empty>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binding: Option<PluginBinding>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac_address: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PluginBinding {
+    name: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct VmiNetwork {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod: Option<Empty>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multus: Option<Multus>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Multus {
+    network_name: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VmiVolume {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_disk: Option<ContainerDisk>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cloud_init_no_cloud: Option<CloudInit>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerDisk {
+    image: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CloudInit {
+    user_data: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KubeVirt {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: KubeVirtSpec,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct KubeVirtSpec {
+    configuration: KubeVirtConfiguration,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct KubeVirtConfiguration {
+    network: KubeVirtNetwork,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct KubeVirtNetwork {
+    binding: BTreeMap<String, BindingPlugin>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BindingPlugin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sidecar_image: Option<String>,
+    #[serde(rename = "downwardAPI", skip_serializing_if = "Option::is_none")]
+    downward_api: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Kustomization {
+    api_version: String,
+    kind: String,
+    resources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<Vec<KustomizeImage>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KustomizeImage {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_tag: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and the round trip.
+
+/// One YAML document of a manifest file, as JSON.
+struct Doc {
+    file: PathBuf,
+    index: usize,
+    value: Value,
+}
+
+impl Doc {
+    fn at(&self) -> String {
+        format!("{}#{}", self.file.strip_prefix(ROOT).unwrap_or(&self.file).display(), self.index)
+    }
+
+    fn kind(&self) -> (&str, &str) {
+        (self.value["apiVersion"].as_str().unwrap_or(""), self.value["kind"].as_str().unwrap_or(""))
+    }
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(path);
+        }
+    }
+    out.sort();
+}
+
+fn parse_yaml(file: &Path, text: &str) -> Result<Vec<Doc>, String> {
+    let mut docs = Vec::new();
+    for (index, de) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(de).map_err(|e| format!("{}#{index}: not YAML: {e}", file.display()))?;
+        if !value.is_null() {
+            docs.push(Doc { file: file.to_owned(), index, value });
+        }
+    }
+    Ok(docs)
+}
+
+fn all_docs() -> Vec<Doc> {
+    let mut files = Vec::new();
+    yaml_files(Path::new(ROOT), &mut files);
+    assert!(!files.is_empty(), "no YAML under {ROOT}");
+    files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            parse_yaml(f, &text).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+/// Every place where `typed` (serialised back) differs from `original`.
+fn diff(original: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, typed) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, va) in a {
+                let p = format!("{path}.{k}");
+                match b.get(k) {
+                    Some(vb) => diff(va, vb, &p, out),
+                    None => out.push(format!("{p} was dropped (unknown field: a typo or a wrong place?)")),
+                }
+            }
+            for k in b.keys().filter(|k| !a.contains_key(*k)) {
+                out.push(format!("{path}.{k} appeared"));
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
+                diff(va, vb, &format!("{path}[{i}]"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!("{path}: {a} became {b}")),
+    }
+}
+
+/// Parse `doc` as `T` and check that serialising it back gives the document again.
+fn typed<T: DeserializeOwned + Serialize>(doc: &Doc) -> Result<T, String> {
+    let t: T = serde_json::from_value(doc.value.clone()).map_err(|e| format!("{}: {e}", doc.at()))?;
+    let back = serde_json::to_value(&t).map_err(|e| format!("{}: {e}", doc.at()))?;
+    let mut problems = Vec::new();
+    diff(&doc.value, &back, "", &mut problems);
+    if problems.is_empty() {
+        Ok(t)
+    } else {
+        Err(format!("{}: round trip through {}:\n  {}", doc.at(), std::any::type_name::<T>(), problems.join("\n  ")))
+    }
+}
+
+/// Every document, typed by its apiVersion/kind.
+#[derive(Default)]
+struct Manifests {
+    namespaces: Vec<Namespace>,
+    service_accounts: Vec<ServiceAccount>,
+    cluster_roles: Vec<ClusterRole>,
+    bindings: Vec<ClusterRoleBinding>,
+    daemonsets: Vec<DaemonSet>,
+    pods: Vec<Pod>,
+    nads: Vec<(PathBuf, Nad)>,
+    vmis: Vec<Vmi>,
+    kubevirts: Vec<KubeVirt>,
+    kustomizations: Vec<(PathBuf, Kustomization)>,
+}
+
+fn type_all(docs: &[Doc]) -> Result<Manifests, String> {
+    let mut m = Manifests::default();
+    let mut errors = Vec::new();
+    for doc in docs {
+        let r = match doc.kind() {
+            ("v1", "Namespace") => typed(doc).map(|t| m.namespaces.push(t)),
+            ("v1", "ServiceAccount") => typed(doc).map(|t| m.service_accounts.push(t)),
+            ("v1", "Pod") => typed(doc).map(|t| m.pods.push(t)),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => typed(doc).map(|t| m.cluster_roles.push(t)),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => typed(doc).map(|t| m.bindings.push(t)),
+            ("apps/v1", "DaemonSet") => typed(doc).map(|t| m.daemonsets.push(t)),
+            ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition") => {
+                typed(doc).map(|t| m.nads.push((doc.file.clone(), t)))
+            }
+            ("kubevirt.io/v1", "VirtualMachineInstance") => typed(doc).map(|t| m.vmis.push(t)),
+            ("kubevirt.io/v1", "KubeVirt") => typed(doc).map(|t| m.kubevirts.push(t)),
+            ("kustomize.config.k8s.io/v1beta1", "Kustomization") => {
+                typed(doc).map(|t| m.kustomizations.push((doc.file.clone(), t)))
+            }
+            (api, kind) => {
+                Err(format!("{}: no validation for apiVersion {api:?} kind {kind:?}: add it here", doc.at()))
+            }
+        };
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    }
+    if errors.is_empty() {
+        Ok(m)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+fn manifests() -> Manifests {
+    type_all(&all_docs()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn the_daemonset(m: &Manifests) -> &DaemonSet {
+    assert_eq!(m.daemonsets.len(), 1, "expected one DaemonSet");
+    &m.daemonsets[0]
+}
+
+fn container<'a>(containers: Option<&'a Vec<Container>>, name: &str) -> &'a Container {
+    containers
+        .into_iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("the DaemonSet has no container {name:?}"))
+}
+
+fn strings(v: &Option<Vec<String>>) -> Vec<&str> {
+    v.iter().flatten().map(String::as_str).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The round trip and unknown fields.
+
+#[test]
+fn every_manifest_parses_into_its_type_without_dropping_a_field() {
+    let m = manifests();
+    assert_eq!(m.namespaces.len(), 1);
+    assert_eq!(m.service_accounts.len(), 1);
+    assert_eq!(m.cluster_roles.len(), 1);
+    assert_eq!(m.bindings.len(), 1);
+    assert_eq!(m.daemonsets.len(), 1);
+    assert!(!m.pods.is_empty(), "the testpmd pod");
+    assert!(m.nads.len() >= 4, "OVS client, OVS server, VPP memif, KubeVirt");
+    assert_eq!(m.vmis.len(), 1);
+    assert_eq!(m.kubevirts.len(), 1);
+}
+
+#[test]
+fn a_misspelt_field_is_caught_by_the_round_trip() {
+    let text = std::fs::read_to_string(format!("{ROOT}/daemonset.yaml")).unwrap();
+    let typo = text.replacen("mountPropagation: Bidirectional", "mountPropogation: Bidirectional", 1);
+    assert_ne!(text, typo);
+    let docs = parse_yaml(Path::new("daemonset.yaml"), &typo).unwrap();
+    let err = type_all(&docs).err().expect("the typo must be reported");
+    assert!(err.contains("mountPropogation was dropped"), "{err}");
+
+    let nad = "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata: {name: x}\n\
+               spec: {config: '{}', confg: '{}'}\n";
+    let err = type_all(&parse_yaml(Path::new("nad.yaml"), nad).unwrap()).err().expect("unknown NAD field");
+    assert!(err.contains("confg"), "{err}");
+
+    let meta_typo = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x, lables: {a: b}}\n";
+    let err = type_all(&parse_yaml(Path::new("ns.yaml"), meta_typo).unwrap()).err().expect("metadata typo");
+    assert!(err.contains("lables was dropped"), "{err}");
+}
+
+#[test]
+fn every_manifest_is_in_a_kustomization_and_every_listed_file_exists() {
+    let m = manifests();
+    let mut files = Vec::new();
+    yaml_files(Path::new(ROOT), &mut files);
+    let mut listed = BTreeSet::new();
+    for (file, k) in &m.kustomizations {
+        let dir = file.parent().unwrap();
+        for r in &k.resources {
+            let p = dir.join(r);
+            assert!(p.is_file(), "{} lists {r}, which does not exist", file.display());
+            assert!(listed.insert(p.clone()), "{} is listed twice", p.display());
+        }
+    }
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy();
+        // Patches of existing objects are applied with `kubectl patch`, never created.
+        if name == "kustomization.yaml" || name.ends_with("-patch.yaml") {
+            continue;
+        }
+        assert!(listed.contains(&f), "{} is in no kustomization.yaml", f.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DaemonSet.
+
+/// The volumes the table expects, as YAML to paste into daemonset.yaml.
+fn expected_yaml() -> String {
+    let mut mounts = String::from("          volumeMounts:\n");
+    let mut volumes = String::from("      volumes:\n");
+    for p in NODE_PATHS {
+        mounts += &format!("            - name: {}\n              mountPath: {}\n", p.volume, p.default);
+        if p.propagation != Propagation::None {
+            mounts += &format!("              mountPropagation: {}\n", p.propagation.as_k8s());
+        }
+        if p.read_only {
+            mounts += "              readOnly: true\n";
+        }
+        volumes += &format!(
+            "        - name: {}\n          hostPath:\n            path: {}\n            type: {}\n",
+            p.volume,
+            p.default,
+            p.host_path_type()
+        );
+    }
+    format!("{mounts}{volumes}")
+}
+
+#[test]
+fn daemonset_host_paths_are_the_node_path_table() {
+    let m = manifests();
+    let pod = the_daemonset(&m).spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let hint = || format!("\nsrc/node_paths.rs expects (reconciler mounts, volumes):\n{}", expected_yaml());
+
+    let volumes = pod.volumes.as_ref().unwrap();
+    let got: Vec<(&str, &str, &str)> = volumes
+        .iter()
+        .map(|v| {
+            let hp = v.host_path.as_ref().unwrap_or_else(|| panic!("volume {} is not a hostPath", v.name));
+            (v.name.as_str(), hp.path.as_str(), hp.type_.as_deref().unwrap_or(""))
+        })
+        .collect();
+    let want: Vec<(&str, &str, &str)> = NODE_PATHS.iter().map(|p| (p.volume, p.default, p.host_path_type())).collect();
+    assert_eq!(got, want, "DaemonSet volumes differ from NODE_PATHS{}", hint());
+
+    let reconciler = container(Some(&pod.containers), "reconciler");
+    let got: Vec<(&str, &str, &str, bool)> = reconciler
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|v| {
+            let prop = v.mount_propagation.as_deref().unwrap_or("None");
+            (v.name.as_str(), v.mount_path.as_str(), prop, v.read_only.unwrap_or(false))
+        })
+        .collect();
+    let want: Vec<(&str, &str, &str, bool)> =
+        NODE_PATHS.iter().map(|p| (p.volume, p.default, p.propagation.as_k8s(), p.read_only)).collect();
+    assert_eq!(got, want, "the reconciler's mounts differ from NODE_PATHS{}", hint());
+
+    let install = container(pod.init_containers.as_ref(), "install");
+    let got: Vec<(&str, &str, Option<&str>, bool)> = install
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|v| (v.name.as_str(), v.mount_path.as_str(), v.mount_propagation.as_deref(), v.read_only.unwrap_or(false)))
+        .collect();
+    let want: Vec<(&str, &str, Option<&str>, bool)> =
+        NODE_PATHS.iter().filter(|p| p.install).map(|p| (p.volume, p.default, None, false)).collect();
+    assert_eq!(got, want, "the install container mounts read-write exactly the rows with install: true");
+}
+
+#[test]
+fn daemonset_runs_install_then_the_reconciler_with_the_agreed_probes() {
+    let m = manifests();
+    let ds = the_daemonset(&m);
+    let spec = ds.spec.as_ref().unwrap();
+    let pod = spec.template.spec.as_ref().unwrap();
+
+    let install = container(pod.init_containers.as_ref(), "install");
+    let settings_file = userspace_cni::settings::DEFAULT_CONFIG_FILE;
+    let cni_bin = NODE_PATHS.iter().find(|p| p.volume == "cni-bin").unwrap().default;
+    assert_eq!(strings(&install.args), ["install", cni_bin, "--settings", settings_file]);
+    assert_eq!(install.command, None, "the image's entrypoint is /userspace");
+
+    let reconciler = container(Some(&pod.containers), "reconciler");
+    assert_eq!(strings(&reconciler.args), RECONCILER_ARGS);
+    let exec = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        strings(&p.as_ref().and_then(|p| p.exec.as_ref()).and_then(|e| e.command.clone()))
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(exec(&reconciler.liveness_probe), LIVENESS, "liveness: the reconciler's heartbeat");
+    assert_eq!(exec(&reconciler.readiness_probe), READINESS, "readiness: doctor");
+
+    for c in [install, reconciler] {
+        let image = c.image.as_deref().unwrap_or("");
+        assert!(image.ends_with(&format!(":{VERSION}")), "{}: image {image} is not tagged with {VERSION}", c.name);
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        assert!(requests.is_some_and(|r| r.contains_key("cpu") && r.contains_key("memory")), "{}: requests", c.name);
+        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        assert!(limits.is_some_and(|l| l.contains_key("memory")), "{}: memory limit", c.name);
+        let sc = c.security_context.as_ref().unwrap();
+        // Kubernetes rejects Bidirectional propagation in an unprivileged container.
+        let bidirectional =
+            c.volume_mounts.iter().flatten().any(|v| v.mount_propagation.as_deref() == Some("Bidirectional"));
+        assert_eq!(sc.privileged.unwrap_or(false), bidirectional, "{}: privileged only for Bidirectional", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+    }
+    let drop = install.security_context.as_ref().and_then(|s| s.capabilities.as_ref()).and_then(|c| c.drop.clone());
+    assert_eq!(drop, Some(vec!["ALL".to_owned()]), "the installer needs no capability");
+
+    let selector = pod.node_selector.as_ref().expect("nodeSelector");
+    assert_eq!(selector.get(NODE_LABEL).map(String::as_str), Some("true"));
+
+    let kustomize_images: Vec<&KustomizeImage> =
+        m.kustomizations.iter().flat_map(|(_, k)| k.images.iter().flatten()).collect();
+    let name = install.image.as_deref().unwrap().rsplit_once(':').unwrap().0;
+    assert!(
+        kustomize_images.iter().any(|i| i.name == name && i.new_tag.as_deref() == Some(VERSION)),
+        "kustomization.yaml sets the image {name} to {VERSION}"
+    );
+}
+
+#[test]
+fn rbac_grants_exactly_the_verbs_the_code_uses() {
+    let m = manifests();
+    let role = &m.cluster_roles[0];
+    let mut granted = BTreeSet::new();
+    for rule in role.rules.iter().flatten() {
+        assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none(), "{rule:?}");
+        for g in rule.api_groups.iter().flatten() {
+            for r in rule.resources.iter().flatten() {
+                for v in &rule.verbs {
+                    assert!(g != "*" && r != "*" && v != "*", "wildcard in {rule:?}");
+                    assert!(granted.insert((g.clone(), r.clone(), v.clone())), "{g}/{r} {v} granted twice");
+                }
+            }
+        }
+    }
+    let used: BTreeSet<_> =
+        API_ACCESS.iter().map(|a| (a.group.to_owned(), a.resource.to_owned(), a.verb.to_owned())).collect();
+    let extra: Vec<_> = granted.difference(&used).collect();
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(extra.is_empty(), "the ClusterRole grants what no code uses (src/rbac.rs): {extra:?}");
+    assert!(missing.is_empty(), "the ClusterRole misses what the code uses (src/rbac.rs): {missing:?}");
+
+    let binding = &m.bindings[0];
+    let role_name = role.metadata.name.as_deref().unwrap();
+    assert_eq!((binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()), ("ClusterRole", role_name));
+    let sa = &m.service_accounts[0];
+    let subject = &binding.subjects.as_ref().unwrap()[0];
+    assert_eq!(subject.kind, "ServiceAccount");
+    assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
+    assert_eq!(subject.namespace, sa.metadata.namespace);
+    let ds = the_daemonset(&m);
+    let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name, sa.metadata.name, "the DaemonSet runs as the bound ServiceAccount");
+    assert_eq!(ds.metadata.namespace, sa.metadata.namespace);
+    assert_eq!(ds.metadata.namespace, m.namespaces[0].metadata.name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CNI configs in the NADs and the KubeVirt example.
+
+#[test]
+fn every_nad_config_passes_the_plugins_validation() {
+    let m = manifests();
+    let settings = backend_api::NodeSettings::default();
+    let engines: Vec<&str> =
+        userspace_cni::verbs::Registry::linked().registrations().iter().map(|r| r.engine).collect();
+    let mut modes = BTreeSet::new();
+    for (file, nad) in &m.nads {
+        let at = format!("{} ({})", file.display(), nad.metadata.name.as_deref().unwrap_or("?"));
+        let nc = userspace_cni::netconf::parse(nad.spec.config.as_bytes())
+            .unwrap_or_else(|e| panic!("{at}: the plugin rejects the config: {e}"));
+        nc.validate(&settings).unwrap_or_else(|e| panic!("{at}: the plugin rejects the config: {e}"));
+        assert_eq!(nc.plugin_type, "userspace", "{at}");
+        assert_eq!(nc.cni_version.as_deref(), Some("1.1.0"), "{at}");
+        assert_eq!(Some(&nc.name), nad.metadata.name.as_ref(), "{at}: network name = NAD name");
+        let engine = nc.host.engine.as_deref().unwrap();
+        assert!(engines.contains(&engine), "{at}: engine {engine} is not in the binary ({engines:?})");
+        let raw = &nc.raw["host"];
+        modes.insert((engine.to_owned(), raw["iftype"].as_str().unwrap_or("").to_owned(), mode_of(raw)));
+    }
+    for want in [("ovs-dpdk", "vhostuser", "client"), ("ovs-dpdk", "vhostuser", "server"), ("vpp", "memif", "master")] {
+        let want = (want.0.to_owned(), want.1.to_owned(), want.2.to_owned());
+        assert!(modes.contains(&want), "no example NAD for {want:?}; have {modes:?}");
+    }
+}
+
+fn mode_of(host: &Value) -> String {
+    host["vhost"]["mode"].as_str().or_else(|| host["memif"]["role"].as_str()).unwrap_or("").to_owned()
+}
+
+#[test]
+fn kubevirt_example_is_consistent() {
+    let m = manifests();
+    let vmi = &m.vmis[0];
+    let kv = &m.kubevirts[0];
+    let nads: BTreeMap<&str, &Nad> = m.nads.iter().map(|(_, n)| (n.metadata.name.as_deref().unwrap(), n)).collect();
+    let networks: BTreeMap<&str, &VmiNetwork> = vmi.spec.networks.iter().map(|n| (n.name.as_str(), n)).collect();
+    let mut vhost = 0;
+    for iface in &vmi.spec.domain.devices.interfaces {
+        let net =
+            networks.get(iface.name.as_str()).unwrap_or_else(|| panic!("interface {} has no network", iface.name));
+        let Some(binding) = &iface.binding else { continue };
+        vhost += 1;
+        let plugin = kv.spec.configuration.network.binding.get(&binding.name);
+        let plugin = plugin.unwrap_or_else(|| panic!("binding {} is not registered in the KubeVirt CR", binding.name));
+        assert_eq!(plugin.downward_api.as_deref(), Some("device-info"), "the binding reads device-info");
+        assert!(plugin.sidecar_image.is_some());
+
+        let name = &net.multus.as_ref().expect("a vhost-user interface is on a Multus network").network_name;
+        let nad = nads.get(name.as_str()).unwrap_or_else(|| panic!("no NAD {name} for the VMI"));
+        let conf: Value = serde_json::from_str(&nad.spec.config).unwrap();
+        assert_eq!(conf["cniVersion"], "1.1.0");
+        assert_eq!(conf["host"]["vhost"]["mode"], "client", "QEMU serves the socket, OVS connects");
+        for cap in ["mac", "deviceID", "CNIDeviceInfoFile"] {
+            assert_eq!(conf["capabilities"][cap], true, "{name}: capability {cap}");
+        }
+        // Multus passes CNIDeviceInfoFile only for a network with a device: the VMI must request it.
+        let annotations = nad.metadata.annotations.as_ref();
+        let resource = annotations.and_then(|a| a.get("k8s.v1.cni.cncf.io/resourceName")).expect("resourceName");
+        let requests = vmi.spec.domain.resources.as_ref().and_then(|r| r.requests.as_ref());
+        assert!(requests.is_some_and(|r| r.contains_key(resource)), "the VMI requests {resource}");
+    }
+    assert_eq!(vhost, 1, "one vhost-user interface");
+    assert!(vmi.spec.domain.memory.as_ref().and_then(|m| m.hugepages.as_ref()).is_some(), "vhost-user needs hugepages");
+}
+
+#[test]
+fn testpmd_pod_uses_an_example_network_and_a_shared_dir_volume() {
+    let m = manifests();
+    let pod = m.pods.iter().find(|p| p.metadata.name.as_deref() == Some("testpmd")).expect("testpmd pod");
+    let networks = pod.metadata.annotations.as_ref().and_then(|a| a.get("k8s.v1.cni.cncf.io/networks")).unwrap();
+    let nad = m.nads.iter().find(|(_, n)| n.metadata.name.as_deref() == Some(networks.as_str()));
+    let (_, nad) = nad.unwrap_or_else(|| panic!("the pod's network {networks} has no example NAD"));
+    let conf: Value = serde_json::from_str(&nad.spec.config).unwrap();
+    assert!(conf["kubeconfig"].is_string(), "the pod finds its socket through the plugin's annotation");
+    let spec = pod.spec.as_ref().unwrap();
+    // The plugin looks for the pod volume with exactly this name (DESIGN.md §4).
+    assert!(spec.volumes.iter().flatten().any(|v| v.name == "shared-dir"), "a volume named shared-dir");
+    let c = &spec.containers[0];
+    let mount = c.volume_mounts.iter().flatten().find(|v| v.name == "shared-dir").expect("shared-dir mounted");
+    let script = strings(&c.args).join("\n");
+    assert!(script.contains(&format!("path={}/", mount.mount_path)), "testpmd uses the mounted shared dir");
+    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref()).unwrap();
+    assert!(limits.keys().any(|k| k.starts_with("hugepages-")), "DPDK needs hugepages");
+}
+
+#[test]
+fn the_install_guide_lists_every_mounted_host_path_and_the_probes() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/install.md")).unwrap();
+    for p in NODE_PATHS {
+        assert!(guide.contains(&format!("| `{}` |", p.default)), "docs/install.md's mount table lacks {}", p.default);
+    }
+    for probe in [LIVENESS, READINESS] {
+        let json = serde_json::to_string(probe).unwrap().replace(',', ", ");
+        assert!(guide.contains(&json), "docs/install.md does not show the probe {json}");
+    }
+}
