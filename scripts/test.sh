@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite (README's second command): set-up, lint, every test against the real lab
-# (private OVS-DPDK, host-local, testpmd, network namespaces), then checks on the release binary.
+# (private OVS-DPDK, host-local, testpmd, network namespaces, the VPP simulator, a fake Kubernetes
+# API server), checks on the release binary, and short smoke runs of the benchmark and the fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Daemons of a test killed midway double-fork away from it: sweep them whatever happens.
+trap './scripts/leftovers.sh --clean >/dev/null 2>&1 || true' EXIT
 
 echo "==> fmt and clippy"
 cargo fmt --all -- --check
@@ -23,4 +26,11 @@ for engine in ovs-dpdk vpp; do
   "$BIN" backends | grep -q "^$engine " || { echo "FAIL: backend $engine missing from the release binary"; exit 1; }
 done
 ls -l "$BIN"
+
+echo "==> benchmark smoke (the full run: cargo bench --bench latency)"
+cargo bench --bench latency -- --smoke
+
+echo "==> fuzz smoke: 60 s of the config parser (the 10-minute campaign is in README)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+(cd fuzz && cargo fuzz run netconf --sanitizer none -- -max_total_time=60 -rss_limit_mb=2048)
 echo "==> all checks passed"

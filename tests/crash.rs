@@ -308,9 +308,16 @@ fn timed_kills(lab: &Lab, mode: Mode, points: u32) -> Tally {
         s.run(verb, None).expect_ok();
         started.elapsed()
     };
-    let probe = scene(lab, mode);
-    let add_time = measure("ADD", &probe);
-    let del_time = measure("DEL", &probe);
+    // The median of three uninterrupted runs: the first one of a lab is slower (cold caches).
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let probe = scene(lab, mode);
+        adds.push(measure("ADD", &probe));
+        dels.push(measure("DEL", &probe));
+    }
+    adds.sort();
+    dels.sort();
+    let (add_time, del_time) = (adds[1], dels[1]);
     for (verb, span) in [("ADD", add_time), ("DEL", del_time)] {
         for i in 0..points {
             let delay = span * i / points;
@@ -346,8 +353,10 @@ fn kills_at_arbitrary_moments_of_add_and_del_are_cleaned_by_del() {
 #[ignore = "runs only inside the private mount namespace made by the test above"]
 fn inner_timed_kills() {
     let lab = Lab::start("crash-time").expect("lab");
+    // A longer campaign: USERSPACE_CNI_TEST_TIMED_KILLS=500 (kills per verb and mode).
+    let points = std::env::var("USERSPACE_CNI_TEST_TIMED_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
     for mode in [Mode::Server, Mode::KubeVirt] {
-        let t = timed_kills(&lab, mode, 25);
+        let t = timed_kills(&lab, mode, points);
         eprintln!(
             "crash summary timed {mode:?}: {} kills landed mid-run, {} plugin runs, {} leaks",
             t.kill_points,
@@ -355,7 +364,8 @@ fn inner_timed_kills() {
             t.leaks.len()
         );
         assert!(t.leaks.is_empty(), "{mode:?}: {} leaks:\n{}", t.leaks.len(), t.leaks.join("\n"));
-        assert!(t.kill_points >= 25, "{mode:?}: most kills must land mid-run, only {} did", t.kill_points);
+        // Of 2 × points attempts, the latest may come after a run finished: at least half land.
+        assert!(t.kill_points >= points as usize, "{mode:?}: only {} kills landed mid-run", t.kill_points);
     }
     lab.stop().expect("stop lab");
 }

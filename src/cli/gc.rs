@@ -52,6 +52,8 @@ fn install_stop_handlers() -> Result<(), String> {
         let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_stop_signal as *const () as usize;
+            // Interrupted system calls restart: the flag, not EINTR, ends the loop.
+            sa.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut())
         };

@@ -113,7 +113,8 @@ mod tests {
         let p = pod(
             json!([{"name": "shared-dir", "emptyDir": {"medium": "Memory"}}]),
             json!([{"name": "a", "image": "x"},
-                   {"name": "b", "image": "x", "volumeMounts": [{"name": "shared-dir", "mountPath": "/var/run/sockets"}]},
+                   {"name": "b", "image": "x",
+                    "volumeMounts": [{"name": "shared-dir", "mountPath": "/var/run/sockets"}]},
                    {"name": "c", "image": "x", "volumeMounts": [{"name": "shared-dir", "mountPath": "/elsewhere"}]}]),
         );
         let sd = PodView::from_pod(&p).unwrap().shared_dir.unwrap();

@@ -179,7 +179,12 @@ impl StateDir {
         Ok(true)
     }
 
-    /// Rewrite an existing record atomically: deterministic temp name, fsync, rename, fsync dir.
+    /// Rewrite an existing record atomically: deterministic temp name, fsync, rename.
+    ///
+    /// The directory is not fsynced after the rename (the benchmark measured each fsync at ~0.7
+    /// ms quiet and ~9 ms under load): if a power cut loses the rename, the previous version of
+    /// the record comes back, which still names everything, and every undo is idempotent. The
+    /// file itself is fsynced so a rename that did persist never exposes an empty record.
     pub fn write_record(&self, rec: &Record) -> Result<(), StateError> {
         let path = self.record_path(&rec.attachment.id);
         let tmp = self.temp_path(&rec.attachment.id);
@@ -197,7 +202,6 @@ impl StateDir {
         f.sync_all().map_err(write_err)?;
         drop(f);
         fs::rename(&tmp, &path).map_err(write_err)?;
-        sync_dir(&self.root).map_err(write_err)?;
         Ok(())
     }
 
@@ -206,8 +210,9 @@ impl StateDir {
         read_record_file(&self.record_path(id))
     }
 
-    /// Remove the record, its leftover temp file and its lock file; "not found" is success.
-    /// Call while holding the attachment lock; the lock file goes last.
+    /// Remove the record and its leftover temp file; "not found" is success. Call while holding
+    /// the attachment lock. No directory fsync: a removal lost to a power cut brings back a
+    /// record whose objects are gone, and the next DEL or GC finds nothing to undo and removes it.
     pub fn remove_record(&self, id: &AttachmentId) -> Result<(), StateError> {
         for path in [self.temp_path(id), self.record_path(id)] {
             match fs::remove_file(&path) {
@@ -216,7 +221,6 @@ impl StateDir {
                 Err(e) => return Err(StateError::Write { path, source: e }),
             }
         }
-        sync_dir(&self.root).map_err(|source| StateError::Write { path: self.root.clone(), source })?;
         Ok(())
     }
 

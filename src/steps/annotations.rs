@@ -56,7 +56,10 @@ pub fn wanted(
         return Err(K8sError::NotBuilt { what: "annotation mode (kubeconfig or annotations = \"in-cluster\")" }.into());
     }
     let (Some(namespace), Some(name)) = (&pod.namespace, &pod.name) else {
-        tracing::warn!(%access, "annotation mode is on, but CNI_ARGS names no pod (K8S_POD_NAMESPACE, K8S_POD_NAME): no annotations");
+        tracing::warn!(
+            %access,
+            "annotation mode is on, but CNI_ARGS names no pod (K8S_POD_NAMESPACE, K8S_POD_NAME): no annotations"
+        );
         return Ok(None);
     };
     k8s::check_name("K8S_POD_NAMESPACE", namespace)?;
@@ -101,16 +104,12 @@ fn entries(value: Option<&Value>) -> Vec<Value> {
 fn without(list: Vec<Value>, cid: &str, ifname: &str) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::with_capacity(list.len());
     for e in list {
-        match key_of(&e) {
-            Some(k) if k == (cid, ifname) => {}
-            Some(k) => {
-                let k = (k.0.to_owned(), k.1.to_owned());
-                match out.iter().position(|o| key_of(o).is_some_and(|ok| (ok.0, ok.1) == (k.0.as_str(), k.1.as_str())))
-                {
-                    Some(i) => out[i] = e,
-                    None => out.push(e),
-                }
-            }
+        match key_of(&e).map(|(c, i)| (c.to_owned(), i.to_owned())) {
+            Some((c, i)) if c == cid && i == ifname => {}
+            Some((c, i)) => match out.iter().position(|o| key_of(o) == Some((c.as_str(), i.as_str()))) {
+                Some(at) => out[at] = e,
+                None => out.push(e),
+            },
             None => out.push(e),
         }
     }

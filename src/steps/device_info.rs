@@ -25,7 +25,10 @@ const MAX_FILE: u64 = 64 * 1024;
 pub enum DeviceInfoError {
     #[error("cannot read device-info file {}: {reason}", path.display())]
     Unreadable { path: PathBuf, reason: String },
-    #[error("device-info file {} (runtimeConfig.CNIDeviceInfoFile, written before ADD) is not a device-info document: {reason}", path.display())]
+    #[error(
+        "device-info file {} (runtimeConfig.CNIDeviceInfoFile, written before ADD) is not a device-info \
+         document: {reason}", path.display()
+    )]
     Malformed { path: PathBuf, reason: String },
     #[error(
         "device-info file {} (written before ADD, e.g. by a device plugin) describes a {found:?} device; this \
@@ -462,7 +465,8 @@ mod tests {
         let doc = v.to_json();
         assert_eq!(
             doc,
-            json!({"type": "vhost-user", "version": "1.1.0", "vhost-user": {"mode": "server", "path": "/var/run/vhost/sock1"}})
+            json!({"type": "vhost-user", "version": "1.1.0",
+                   "vhost-user": {"mode": "server", "path": "/var/run/vhost/sock1"}})
         );
         assert_eq!(DeviceInfo::parse(&doc), Ok(v));
         let m = DeviceInfo {

@@ -160,18 +160,22 @@ pub fn shared_dir(
         let (host, pod_volume) = match &volume.source {
             VolumeSource::HostPath(path) => {
                 // A pod author (namespace-scoped) must not make the plugin (root) put sockets anywhere.
-                backend_api::names::path_under_roots("the pod's shared-dir hostPath volume", path, &settings.allowed_roots)?;
+                let key = "the pod's shared-dir hostPath volume";
+                backend_api::names::path_under_roots(key, path, &settings.allowed_roots)?;
                 (backend_api::names::lexical_normal(path), false)
             }
             VolumeSource::EmptyDir => {
                 let api_uid = pod.and_then(|p| p.uid.as_deref());
                 let uid = att.pod.uid.as_deref().or(api_uid).ok_or_else(|| {
-                    CniError::invalid_config("the pod's shared-dir is an emptyDir but neither CNI_ARGS nor the API gives its uid")
+                    CniError::invalid_config(
+                        "the pod's shared-dir is an emptyDir but neither CNI_ARGS nor the API gives its uid",
+                    )
                 })?;
                 let path = empty_dir_path(settings, uid)?;
                 if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     return Err(CniError::invalid_config(format!(
-                        "the pod's shared-dir emptyDir {} does not exist on this node; check the setting kubelet_root ({})",
+                        "the pod's shared-dir emptyDir {} does not exist on this node; check the setting \
+                         kubelet_root ({})",
                         path.display(),
                         settings.kubelet_root.display()
                     )));
@@ -180,12 +184,14 @@ pub fn shared_dir(
             }
             VolumeSource::Other(kind) => {
                 return Err(CniError::invalid_config(format!(
-                    "the pod's {POD_VOLUME} volume is a {kind}; sockets can be shared through a hostPath or an emptyDir volume"
+                    "the pod's {POD_VOLUME} volume is a {kind}; sockets can be shared through a hostPath or an \
+                     emptyDir volume"
                 )))
             }
         };
         if !volume.other_mount_paths.is_empty() {
-            tracing::warn!(others = ?volume.other_mount_paths, "containers mount {POD_VOLUME} at different paths; publishing the first container's");
+            let others = &volume.other_mount_paths;
+            tracing::warn!(?others, "containers mount {POD_VOLUME} at different paths; publishing the first one's");
         }
         let (pod_path, pod_view) = match &volume.mount_path {
             Some(m) => (m.clone(), true),

@@ -128,6 +128,13 @@ pub fn leftover_files(node: &Node) -> Vec<String> {
 
 /// Everything an attachment of `network` could leave, listed: empty means nothing is left.
 pub fn leaks(lab: &Lab, node: &Node, network: &str, cid12: &str) -> Vec<String> {
+    // DEL does not wait for ovs-vswitchd (OVSDB is the truth); the server-mode socket vswitchd
+    // made for a port goes when vswitchd applies the deletion, a few ms later. Judge the state
+    // vswitchd converges to: ovs-vsctl (without --no-wait) returns once vswitchd has applied
+    // its change, and vswitchd applies the database in order.
+    let mark =
+        format!("external_ids:uscni-test-sync={}", std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0));
+    lab.vsctl(&["set", "Open_vSwitch", ".", &mark]).unwrap_or_else(|e| panic!("wait for ovs-vswitchd: {e}"));
     let mut out: Vec<String> = ovs_objects(lab, network).into_iter().map(|o| format!("OVS {o}")).collect();
     out.extend(leftover_files(node).into_iter().map(|f| format!("file {f}")));
     out.extend(mounts_under(node.root.path()).into_iter().map(|m| format!("mount {m}")));

@@ -282,19 +282,26 @@ fn errno(e: &io::Error) -> i32 {
 
 /// What the kernel's refusal to label means, for a user.
 fn label_error(path: &Path, ctx: &str, e: &io::Error) -> CniError {
+    if errno(e) == libc::EOPNOTSUPP {
+        return CniError::new(
+            codes::UNSUPPORTED_FIELD,
+            format!(
+                "{SELINUX_CONTEXT} {ctx:?}: the filesystem of {} does not support SELinux labels \
+                 ({SELINUX_XATTR}: {e}); remove {SELINUX_CONTEXT}, or put the shared dir on a filesystem with \
+                 labels (ext4, xfs, tmpfs)",
+                path.display()
+            ),
+        );
+    }
     let remedy = match errno(e) {
-        libc::EOPNOTSUPP => {
-            return CniError::new(
-                codes::UNSUPPORTED_FIELD,
-                format!(
-                    "{SELINUX_CONTEXT} {ctx:?}: the filesystem of {} does not support SELinux labels ({SELINUX_XATTR}: \
-                     {e}); remove {SELINUX_CONTEXT}, or put the shared dir on a filesystem with labels (ext4, xfs, tmpfs)",
-                    path.display()
-                ),
-            )
+        libc::EINVAL => {
+            "the loaded SELinux policy does not know this context: compare with `ls -Z` of a file that works, \
+             or `semanage fcontext -l`"
         }
-        libc::EINVAL => "the loaded SELinux policy does not know this context: check it with `getfattr -n security.selinux` on a file that works, or `semanage fcontext -l`",
-        libc::EPERM | libc::EACCES => "the plugin is not allowed to relabel (it must run as root, and the SELinux policy must let its domain relabel to this type)",
+        libc::EPERM | libc::EACCES => {
+            "the plugin is not allowed to relabel (it must run as root, and the SELinux policy must let its \
+             domain relabel to this type)"
+        }
         _ => "check the context and the filesystem",
     };
     CniError::io(format!("{SELINUX_CONTEXT} {ctx:?}: cannot label {}: {e}; {remedy}", path.display()))

@@ -248,6 +248,16 @@ impl Step for PortStep {
             Op::comment(format!("userspace-cni: delete port {name} of {}/{}", id.container_id, id.ifname)),
         ];
         client.transact(OPEN_VSWITCH_DB, ops).await.map_err(ovs_err("deleting the port"))?;
+        // Server mode: vswitchd unlinks its socket only when it gets round to applying the
+        // deletion, and DEL does not wait for it; a socket never delivered (ADD rolled back
+        // before delivery) would outlive the DEL. Remove it now; vswitchd tolerates that.
+        if self.plan.host_mode == VhostMode::Server {
+            match std::fs::remove_file(&self.plan.ovs_socket) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CniError::io(format!("cannot remove {}: {e}", self.plan.ovs_socket.display()))),
+            }
+        }
         Ok(())
     }
 }

@@ -30,6 +30,9 @@ pub enum Reply {
     Status(u16),
     /// Wait this long, then serve the request normally.
     Delay(Duration),
+    /// Serve the request now (a GET reads the pod as it is now), answer this much later: two
+    /// clients reading during that window get the same resourceVersion.
+    SlowAnswer(Duration),
     /// Close the connection without an answer (the server "went away" mid-request).
     Drop,
 }
@@ -315,7 +318,8 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<B
             lock(&state).seen.push(record(code));
             let msg = match code {
                 403 => format!(
-                    "pods \"x\" is forbidden: User \"system:serviceaccount:kube-system:multus\" cannot {} resource \"pods\" in API group \"\"",
+                    "pods \"x\" is forbidden: User \"system:serviceaccount:kube-system:multus\" cannot {} \
+                     resource \"pods\" in API group \"\"",
                     if method == Method::PUT { "update" } else { "get" }
                 ),
                 _ => format!("injected {code}"),
@@ -323,11 +327,14 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<B
             return Ok(reply(code, &status_body(code, reason_of(code), &msg)));
         }
         Some(Reply::Delay(d)) => tokio::time::sleep(d).await,
-        None => {}
+        Some(Reply::SlowAnswer(_)) | None => {}
     }
 
     let (code, answer) = serve(&state, &method, &path, authorized, put_body);
     lock(&state).seen.push(record(code));
+    if let Some(Reply::SlowAnswer(d)) = fault {
+        tokio::time::sleep(d).await;
+    }
     Ok(reply(code, &answer))
 }
 
@@ -366,7 +373,8 @@ fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Op
             // An empty resourceVersion would be an unconditional update; pods allow it, the plugin must not rely on it.
             if !sent.is_empty() && sent != have {
                 let msg = format!(
-                    "Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                    "Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply \
+                     your changes to the latest version and try again"
                 );
                 return (409, status_body(409, "Conflict", &msg));
             }
