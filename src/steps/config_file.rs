@@ -8,7 +8,7 @@ use crate::steps::publish;
 use backend_api::{async_trait, Attachment, CniError, SocketDescriptor, SocketKind, Step, StepContext};
 use serde_json::{json, Map, Value};
 use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -134,18 +134,7 @@ impl Step for ConfigFileStep {
         // a planted link, then renamed over whatever has our file's name.
         let tmp = temp_of(&self.path);
         unlink(&tmp)?;
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|e| {
+        super::files::write_exclusive(&tmp, &bytes, 0o444).and_then(|()| fs::rename(&tmp, &self.path)).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             CniError::from(werr(e))
         })

@@ -11,7 +11,7 @@
 use backend_api::{async_trait, codes, names, CniError, NodeSettings, SocketDescriptor, SocketKind, Step, StepContext};
 use serde_json::{json, Value};
 use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -337,20 +337,7 @@ impl DeviceInfoStep {
             _ => {}
         }
         let bytes = serde_json::to_vec(&self.info.to_json()).map_err(|e| werr(std::io::Error::other(e)))?;
-        let write_tmp = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()
-        };
-        if let Err(e) = write_tmp() {
-            let _ = fs::remove_file(&tmp);
-            return Err(werr(e));
-        }
+        super::files::write_exclusive(&tmp, &bytes, 0o444).map_err(werr)?;
         // link(2) never replaces: a file a device plugin wrote meanwhile survives.
         let linked = fs::hard_link(&tmp, &self.file);
         let _ = fs::remove_file(&tmp);

@@ -9,7 +9,7 @@ use crate::netconf::NetConf;
 use crate::state::{Record, StateDir};
 use crate::steps::ipam::Budget;
 use crate::steps::{publish, IpamStep};
-use backend_api::{codes, AttachmentId, CniError, ErrorList, StepContext};
+use backend_api::{codes, CniError, ErrorList, StepContext};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,10 +76,7 @@ impl From<CheckError> for CniError {
 
 pub async fn check(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
     let env = inv.env;
-    let id = AttachmentId::new(
-        env.container_id.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_CONTAINERID is required"))?,
-        env.ifname.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_IFNAME is required"))?,
-    );
+    let id = super::plan::attachment_id(inv)?;
     inv.registry.get(engine_of(conf)?)?;
     let prev = conf.prev_result.as_ref().ok_or(CheckError::NoPrevResult)?;
     let prev = CniResult::from_json(prev).map_err(|e| CheckError::BadPrevResult(e.to_string()))?;

@@ -9,16 +9,12 @@ use crate::pipeline::undo_all;
 use crate::state::StateDir;
 use crate::steps::ipam::{cni_args_text, Budget};
 use crate::steps::IpamStep;
-use backend_api::{codes, AttachmentId, CniError, StepContext};
+use backend_api::{AttachmentId, CniError, StepContext};
 use std::sync::Arc;
 use std::time::Instant;
 
 pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
-    let env = inv.env;
-    let id = AttachmentId::new(
-        env.container_id.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_CONTAINERID is required"))?,
-        env.ifname.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_IFNAME is required"))?,
-    );
+    let id = super::plan::attachment_id(inv)?;
     // The engine must still be one we know, even when there is nothing to delete.
     inv.registry.get(engine_of(conf)?)?;
     let state = StateDir::at(&inv.settings.state_dir);

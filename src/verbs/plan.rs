@@ -69,19 +69,26 @@ pub fn engine_of(conf: &NetConf) -> Result<&str, CniError> {
         .ok_or_else(|| CniError::invalid_config("host.engine is required (one of: ovs-dpdk, vpp)"))
 }
 
+/// (CNI_CONTAINERID, CNI_IFNAME): the env parser already required them for ADD, DEL and CHECK.
+pub fn attachment_id(inv: &Invocation<'_>) -> Result<AttachmentId, CniError> {
+    let env = inv.env;
+    Ok(AttachmentId::new(
+        env.container_id.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_CONTAINERID is required"))?,
+        env.ifname.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_IFNAME is required"))?,
+    ))
+}
+
 /// The attachment from the environment, CNI_ARGS and the config.
 pub fn attachment(inv: &Invocation<'_>, conf: &NetConf) -> Result<Attachment, CniError> {
     let env = inv.env;
-    let container_id =
-        env.container_id.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_CONTAINERID is required"))?;
-    let ifname = env.ifname.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_IFNAME is required"))?;
+    let id = attachment_id(inv)?;
     let args = &env.args;
     let mac = match &conf.runtime_config.mac {
         Some(m) => Some(backend_api::names::validate_mac("runtimeConfig.mac", m)?),
         None => args.mac.clone(),
     };
     Ok(Attachment {
-        id: AttachmentId::new(container_id, ifname),
+        id,
         network: conf.name.clone(),
         netns: env.netns.clone(),
         pod: PodRef {

@@ -4,8 +4,8 @@
 
 use crate::config::OvsPlan;
 use crate::conn::{self, ovs_err};
-use crate::ovsdb::datum::{as_optional_integer, as_set, as_string, as_string_map, as_uuid, column, empty_set, set};
-use crate::ovsdb::{row, Condition, Mutation, Op, OvsdbClient, OvsdbError, WaitUntil, OPEN_VSWITCH_DB};
+use crate::ovsdb::datum::{as_optional_integer, as_set, as_string, as_string_map, as_uuid, column, set};
+use crate::ovsdb::{Condition, Mutation, Op, OvsdbClient, OvsdbError, OPEN_VSWITCH_DB};
 use crate::tags;
 use backend_api::spec::VhostMode;
 use backend_api::{codes, AttachmentId, CniError, NodeSettings, OwnedObject};
@@ -243,7 +243,7 @@ pub async fn list_owned(settings: &NodeSettings, network: &str) -> Result<Vec<Ow
 pub async fn remove_owned(settings: &NodeSettings, obj: &OwnedObject) -> Result<(), CniError> {
     let mut client = conn::connect(settings, settings.timeout()).await?;
     match obj.kind.as_str() {
-        KIND_BRIDGE => remove_bridge_if_unused(&mut client, &obj.name).await,
+        KIND_BRIDGE => crate::steps::delete_bridge_if_unused(&mut client, &obj.name, "GC unused bridge").await,
         _ => remove_port(&mut client, settings, obj).await,
     }
 }
@@ -300,32 +300,6 @@ async fn remove_port(client: &mut OvsdbClient, settings: &NodeSettings, obj: &Ow
         }
     }
     Ok(())
-}
-
-/// Delete a bridge we created, only if it has no port, in one transaction whose leading `wait`
-/// aborts if a port was attached meanwhile (the same guard as the bridge step's undo).
-async fn remove_bridge_if_unused(client: &mut OvsdbClient, name: &str) -> Result<(), CniError> {
-    let Some((uuid, _, ids, ports)) = crate::steps::find_bridge(client, name).await? else { return Ok(()) };
-    if !tags::is_ours(&ids) || ports > 0 {
-        return Ok(());
-    }
-    let ops = vec![
-        Op::wait(
-            "Bridge",
-            vec![Condition::eq("name", json!(name))],
-            &["ports"],
-            WaitUntil::Equal,
-            vec![row([("ports", empty_set())])],
-            Duration::ZERO,
-        ),
-        Op::mutate("Open_vSwitch", vec![], vec![Mutation::delete("bridges", set([uuid]))]),
-        Op::comment(format!("userspace-cni: GC unused bridge {name}")),
-    ];
-    match client.transact(OPEN_VSWITCH_DB, ops).await {
-        Ok(_) => Ok(()),
-        Err(OvsdbError::Transaction { op_index: 0, .. }) => Ok(()),
-        Err(e) => Err(ovs_err("GC: deleting the bridge")(e)),
-    }
 }
 
 /// The `Open_vSwitch` row's facts `doctor` and STATUS report.

@@ -48,6 +48,38 @@ pub async fn find_bridge(
     Ok(Some((uuid, dp, ids, ports)))
 }
 
+/// Delete a bridge only if we created it and no port is left, in one transaction whose leading
+/// `wait` aborts if a port was attached meanwhile. An administrator's bridge is never touched.
+/// Shared by the bridge step's undo and GC. `why` goes into OVSDB's log with the transaction.
+pub async fn delete_bridge_if_unused(
+    client: &mut crate::ovsdb::OvsdbClient,
+    name: &str,
+    why: &str,
+) -> Result<(), CniError> {
+    let Some((uuid, _, ids, ports)) = find_bridge(client, name).await? else { return Ok(()) };
+    if !tags::is_ours(&ids) || ports > 0 {
+        return Ok(());
+    }
+    let ops = vec![
+        Op::wait(
+            "Bridge",
+            vec![Condition::eq("name", json!(name))],
+            &["ports"],
+            WaitUntil::Equal,
+            vec![row([("ports", empty_set())])],
+            Duration::ZERO,
+        ),
+        Op::mutate("Open_vSwitch", vec![], vec![Mutation::delete("bridges", set([uuid]))]),
+        Op::comment(format!("userspace-cni: {why} {name}")),
+    ];
+    match client.transact(OPEN_VSWITCH_DB, ops).await {
+        Ok(_) => Ok(()),
+        // The wait failed: a port was attached in between, so the bridge stays.
+        Err(crate::ovsdb::OvsdbError::Transaction { op_index: 0, .. }) => Ok(()),
+        Err(e) => Err(ovs_err("deleting the bridge")(e)),
+    }
+}
+
 pub struct BridgeStep {
     pub plan: OvsPlan,
     pub conn: Arc<Conn>,
@@ -120,30 +152,7 @@ impl Step for BridgeStep {
     /// `wait` fails if a port was attached meanwhile. An administrator's bridge is never touched.
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
-        let client = g.client()?;
-        let name = &self.plan.bridge;
-        let Some((uuid, _, ids, ports)) = find_bridge(client, name).await? else { return Ok(()) };
-        if !tags::is_ours(&ids) || ports > 0 {
-            return Ok(());
-        }
-        let ops = vec![
-            Op::wait(
-                "Bridge",
-                vec![Condition::eq("name", json!(name))],
-                &["ports"],
-                WaitUntil::Equal,
-                vec![row([("ports", empty_set())])],
-                Duration::ZERO,
-            ),
-            Op::mutate("Open_vSwitch", vec![], vec![Mutation::delete("bridges", set([uuid]))]),
-            Op::comment(format!("userspace-cni: delete unused bridge {name}")),
-        ];
-        match client.transact(OPEN_VSWITCH_DB, ops).await {
-            Ok(_) => Ok(()),
-            // The wait failed: a port was attached in between, so the bridge stays.
-            Err(crate::ovsdb::OvsdbError::Transaction { op_index: 0, .. }) => Ok(()),
-            Err(e) => Err(ovs_err("deleting the bridge")(e)),
-        }
+        delete_bridge_if_unused(g.client()?, &self.plan.bridge, "delete unused bridge").await
     }
 }
 
