@@ -13,7 +13,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features testkit -- -D warnings
 
 echo "==> tests (in a private mount namespace: bind mounts never reach the host)"
-unshare --mount --propagation private -- cargo test --workspace --features testkit -- --test-threads=2
+LOG=$(mktemp /tmp/userspace-cni-test-log.XXXXXX)
+unshare --mount --propagation private -- cargo test --workspace --features testkit -- --test-threads=2 2>&1 | tee "$LOG"
 
 echo "==> release binary"
 cargo build --release
@@ -32,5 +33,14 @@ cargo bench --bench latency -- --smoke
 
 echo "==> fuzz smoke: 60 s of the config parser (the 10-minute campaign is in README)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
-(cd fuzz && cargo fuzz run netconf --sanitizer none -- -max_total_time=60 -rss_limit_mb=2048)
+FUZZLOG=$(mktemp /tmp/userspace-cni-fuzz-log.XXXXXX)
+if ! (cd fuzz && cargo fuzz run netconf --sanitizer none -- -max_total_time=60 -rss_limit_mb=2048) >"$FUZZLOG" 2>&1; then
+  tail -60 "$FUZZLOG"; echo "FAIL: the fuzzer found a crash (see above)"; exit 1
+fi
+grep -a '^Done ' "$FUZZLOG"
+rm -f "$FUZZLOG"
+
 echo "==> all checks passed"
+# One summary line over every test binary of the suite.
+awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$LOG"
+rm -f "$LOG"
