@@ -218,7 +218,7 @@ fn every_keeps_reaping_answers_the_liveness_probe_and_stops_on_sigterm_and_sigin
 
 #[test]
 fn gc_unmounts_the_short_dir_of_a_dead_kubevirt_pod() {
-    reliability::run_in_private_mount_ns("inner_kubevirt_orphan");
+    support::run_in_private_mount_ns("inner_kubevirt_orphan");
 }
 
 #[test]

@@ -231,7 +231,7 @@ fn report(name: &str, t: &Tally) {
 
 #[test]
 fn add_killed_at_every_step_is_cleaned_by_del_or_gc() {
-    let out = reliability::run_in_private_mount_ns("inner_add_killed_at_every_step");
+    let out = support::run_in_private_mount_ns("inner_add_killed_at_every_step");
     for l in out.lines().filter(|l| l.starts_with("crash summary")) {
         eprintln!("{l}");
     }
@@ -249,7 +249,7 @@ fn inner_add_killed_at_every_step() {
 
 #[test]
 fn del_killed_before_every_undo_is_cleaned_by_del_or_gc() {
-    let out = reliability::run_in_private_mount_ns("inner_del_killed_before_every_undo");
+    let out = support::run_in_private_mount_ns("inner_del_killed_before_every_undo");
     for l in out.lines().filter(|l| l.starts_with("crash summary")) {
         eprintln!("{l}");
     }
@@ -343,7 +343,7 @@ fn timed_kills(lab: &Lab, mode: Mode, points: u32) -> Tally {
 
 #[test]
 fn kills_at_arbitrary_moments_of_add_and_del_are_cleaned_by_del() {
-    let out = reliability::run_in_private_mount_ns("inner_timed_kills");
+    let out = support::run_in_private_mount_ns("inner_timed_kills");
     for l in out.lines().filter(|l| l.starts_with("crash summary")) {
         eprintln!("{l}");
     }

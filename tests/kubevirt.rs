@@ -14,18 +14,7 @@ use testlab::{Lab, Testpmd, VhostPort};
 
 #[test]
 fn kubevirt_pod_shares_one_short_dir_mount_between_interfaces() {
-    let exe = std::env::current_exe().expect("test binary path");
-    // Private towards the host, but shared inside: ovs-vswitchd runs under `ip netns exec`, which
-    // makes its own (slave) mount namespace, and must see the bind mount the plugin makes later,
-    // as it would on a real node where both live in the host's mount namespace.
-    let out = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c", "mount --make-rshared / && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", "kubevirt_inner", "--ignored", "--nocapture", "--test-threads=1"])
-        .output()
-        .expect("run unshare");
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("1 passed"), "inner test failed:\n{text}");
+    support::run_in_private_mount_ns("kubevirt_inner");
 }
 
 #[test]

@@ -186,12 +186,8 @@ fn failure_at_each_step_restores_ovs_and_disk() {
                 assert!(msg.contains("injected"), "{mode} {fp}: {msg}");
                 assert_eq!(ovs_state(&lab, "br-fail"), before, "{mode} {fp}: OVS restored");
                 assert_node_clean(&node, &format!("{mode} {fp}"));
-                let leftover_sock: Vec<_> = std::fs::read_dir(lab.sock_dir())
-                    .expect("sock dir")
-                    .flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("fa1100000000"))
-                    .collect();
-                assert!(leftover_sock.is_empty(), "{mode} {fp}: OVS-dir socket left");
+                let left = support::entries_with_prefix(lab.sock_dir(), "fa1100000000");
+                assert!(left.is_empty(), "{mode} {fp}: OVS-dir socket left: {left:?}");
             }
         }
     }

@@ -295,15 +295,7 @@ fn client_mode_dir_settings_let_a_non_root_workload_create_its_socket() {
 /// namespace, as tests/kubevirt.rs does.
 #[test]
 fn kubevirt_short_dir_carries_the_settings_to_the_pods_volume() {
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c", "mount --make-rshared / && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", "kubevirt_inner", "--ignored", "--nocapture", "--test-threads=1"])
-        .output()
-        .expect("run unshare");
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("1 passed"), "inner test failed:\n{text}");
+    support::run_in_private_mount_ns("kubevirt_inner");
 }
 
 #[test]
@@ -470,12 +462,8 @@ fn a_failure_after_the_settings_were_applied_leaves_nothing() {
         assert!(msg.contains("injected"), "{mode} {fp}: {msg}");
         assert!(!has_bridge(&lab, "br-pfl"), "{mode} {fp}: OVS restored");
         assert_node_clean(&node, &format!("{mode} {fp}"));
-        let left: Vec<_> = std::fs::read_dir(lab.sock_dir())
-            .expect("sock dir")
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("f1a000000000"))
-            .collect();
-        assert!(left.is_empty(), "{mode} {fp}: OVS-dir socket left");
+        let left = support::entries_with_prefix(lab.sock_dir(), "f1a000000000");
+        assert!(left.is_empty(), "{mode} {fp}: OVS-dir socket left: {left:?}");
     }
 }
 

@@ -165,18 +165,3 @@ pub fn sandbox(res: &Value) -> Value {
         .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
         .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
 }
-
-/// Re-run this test binary's `inner` test (marked `#[ignore]`) in a private mount namespace, so
-/// bind mounts never reach the host, and return its output (asserting it passed).
-pub fn run_in_private_mount_ns(inner: &str) -> String {
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(exe)
-        .args(["--exact", inner, "--ignored", "--nocapture", "--test-threads=1"])
-        .output()
-        .expect("run unshare");
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("1 passed"), "inner test {inner} failed:\n{text}");
-    text
-}

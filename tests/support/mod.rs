@@ -235,6 +235,34 @@ impl Drop for Netns {
     }
 }
 
+/// Re-run the ignored test `inner` of this test binary in a mount namespace of its own, so bind
+/// mounts never reach the host (DESIGN.md §3.7), and return its output (asserting it passed).
+/// Private towards the host but shared inside: ovs-vswitchd runs under `ip netns exec`, which
+/// makes its own (slave) mount namespace, and must see the bind mounts the plugin makes later,
+/// as it would on a real node where both live in the host's mount namespace.
+pub fn run_in_private_mount_ns(inner: &str) -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c", "mount --make-rshared / && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args(["--exact", inner, "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .expect("run unshare");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "inner test {inner} failed:\n{text}");
+    text
+}
+
+/// Names of the entries of `dir` that start with `prefix` (e.g. sockets OVS left in its dir).
+pub fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
 /// A real network namespace path that always exists: the test process's own.
 pub fn this_netns() -> String {
     format!("/proc/{}/ns/net", std::process::id())
