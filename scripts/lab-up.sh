@@ -21,7 +21,7 @@ SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 for f in "$VSWITCHD" "$SCHEMA"; do
   [ -e "$f" ] || { echo "missing $f: install openvswitch-switch-dpdk (scripts/setup.sh)" >&2; exit 1; }
 done
-if [ -e "$LAB_DIR/ovsdb-server.pid" ] || ip netns list | grep -qw "$LAB_NS"; then
+if [ -e "$LAB_DIR/ovsdb-server.pid" ] || ip netns list | grep -w "$LAB_NS" >/dev/null; then
   echo "a lab already exists at $LAB_DIR / netns $LAB_NS: run scripts/lab-down.sh first" >&2; exit 1
 fi
 trap 'echo "lab-up failed; removing the partial lab" >&2; LAB_DIR=$LAB_DIR LAB_NS=$LAB_NS "$here/lab-down.sh" >&2' ERR

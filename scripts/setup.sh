@@ -8,7 +8,7 @@ PKGS="openvswitch-switch-dpdk dpdk dpdk-dev containernetworking-plugins iproute2
   musl-tools buildah podman skopeo umoci runc file"
 missing=""
 for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   echo "==> installing:$missing"
@@ -21,7 +21,7 @@ test -x /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 command -v dpdk-testpmd >/dev/null
 test -x /usr/lib/cni/host-local
 # The static release binary and its OCI image (tests/packaging.rs, scripts/build-image.sh).
-rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+rustup target list --installed | grep -x x86_64-unknown-linux-musl >/dev/null || rustup target add x86_64-unknown-linux-musl
 # VPP's own Python client: the independent oracle of the VPP backend's tests (golden bytes, a
 # client against the simulator). 2.4.2 loads the v26.06 .api.json files.
 python3 -c 'import vpp_papi' 2>/dev/null || python3 -m pip install --quiet vpp-papi==2.4.2 \

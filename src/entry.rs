@@ -18,6 +18,13 @@ const MAX_STDIN: u64 = 1 << 20;
 /// inventory (only the test binary passes one).
 pub fn main(extra: &[&'static BackendRegistration]) -> i32 {
     if std::env::var_os("CNI_COMMAND").is_none() {
+        // A CLI piped into `head` or `grep -q` must end quietly when the reader goes away, as
+        // Unix tools do, instead of panicking on EPIPE (Rust ignores SIGPIPE by default). CNI
+        // mode keeps ignoring it: there the runtime holds the pipe and we must finish rollback.
+        // SAFETY: setting a signal disposition to its default before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         return crate::cli::main(Registry::linked().with_extra(extra));
     }
     let mut stdin = Vec::new();

@@ -105,3 +105,21 @@ fn inspect_of_an_empty_node_and_of_unreadable_records() {
     assert!(run.stdout.contains("unreadable record") && run.stdout.contains("x0bad_net1.json"), "{}", run.stdout);
     assert_eq!(cli(&node, &["inspect", "--bogus"], &[]).code, Some(2));
 }
+
+/// `userspace backends | grep -q ovs` (what CI ran): a reader that goes away must end the CLI
+/// quietly, as Unix tools end, not with a panic about a broken pipe.
+#[test]
+fn a_cli_whose_reader_is_gone_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(support::PLUGIN_BIN)
+        .arg("backends")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run userspace backends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?} {stderr}", out.status);
+}
