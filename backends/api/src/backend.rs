@@ -74,6 +74,26 @@ pub trait Backend: Send + Sync {
 
     /// STATUS: can the dataplane serve an ADD now? Code 50 with the reason if not.
     async fn status(&self, settings: &NodeSettings) -> Result<(), CniError>;
+
+    /// Reconciler, after a dataplane restart: make the dataplane hold again what `plan` and
+    /// `ctx.outputs` say (re-deliver a server-mode socket, re-create interfaces with the same
+    /// names, tags and bridge domains), updating `ctx.outputs` where identifiers changed so the
+    /// caller can rewrite the record. Called only for complete records whose pod is alive, with
+    /// the attachment lock and the node lock held. Never connects to a workload's socket. A
+    /// dataplane that cannot be reached is code 11. The default: nothing can go stale.
+    async fn repair(&self, _ctx: &mut StepContext, _plan: &BackendPlan) -> Result<Repair, CniError> {
+        Ok(Repair::Healthy)
+    }
+}
+
+/// What `Backend::repair` found for one attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "actions", rename_all = "kebab-case")]
+pub enum Repair {
+    /// The dataplane holds everything the record names.
+    Healthy,
+    /// What was re-done, one line each for the report (e.g. "re-delivered socket /x/y").
+    Repaired(Vec<String>),
 }
 
 /// A backend's entry in the registry: `inventory::submit!` it from the backend crate.
