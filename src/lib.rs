@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cni;
 pub mod entry;
 pub mod k8s;
+pub mod legacy;
 pub mod logging;
 pub mod netconf;
 pub mod node_paths;

@@ -240,9 +240,10 @@ pub const PATH_SETTINGS: &[&str] = &[
 /// to mount that directory as well (docs/install.md says how).
 pub const UNSET_PATH_SETTINGS: &[&str] = &["device_host_dir"];
 
-/// Settings that name no host path (`allowed_roots` only restricts paths from network configs;
-/// its default entries are rows).
-pub const OTHER_SETTINGS: &[&str] = &["timeout_ms", "deadline_ms", "allowed_roots", "annotations"];
+/// Settings that name no host path the plugin or the reconciler touches (`allowed_roots` only
+/// restricts paths from network configs; its default entries are rows; `cni_cache_dirs` is read
+/// only by `userspace adopt`, run on the node itself, docs/upgrading.md).
+pub const OTHER_SETTINGS: &[&str] = &["timeout_ms", "deadline_ms", "allowed_roots", "annotations", "cni_cache_dirs"];
 
 /// The directory a path setting means under `settings` (the parent for a socket or file
 /// setting); `None` for a key that is not a path setting.

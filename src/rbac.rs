@@ -18,7 +18,10 @@ pub struct ApiAccess {
 
 /// Everything, and nothing else. No `patch` anywhere: the annotation write is GET + PUT with the
 /// resourceVersion (DESIGN.md §3.5), the verbs Multus's own ClusterRole grants. No `list`: the
-/// reconciler asks about each record's pod by name (`src/k8s`, `src/reconcile/pods.rs`).
+/// reconciler asks about each record's pod by name (`src/k8s`, `src/reconcile/pods.rs`) and reads
+/// and writes only its own Node, by name. Update on nodes cannot be limited to one node by RBAC
+/// (`resourceNames` would need every node's name); the code PUTs only NODE_NAME's Node and only
+/// changes its own `userspace-cni.io/*-unavailable` labels.
 pub const API_ACCESS: &[ApiAccess] = &[
     ApiAccess {
         group: "",
@@ -41,6 +44,21 @@ pub const API_ACCESS: &[ApiAccess] = &[
         verb: "update",
         by: "plugin",
         why: "PUT the userspace/* annotations with the pod's resourceVersion",
+    },
+    ApiAccess {
+        group: "",
+        resource: "nodes",
+        verb: "get",
+        by: "reconciler",
+        why: "read this node's Node object (NODE_NAME) and its resourceVersion before changing its labels",
+    },
+    ApiAccess {
+        group: "",
+        resource: "nodes",
+        verb: "update",
+        by: "reconciler",
+        why: "PUT this node with the label userspace-cni.io/<engine>-unavailable set while an engine with \
+              attachments here is unreachable, and removed once it answers (src/reconcile/node_mark.rs)",
     },
 ];
 

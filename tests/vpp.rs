@@ -9,32 +9,12 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Node, PLUGIN_BIN};
+use support::Node;
 use vppsim::{IfKind, Sim};
 
-struct Env {
-    sim: Sim,
-    node: Node,
-    _dir: tempfile::TempDir,
-}
+use support::{vpp_env as env, VppEnv as Env};
 
-fn env() -> Env {
-    let dir = tempfile::Builder::new().prefix("uscni-vppsim-").tempdir().expect("sim dir");
-    let sim = Sim::start(dir.path());
-    let mut node = Node::new();
-    node.bin = PLUGIN_BIN;
-    node.overrides.push(("USERSPACE_CNI_VPP_API_SOCKET".into(), sim.socket().display().to_string()));
-    Env { sim, node, _dir: dir }
-}
-
-fn memif_conf(name: &str, role: &str, bd: u32) -> Value {
-    json!({
-        "cniVersion": "1.1.0", "name": name, "type": "userspace",
-        "host": {"engine": "vpp", "iftype": "memif", "netType": "bridge",
-                 "memif": {"role": role, "mode": "ethernet"}, "bridge": {"bridgeId": bd}},
-        "container": {"engine": "vpp", "iftype": "memif", "netType": "interface"}
-    })
-}
+use support::vpp_memif_conf as memif_conf;
 
 fn vhost_conf(name: &str, mode: &str) -> Value {
     json!({

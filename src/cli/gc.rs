@@ -2,7 +2,9 @@
 //! `userspace gc --check-heartbeat DURATION`: runs the node reconciler once or every DURATION until
 //! SIGTERM/SIGINT. Never reaps on its own judgement: `crate::reconcile` decides.
 
+use crate::reconcile::node_mark::NodeMarker;
 use crate::reconcile::pods::{ApiPods, NoKubernetes, PodOracle};
+use crate::reconcile::repair::RepairOutcome;
 use crate::reconcile::{heartbeat, Action, Keep, Options, Reconciler, Report, DEFAULT_GRACE};
 use crate::verbs::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +16,19 @@ const USAGE: &str = "usage: userspace gc [--dry-run] [--every DURATION] [--grace
   netns directory proves nothing), its record is older than --grace (default 5m), and nobody holds
   its lock. Each is torn down as DEL would (dataplane, sockets, dirs, mounts, IPAM DEL). Also
   removes lock and temp files that belong to no record.
-  --dry-run          report what would be removed; change nothing
+  Repairs attachments of live pods after a dataplane restart: re-delivers server-mode sockets OVS
+  re-created in its own dir, re-creates ports, bridges and VPP interfaces a restart dropped (same
+  names and tags). Skips attachments whose lock is held; stops trying an engine that is down.
+  --dry-run          report what would be removed or repaired; change nothing
   --every DURATION   run a pass every DURATION until SIGTERM or SIGINT (e.g. 60s, 5m)
   --grace DURATION   keep records younger than this (default 5m)
   --json             one JSON report per pass
   --kubernetes auto|in-cluster|off
                      also ask the API server whether a dead netns's pod is gone (auto: in-cluster
                      when KUBERNETES_SERVICE_HOST is set and this build has Kubernetes support)
+                     and label this node (NODE_NAME) userspace-cni.io/<engine>-unavailable=true
+                     while an engine with attachments here cannot be reached
+  --kubeconfig PATH  use these credentials instead of the in-cluster account (implies API access)
   --check-heartbeat DURATION
                      exit 0 if a pass completed within DURATION (the DaemonSet's liveness probe)
   DURATION: a number with ms, s, m, h or d (a bare number is seconds).
@@ -72,6 +80,9 @@ pub struct Args {
     pub json: bool,
     pub check_heartbeat: Option<Duration>,
     pub kubernetes: KubeMode,
+    /// `--kubeconfig PATH`: reach the API server with these credentials instead of the in-cluster
+    /// account (a reconciler run outside the cluster, or a test's fake API server).
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// Whether the reconciler asks the API server too.
@@ -118,6 +129,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         json: false,
         check_heartbeat: None,
         kubernetes: KubeMode::Auto,
+        kubeconfig: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -141,6 +153,10 @@ pub fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             }
             "--grace" => out.grace = value("--grace")?,
             "--check-heartbeat" => out.check_heartbeat = Some(value("--check-heartbeat")?),
+            "--kubeconfig" => {
+                let v = inline.clone().or_else(|| it.next().cloned()).ok_or("--kubeconfig needs a PATH")?;
+                out.kubeconfig = Some(v.into());
+            }
             "--kubernetes" => {
                 let v = inline.clone().or_else(|| it.next().cloned()).unwrap_or_default();
                 out.kubernetes = match v.as_str() {
@@ -207,13 +223,24 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             return 1;
         }
     };
-    let api = ApiPods { access: crate::k8s::ApiAccess::InCluster, timeout: settings.timeout() };
-    let pods: &dyn PodOracle = if args.kubernetes.enabled() { &api } else { &NoKubernetes };
+    let (access, with_api) = match &args.kubeconfig {
+        Some(path) => (crate::k8s::ApiAccess::Kubeconfig { path: path.clone() }, true),
+        None => (crate::k8s::ApiAccess::InCluster, args.kubernetes.enabled()),
+    };
+    let api = ApiPods { access: access.clone(), timeout: settings.timeout() };
+    let pods: &dyn PodOracle = if with_api { &api } else { &NoKubernetes };
+    let marker = if with_api {
+        NodeMarker::from_env(access, settings.timeout())
+    } else {
+        tracing::debug!("no Kubernetes access: node marking is off");
+        None
+    };
     let reconciler = Reconciler {
         settings: &settings,
         registry,
         pods,
         options: Options { grace: args.grace, dry_run: args.dry_run },
+        node_marker: marker.as_ref(),
     };
     loop {
         let report = runtime.block_on(reconciler.pass(&stop_requested));
@@ -262,6 +289,17 @@ fn print_report(r: &Report, json: bool) {
     for f in &r.swept_files {
         println!("{verb} stray state file {}", f.display());
     }
+    for p in &r.repairs {
+        let who = format!("{}/{} (network {}, {})", p.container_id, p.ifname, p.network, p.engine);
+        match &p.outcome {
+            RepairOutcome::Repaired { actions } => println!("repaired {who}: {}", actions.join("; ")),
+            RepairOutcome::WouldRepair { actions } => println!("would repair {who}: {}", actions.join("; ")),
+            RepairOutcome::Failed { error, .. } => println!("FAILED to repair {who}: {error}"),
+            RepairOutcome::Skipped { why } => println!("did not repair {who}: {why}"),
+            // Healthy is the normal case: the summary line counts it.
+            RepairOutcome::Healthy => {}
+        }
+    }
     let kept = r.attachments.iter().filter(|o| matches!(o.action, Action::Kept { .. })).count();
     println!(
         "gc pass{}: {} attachments, {} {verb}, {kept} kept, {} stray files, {} errors{}",
@@ -272,6 +310,33 @@ fn print_report(r: &Report, json: bool) {
         r.errors.len(),
         if r.interrupted { ", interrupted by a stop signal" } else { "" }
     );
+    if !r.repairs.is_empty() {
+        let count = |f: fn(&RepairOutcome) -> bool| r.repairs.iter().filter(|p| f(&p.outcome)).count();
+        println!(
+            "repair{}: {} live attachments, {} {}, {} healthy, {} failed, {} skipped",
+            if r.dry_run { " (dry run)" } else { "" },
+            r.repairs.len(),
+            count(|o| matches!(o, RepairOutcome::Repaired { .. } | RepairOutcome::WouldRepair { .. })),
+            if r.dry_run { "would be repaired" } else { "repaired" },
+            count(|o| matches!(o, RepairOutcome::Healthy)),
+            count(|o| matches!(o, RepairOutcome::Failed { .. })),
+            count(|o| matches!(o, RepairOutcome::Skipped { .. })),
+        );
+    }
+    if let Some(m) = &r.node_mark {
+        let verb = if r.dry_run { "would label" } else { "labelled" };
+        for k in &m.set {
+            println!("{verb} node {} {k}=true", m.node);
+        }
+        let verb = if r.dry_run { "would remove" } else { "removed" };
+        for k in &m.removed {
+            println!("{verb} label {k} from node {}", m.node);
+        }
+        if let Some(e) = &m.error {
+            // Never an error of the pass: the reconciler's own work is done; the next pass retries.
+            eprintln!("userspace gc: node marking: {e}");
+        }
+    }
     for e in &r.errors {
         eprintln!("userspace gc: {e}");
     }

@@ -1,7 +1,9 @@
 //! The operator CLI (the binary run by hand, without CNI_COMMAND): a dispatcher over one module
 //! per command. Prints for humans (or `--json`) on stdout; never runs in CNI mode.
 
+pub mod adopt;
 pub mod doctor;
+pub mod forget;
 pub mod gc;
 pub mod inspect;
 pub mod install;
@@ -19,6 +21,11 @@ Run by a container runtime with CNI_COMMAND set; by hand:
                                 remove attachments whose pod is gone (the node reconciler)
   userspace gc --check-heartbeat DURATION
                                 exit 0 if a reconciler pass completed within DURATION
+  userspace forget CONTAINER_ID [IFNAME]
+                                drop an attachment whose dataplane is gone for good (pod stuck
+                                Terminating, DEL answering 11): generic clean-up and the record
+  userspace adopt [--dry-run] [--json]
+                                take over the upstream plugin's attachments after an upgrade
   userspace doctor [--json] [--engine ENGINE]
                                 check OVS/VPP, DPDK, hugepages, dirs and CNI_PATH plugins
 ";
@@ -46,6 +53,8 @@ pub fn main(registry: Registry) -> i32 {
         Some("inspect") => inspect::main(&args[1..]),
         Some("gc") => gc::main(&registry, &args[1..]),
         Some("doctor") => doctor::main(&registry, &args[1..]),
+        Some("adopt") => adopt::main(&registry, &args[1..]),
+        Some("forget") => forget::main(&args[1..]),
         Some("version") | Some("--version") => {
             println!("userspace-cni {} (CNI {})", env!("CARGO_PKG_VERSION"), crate::cni::version::SUPPORTED.join(", "));
             0

@@ -1,6 +1,7 @@
 //! The kube client for the three calls the plugin makes: GET pods/{name}, GET and PUT
-//! pods/{name}/status. The pod travels as raw JSON, so a PUT never drops a field this build's
-//! k8s-openapi types do not know (a newer API server's status fields). Every request is bounded.
+//! pods/{name}/status (the reconciler's node calls are in `node.rs`, on the same client). The
+//! pod travels as raw JSON, so a PUT never drops a field this build's k8s-openapi types do not
+//! know (a newer API server's status fields). Every request is bounded.
 
 use super::{ApiAccess, Budget, K8sError, PodName, MAX_CONFLICT_RETRIES};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -70,6 +71,11 @@ impl Api {
             c.push((access.clone(), runtime, client.clone()));
         }
         Ok(Api { client, access: access.clone() })
+    }
+
+    /// The kube client and who it speaks for, for the other resources' modules (`node.rs`).
+    pub(super) fn parts(&self) -> (&kube::Client, &ApiAccess) {
+        (&self.client, &self.access)
     }
 
     fn pods(pod: &PodName) -> Request {

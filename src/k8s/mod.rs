@@ -8,6 +8,7 @@
 
 #[cfg(feature = "kubernetes")]
 mod client;
+pub mod node;
 pub mod pod;
 
 use backend_api::{codes, CniError};

@@ -8,7 +8,9 @@
 
 pub mod heartbeat;
 pub mod netns;
+pub mod node_mark;
 pub mod pods;
+pub mod repair;
 pub mod survey;
 pub mod sweep;
 
@@ -159,6 +161,12 @@ pub struct Report {
     pub errors: Vec<String>,
     /// True when a stop was requested before every record was visited.
     pub interrupted: bool,
+    /// Complete attachments of live pods, after a dataplane restart (`repair.rs`).
+    pub repairs: Vec<repair::RepairReport>,
+    /// The node's `<engine>-unavailable` labels (`node_mark.rs`; with Kubernetes access and
+    /// `NODE_NAME` only). Its errors are here, not in `errors`: they never fail the pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_mark: Option<node_mark::NodeMarkReport>,
 }
 
 impl Report {
@@ -173,6 +181,8 @@ pub struct Reconciler<'a> {
     pub registry: &'a Registry,
     pub pods: &'a dyn PodOracle,
     pub options: Options,
+    /// Marks this node while an engine is unreachable (None: no Kubernetes access or no node name).
+    pub node_marker: Option<&'a node_mark::NodeMarker>,
 }
 
 impl Reconciler<'_> {
@@ -191,6 +201,9 @@ impl Reconciler<'_> {
         for (path, why) in &found.unreadable {
             report.errors.push(format!("unreadable record {} (left alone): {why}", path.display()));
         }
+        let mut to_repair = Vec::new();
+        let engines: std::collections::BTreeSet<String> =
+            found.entries.iter().map(|e| e.record.plan.engine.clone()).collect();
         for entry in found.entries {
             if stop() {
                 report.interrupted = true;
@@ -230,9 +243,27 @@ impl Reconciler<'_> {
                 age_seconds: entry.age.as_secs(),
                 action,
             });
+            if repair::wants_repair(&entry) {
+                to_repair.push(entry);
+            }
         }
         if report.interrupted {
             return report;
+        }
+        let (repairs, interrupted) =
+            repair::repair_all(self.settings, self.registry, &state, &to_repair, self.options.dry_run, stop).await;
+        report.errors.extend(repairs.iter().filter_map(|r| match &r.outcome {
+            repair::RepairOutcome::Failed { error, .. } => Some(format!("{}/{}: {error}", r.container_id, r.ifname)),
+            _ => None,
+        }));
+        report.repairs = repairs;
+        if interrupted {
+            report.interrupted = true;
+            return report;
+        }
+        if let Some(marker) = self.node_marker {
+            let down = node_mark::engines_down(&engines, &report.repairs, self.registry, self.settings).await;
+            report.node_mark = Some(node_mark::mark(marker, &down, self.options.dry_run).await);
         }
         let (swept, errors) = sweep::sweep_state_files(&state, self.options.dry_run).await;
         report.swept_files = swept;

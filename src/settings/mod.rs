@@ -32,6 +32,7 @@ pub const KEYS: &[&str] = &[
     "allowed_roots",
     "annotations",
     "device_host_dir",
+    "cni_cache_dirs",
     "config",
 ];
 
@@ -164,6 +165,7 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
             "deadline_ms" => s.deadline_ms = field.millis()?,
             "annotations" => s.annotations = field.annotations()?,
             "device_host_dir" => s.device_host_dir = Some(field.device_dir()?),
+            "cni_cache_dirs" => s.cni_cache_dirs = field.roots()?,
             // Derived from the other dirs when unset, so read it after them.
             "allowed_roots" => roots = Some((value.clone(), origin)),
             // The file's own location is chosen by the environment only; in the file it is inert.

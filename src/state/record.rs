@@ -1,7 +1,7 @@
 //! The attachment record: the intent (plan) written before ADD's first side effect, completed
 //! with the outputs at the end. DEL, CHECK and GC work from it; it never holds secrets.
 
-use backend_api::{Attachment, BackendPlan, Outputs, SharedDir};
+use backend_api::{Attachment, BackendPlan, NodeSettings, Outputs, SharedDir, StepContext, Verb};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -67,6 +67,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// The context in which `verb` works on this attachment after its ADD (DEL, CHECK, GC,
+    /// repair, forget): the recorded attachment, shared dir and outputs, a fresh deadline.
+    pub fn step_context(&self, verb: Verb, settings: &NodeSettings) -> StepContext {
+        StepContext {
+            verb,
+            attachment: self.attachment.clone(),
+            settings: std::sync::Arc::new(settings.clone()),
+            shared_dir: self.plan.shared_dir.clone(),
+            deadline: std::time::Instant::now() + settings.deadline(),
+            outputs: self.outputs.clone().unwrap_or_default(),
+            no_effect: false,
+        }
+    }
+
     pub fn to_bytes(&self) -> std::io::Result<Vec<u8>> {
         serde_json::to_vec_pretty(self).map_err(std::io::Error::other)
     }

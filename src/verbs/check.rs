@@ -9,11 +9,9 @@ use crate::netconf::NetConf;
 use crate::state::{Record, StateDir};
 use crate::steps::ipam::Budget;
 use crate::steps::{publish, IpamStep};
-use backend_api::{codes, CniError, ErrorList, StepContext};
+use backend_api::{codes, CniError, ErrorList};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -106,15 +104,7 @@ pub async fn check(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError>
         found.push(e.into());
     }
     let backend = inv.registry.get(&record.plan.engine)?;
-    let ctx = StepContext {
-        verb: env.command,
-        attachment: record.attachment.clone(),
-        settings: Arc::new(inv.settings.clone()),
-        shared_dir: record.plan.shared_dir.clone(),
-        deadline: Instant::now() + inv.settings.deadline(),
-        outputs: record.outputs.clone().unwrap_or_default(),
-        no_effect: false,
-    };
+    let ctx = record.step_context(env.command, inv.settings);
     if let Err(e) = backend.check(&ctx, &record.plan.backend).await {
         found.push(e);
     }

@@ -1,32 +1,42 @@
 //! DEL: idempotent, best effort. With a record, undo every planned step in reverse and remove the
 //! record only when all undos succeeded; without one, ADD created nothing of ours: only the
-//! harmless IPAM DEL (DESIGN.md §3.3), then succeed.
+//! harmless IPAM DEL (DESIGN.md §3.3), then succeed, unless the upstream plugin left a state
+//! file for the attachment: then the record its ADD would have had is built and torn down.
 
 use super::plan::{build_steps, engine_of};
 use super::Invocation;
+use crate::legacy::LegacyFile;
 use crate::netconf::NetConf;
 use crate::pipeline::undo_all;
 use crate::state::StateDir;
 use crate::steps::ipam::{cni_args_text, Budget};
 use crate::steps::IpamStep;
-use backend_api::{AttachmentId, CniError, StepContext};
-use std::sync::Arc;
-use std::time::Instant;
+use backend_api::{codes, Adoption, AttachmentId, CniError};
 
 pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
     let id = super::plan::attachment_id(inv)?;
     // The engine must still be one we know, even when there is nothing to delete.
     inv.registry.get(engine_of(conf)?)?;
     let state = StateDir::at(&inv.settings.state_dir);
-    if !state.root().exists() {
+    let legacy = legacy_file(inv, &id);
+    if !state.root().exists() && legacy.is_none() {
         tracing::debug!("no state dir: nothing was added on this node");
         return ipam_del_without_record(inv, conf, &id).await;
     }
+    if legacy.is_some() {
+        // Just upgraded from the upstream plugin: the lock needs the state dir.
+        state.ensure()?;
+    }
     let lock = state.lock_attachment(&id, inv.settings.timeout()).await?;
     let Some(record) = state.read_record(&id)? else {
-        tracing::debug!(cid = %id.container_id, ifname = %id.ifname, "no record: nothing to delete");
         // Under the lock, so a concurrent ADD of the same attachment cannot lose its lease.
-        let released = ipam_del_without_record(inv, conf, &id).await;
+        let released = match &legacy {
+            Some(file) => del_legacy(inv, conf, &state, file).await,
+            None => {
+                tracing::debug!(cid = %id.container_id, ifname = %id.ifname, "no record: nothing to delete");
+                ipam_del_without_record(inv, conf, &id).await
+            }
+        };
         lock.release_and_remove();
         return released;
     };
@@ -41,15 +51,7 @@ pub async fn teardown(inv: &Invocation<'_>, state: &StateDir, record: &crate::st
     // The record's own engine decides, not today's stdin.
     let backend = inv.registry.get(&record.plan.engine)?;
     let steps = build_steps(backend.as_ref(), state, record)?;
-    let mut ctx = StepContext {
-        verb: inv.env.command,
-        attachment: record.attachment.clone(),
-        settings: Arc::new(inv.settings.clone()),
-        shared_dir: record.plan.shared_dir.clone(),
-        deadline: Instant::now() + inv.settings.deadline(),
-        outputs: record.outputs.clone().unwrap_or_default(),
-        no_effect: false,
-    };
+    let mut ctx = record.step_context(inv.env.command, inv.settings);
     let errors = undo_all(&steps, &mut ctx, state).await;
     if !errors.is_empty() {
         // Keep the record: it names what is left, and the runtime retries DEL.
@@ -73,4 +75,53 @@ async fn ipam_del_without_record(inv: &Invocation<'_>, conf: &NetConf, id: &Atta
     };
     let env = step.env_for(id, inv.env.netns.as_deref());
     step.del_without_record(&env, Budget::of_settings(inv.settings)).await
+}
+
+/// The upstream plugin's state file for this attachment, if any. One that cannot be read is
+/// logged and left for the operator: DEL never fails for lack of state.
+fn legacy_file(inv: &Invocation<'_>, id: &AttachmentId) -> Option<LegacyFile> {
+    match crate::legacy::read(&crate::legacy::file_path(inv.settings, id)) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the upstream plugin's state file");
+            None
+        }
+    }
+}
+
+/// No record of ours, but the upstream plugin's state file: build the record its ADD would have
+/// had (from this DEL's config and environment), adopt the dataplane object it names, and tear
+/// everything down; the state file goes last. An object that is not what the plan describes (on
+/// another bridge, another attachment's) is left alone with the file, and only the lease is
+/// released. OVS unreachable is code 11 with the file kept, so the runtime retries.
+async fn del_legacy(
+    inv: &Invocation<'_>,
+    conf: &NetConf,
+    state: &StateDir,
+    legacy: &LegacyFile,
+) -> Result<(), CniError> {
+    let id = super::plan::attachment_id(inv)?;
+    match super::adopt::adopt_legacy(inv, conf, legacy, false).await {
+        Ok((record, Adoption::Adopted { .. } | Adoption::Missing { .. })) => {
+            tracing::info!(file = %legacy.path.display(), "removing an attachment of the upstream plugin");
+            teardown(inv, state, &record).await?;
+            crate::legacy::remove(&legacy.path)?;
+            Ok(())
+        }
+        Ok((_, Adoption::Mismatch { object, reason })) => {
+            tracing::warn!(
+                %object, %reason, file = %legacy.path.display(),
+                "the upstream state file names an object that is not this attachment's; leaving both"
+            );
+            ipam_del_without_record(inv, conf, &id).await
+        }
+        Err(e) if e.code == codes::TRY_AGAIN_LATER => Err(e),
+        Err(e) => {
+            tracing::warn!(
+                error = %e, file = %legacy.path.display(),
+                "cannot plan the upstream plugin's attachment; only its lease is released"
+            );
+            ipam_del_without_record(inv, conf, &id).await
+        }
+    }
 }

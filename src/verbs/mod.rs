@@ -2,6 +2,7 @@
 //! and runs it through the pipeline. Returns the document to print; never prints itself.
 
 mod add;
+pub mod adopt;
 mod check;
 mod del;
 mod gc;
@@ -9,7 +10,7 @@ mod plan;
 mod status;
 
 pub use del::teardown;
-pub use plan::Registry;
+pub use plan::{build_steps, Registry};
 
 use crate::cni::env::CniEnv;
 use crate::cni::version::{self, CniVersion};

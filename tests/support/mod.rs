@@ -111,6 +111,7 @@ impl Node {
             ("USERSPACE_CNI_VPP_API_SOCKET".into(), p("vpp/api.sock")),
             ("USERSPACE_CNI_ALLOWED_ROOTS".into(), format!("{}:{}:{}", p("shared"), p("short"), p("log"))),
             ("USERSPACE_CNI_TIMEOUT_MS".into(), "5000".into()),
+            ("USERSPACE_CNI_CNI_CACHE_DIRS".into(), p("cnicache")),
         ]
         .into_iter()
         .filter(|(k, _)| !self.overrides.iter().any(|(o, _)| o == k))
@@ -279,4 +280,55 @@ pub fn recording_conf(version: &str, name: &str) -> Value {
         "container": {"engine": "recording", "iftype": "vhostuser", "netType": "interface",
                       "vhost": {"mode": "client"}}
     })
+}
+
+/// A node whose VPP is the wire-faithful simulator (`tests/vppsim`), listening in a temp dir that
+/// lives as long as this value.
+pub struct VppEnv {
+    pub sim: vppsim::Sim,
+    pub node: Node,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn vpp_env() -> VppEnv {
+    let dir = tempfile::Builder::new().prefix("uscni-vppsim-").tempdir().expect("sim dir");
+    let sim = vppsim::Sim::start(dir.path());
+    let mut node = Node::new();
+    node.bin = PLUGIN_BIN;
+    node.overrides.push(("USERSPACE_CNI_VPP_API_SOCKET".into(), sim.socket().display().to_string()));
+    VppEnv { sim, node, _dir: dir }
+}
+
+/// A memif network on VPP bridge domain `bd`, the workload's side an interface.
+pub fn vpp_memif_conf(name: &str, role: &str, bd: u32) -> Value {
+    json!({
+        "cniVersion": "1.1.0", "name": name, "type": "userspace",
+        "host": {"engine": "vpp", "iftype": "memif", "netType": "bridge",
+                 "memif": {"role": role, "mode": "ethernet"}, "bridge": {"bridgeId": bd}},
+        "container": {"engine": "vpp", "iftype": "memif", "netType": "interface"}
+    })
+}
+
+/// The libcni result cache file a runtime writes after ADD of (`cid`, net1) with `conf`, under
+/// the node's `cnicache` dir (the `cni_cache_dirs` setting points there).
+pub fn write_libcni_cache(node: &Node, conf: &Value, cid: &str) {
+    let dir = node.path("cnicache/results");
+    std::fs::create_dir_all(&dir).expect("cache dir");
+    let mut b64 =
+        Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("base64");
+    b64.stdin.take().expect("stdin").write_all(conf.to_string().as_bytes()).expect("write");
+    let encoded = String::from_utf8(b64.wait_with_output().expect("base64").stdout).expect("utf-8");
+    let network = conf["name"].as_str().expect("name");
+    let doc = json!({
+        "kind": "cniCacheV1",
+        "containerId": cid,
+        "config": encoded.trim(),
+        "ifName": "net1",
+        "networkName": network,
+        "netns": this_netns(),
+        "cniArgs": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", "vm-1"],
+                    ["K8S_POD_INFRA_CONTAINER_ID", cid]],
+        "result": {"cniVersion": "1.1.0", "interfaces": []}
+    });
+    std::fs::write(dir.join(format!("{network}-{cid}-net1")), doc.to_string()).expect("cache file");
 }

@@ -81,9 +81,47 @@ pub trait Backend: Send + Sync {
     /// caller can rewrite the record. Called only for complete records whose pod is alive, with
     /// the attachment lock and the node lock held. Never connects to a workload's socket. A
     /// dataplane that cannot be reached is code 11. The default: nothing can go stale.
+    ///
+    /// `ctx.verb` is `Verb::Gc` for a real repair and `Verb::Check` for the reconciler's
+    /// `--dry-run`: then detect only, change nothing (no lock is held), and return the actions
+    /// it would take. CHECK is the verb that never changes anything; `Backend::check` cannot
+    /// stand in for this, since a dead delivered socket is invisible to it.
     async fn repair(&self, _ctx: &mut StepContext, _plan: &BackendPlan) -> Result<Repair, CniError> {
         Ok(Repair::Healthy)
     }
+
+    /// Upgrade from the upstream plugin (docs/upgrading.md): check that the dataplane object an
+    /// upstream state file names (`legacy`, the file's JSON) is what `plan` would have created for
+    /// `attachment`, and, unless `dry_run`, tag it as this attachment's so the ordinary undo, GC
+    /// and the reconciler treat it as ours. Must never tag an object that fails the check (another
+    /// pod's, or one on another bridge). A dataplane that cannot be reached is code 11. The
+    /// default: this engine cannot adopt (code 2).
+    async fn adopt(
+        &self,
+        _settings: &NodeSettings,
+        _attachment: &Attachment,
+        _plan: &BackendPlan,
+        _legacy: &serde_json::Value,
+        _dry_run: bool,
+    ) -> Result<Adoption, CniError> {
+        Err(CniError::new(
+            crate::error::codes::UNSUPPORTED_FIELD,
+            format!("engine {} cannot adopt objects created by the upstream plugin", self.engine()),
+        ))
+    }
+}
+
+/// What `Backend::adopt` found for an upstream object (`object` names it for the report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Adoption {
+    /// It matches the plan and now carries this attachment's tags (`already`: it did before, as
+    /// after an interrupted adoption). With `dry_run`: it matches and would be tagged.
+    Adopted { object: String, already: bool },
+    /// The dataplane has no object of that name: nothing to tag (and nothing to delete).
+    Missing { object: String },
+    /// It exists but is not what the plan describes, or belongs to someone else: left alone.
+    Mismatch { object: String, reason: String },
 }
 
 /// What `Backend::repair` found for one attachment.

@@ -36,6 +36,16 @@ pub struct NodeSettings {
     /// on the host. `None`: such a file cannot be honoured and ADD fails naming both paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_host_dir: Option<String>,
+    /// libcni's cache dirs (their `results/` subdirs hold what the runtime and Multus passed to
+    /// each plugin's ADD). Read only by `userspace adopt`, to complete an upstream plugin's
+    /// state file into our record (docs/upgrading.md).
+    #[serde(default = "default_cni_cache_dirs")]
+    pub cni_cache_dirs: Vec<PathBuf>,
+}
+
+/// libcni's default cache dir and the one Multus uses for its delegates.
+pub fn default_cni_cache_dirs() -> Vec<PathBuf> {
+    vec!["/var/lib/cni".into(), "/var/lib/cni/multus".into()]
 }
 
 impl NodeSettings {
@@ -75,6 +85,7 @@ impl Default for NodeSettings {
             ],
             annotations: AnnotationMode::Auto,
             device_host_dir: None,
+            cni_cache_dirs: default_cni_cache_dirs(),
         }
     }
 }

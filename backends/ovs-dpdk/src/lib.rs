@@ -1,10 +1,12 @@
 //! The OVS-DPDK backend: vhost-user ports on a `datapath_type=netdev` bridge, driven through
 //! OVSDB (RFC 7047) over ovsdb-server's unix socket. Never runs ovs-vsctl on the ADD/DEL path.
 
+pub mod adopt;
 pub mod config;
 mod conn;
 pub mod lifecycle;
 pub mod ovsdb;
+pub mod repair;
 pub mod steps;
 pub mod tags;
 
@@ -13,7 +15,7 @@ use crate::conn::Conn;
 use backend_api::spec::VhostMode;
 use backend_api::{
     async_trait, codes, Backend, BackendPlan, BackendRegistration, CniError, ErrorList, NodeSettings, OwnedObject,
-    PlanRequest, SocketDescriptor, SocketKind, Step, StepContext,
+    PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext,
 };
 use std::sync::Arc;
 
@@ -84,6 +86,24 @@ impl Backend for OvsDpdkBackend {
 
     async fn status(&self, settings: &NodeSettings) -> Result<(), CniError> {
         lifecycle::status(settings).await
+    }
+
+    async fn adopt(
+        &self,
+        settings: &NodeSettings,
+        attachment: &backend_api::Attachment,
+        plan: &BackendPlan,
+        legacy: &serde_json::Value,
+        dry_run: bool,
+    ) -> Result<backend_api::Adoption, CniError> {
+        adopt::adopt(settings, attachment, &decode_plan(plan)?, legacy, dry_run).await
+    }
+
+    async fn repair(&self, ctx: &mut StepContext, plan: &BackendPlan) -> Result<Repair, CniError> {
+        let p = decode_plan(plan)?;
+        let group = ctx.shared_dir.as_ref().and_then(|d| d.group.clone());
+        let access = repair::socket_access(&p, &plan.data, group.as_deref())?;
+        repair::repair(ctx, &p, &access).await
     }
 }
 

@@ -368,6 +368,33 @@ impl PortStep {
     }
 }
 
+/// Wait (bounded) for the socket OVS serves for `p.port` in its vhost-sock-dir, give it `access`
+/// there (OVS's dir is root's, so nothing of the pod's can stand in for it), then rename it over
+/// the shared-dir socket (atomic; same filesystem, checked at validation). Shared by ADD's
+/// delivery and the reconciler's re-delivery after an OVS restart (repair.rs).
+pub async fn deliver(p: &OvsPlan, access: &backend_api::perms::Access, budget: Duration) -> Result<(), CniError> {
+    // vswitchd has applied the port, so the socket normally exists already; allow a short,
+    // bounded grace for a slow listener.
+    let deadline = std::time::Instant::now() + budget.min(Duration::from_secs(2));
+    while std::fs::symlink_metadata(&p.ovs_socket).is_err() {
+        if std::time::Instant::now() >= deadline {
+            return Err(CniError::io(format!(
+                "OVS did not create the vhost-user socket {} for port {}",
+                p.ovs_socket.display(),
+                p.port
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !access.is_empty() {
+        let dir = p.ovs_socket.parent().unwrap_or(std::path::Path::new("/"));
+        backend_api::perms::apply_to_socket(dir, &p.port, access)?;
+    }
+    std::fs::rename(&p.ovs_socket, &p.shared_socket).map_err(|e| {
+        CniError::io(format!("cannot move {} to {}: {e}", p.ovs_socket.display(), p.shared_socket.display()))
+    })
+}
+
 /// Server mode: OVS created the socket in its vhost-sock-dir; give it the configured owner, group,
 /// mode and label there (OVS's dir is root's, so nothing of the pod's can stand in for it), then
 /// move it into the pod's shared dir (rename: same filesystem, checked at validation).
@@ -387,27 +414,7 @@ impl Step for DeliverSocket {
             port = %p.port,
             "vhost.mode server: OVS deprecates dpdkvhostuser ports; prefer host vhost.mode \"client\""
         );
-        // vswitchd has applied the port, so the socket normally exists already; allow a short,
-        // bounded grace for a slow listener.
-        let deadline = std::time::Instant::now() + ctx.wait_budget().min(Duration::from_secs(2));
-        while std::fs::symlink_metadata(&p.ovs_socket).is_err() {
-            if std::time::Instant::now() >= deadline {
-                return Err(CniError::io(format!(
-                    "OVS did not create the vhost-user socket {} for port {}",
-                    p.ovs_socket.display(),
-                    p.port
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if !p.socket_access.is_empty() {
-            let dir = p.ovs_socket.parent().unwrap_or(std::path::Path::new("/"));
-            backend_api::perms::apply_to_socket(dir, &p.port, &p.socket_access)?;
-        }
-        std::fs::rename(&p.ovs_socket, &p.shared_socket).map_err(|e| {
-            CniError::io(format!("cannot move {} to {}: {e}", p.ovs_socket.display(), p.shared_socket.display()))
-        })?;
-        Ok(())
+        deliver(p, &p.socket_access, ctx.wait_budget()).await
     }
 
     async fn undo(&self, _ctx: &mut StepContext) -> Result<(), CniError> {

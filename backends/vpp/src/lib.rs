@@ -1,10 +1,12 @@
 //! The VPP backend: memif and vhost-user interfaces, bridge domains and addresses, driven through
 //! VPP's binary API over its unix socket. Never hard-codes a message id or trusts a stored index.
 
+pub mod adopt;
 pub mod api;
 pub mod config;
 mod conn;
 pub mod ops;
+pub mod repair;
 pub mod steps;
 pub mod tags;
 
@@ -17,7 +19,7 @@ use crate::conn::vpp_err;
 use backend_api::spec::VhostMode;
 use backend_api::{
     async_trait, codes, AttachmentId, Backend, BackendPlan, BackendRegistration, CniError, NodeSettings, OwnedObject,
-    PlanRequest, SocketDescriptor, SocketKind, Step, StepContext,
+    PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext,
 };
 
 pub use api::messages::{VPP_COMMIT, VPP_RELEASE};
@@ -156,6 +158,23 @@ impl Backend for VppBackend {
         let r = c.call::<_, ControlPingReply>(ControlPing::default(), "control_ping").await.map_err(unavailable);
         c.close().await;
         r.map(|_| ())
+    }
+
+    /// After a VPP restart: re-create what the record names (see `repair`).
+    async fn repair(&self, ctx: &mut StepContext, plan: &BackendPlan) -> Result<Repair, CniError> {
+        repair::repair(ctx, &decode_plan(plan)?).await
+    }
+
+    /// An upstream plugin's interface, named by its state file's `swIfIndex` (see `adopt`).
+    async fn adopt(
+        &self,
+        settings: &NodeSettings,
+        _attachment: &backend_api::Attachment,
+        plan: &BackendPlan,
+        legacy: &serde_json::Value,
+        dry_run: bool,
+    ) -> Result<backend_api::Adoption, CniError> {
+        adopt::adopt(settings, &decode_plan(plan)?, legacy, dry_run).await
     }
 }
 

@@ -5,12 +5,25 @@
 use crate::api::messages::{
     DeleteVhostUserIf, DeleteVhostUserIfReply, MemifDelete, MemifDeleteReply, MemifDetails, MemifDump,
     MemifSocketFilenameAddDelV2, MemifSocketFilenameAddDelV2Reply, MemifSocketFilenameDetails, MemifSocketFilenameDump,
-    SwInterfaceDetails, SwInterfaceDump, SwInterfaceVhostUserDetails, SwInterfaceVhostUserDump,
+    Prefix, SwInterfaceAddDelAddress, SwInterfaceAddDelAddressReply, SwInterfaceDetails, SwInterfaceDump,
+    SwInterfaceVhostUserDetails, SwInterfaceVhostUserDump,
 };
 use crate::api::{rv, Client, VppError};
 
 /// `sw_if_index` meaning "all" in dumps.
 pub const ALL: u32 = u32::MAX;
+
+/// Add one address to an interface (ADD's address step and repair).
+pub async fn add_address(c: &mut Client, sw_if_index: u32, prefix: &Prefix) -> Result<(), VppError> {
+    let req = SwInterfaceAddDelAddress {
+        sw_if_index,
+        is_add: true,
+        del_all: false,
+        prefix: prefix.clone(),
+        ..Default::default()
+    };
+    c.call::<_, SwInterfaceAddDelAddressReply>(req, "sw_interface_add_del_address").await.map(drop)
+}
 
 /// Every interface VPP has.
 pub async fn interfaces(c: &mut Client) -> Result<Vec<SwInterfaceDetails>, VppError> {

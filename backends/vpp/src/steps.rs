@@ -69,7 +69,7 @@ async fn admin_up(c: &mut Client, sw_if_index: u32) -> Result<(), VppError> {
     c.call::<_, SwInterfaceSetFlagsReply>(req, "sw_interface_set_flags (admin up)").await.map(|_| ())
 }
 
-async fn set_tag(c: &mut Client, sw_if_index: u32, tag: &str) -> Result<(), VppError> {
+pub(crate) async fn set_tag(c: &mut Client, sw_if_index: u32, tag: &str) -> Result<(), VppError> {
     let req = SwInterfaceTagAddDel { is_add: true, sw_if_index, tag: tag.to_owned(), ..Default::default() };
     c.call::<_, SwInterfaceTagAddDelReply>(req, "sw_interface_tag_add_del").await.map(|_| ())
 }
@@ -234,7 +234,7 @@ pub struct MemifStep {
     pub conn: Arc<Conn>,
 }
 
-fn role_api(r: MemifRole) -> u32 {
+pub(crate) fn role_api(r: MemifRole) -> u32 {
     match r {
         MemifRole::Master => MEMIF_ROLE_API_MASTER,
         MemifRole::Slave => MEMIF_ROLE_API_SLAVE,
@@ -534,14 +534,7 @@ impl Step for IpAddressStep {
         let idx = created_index(ctx)?;
         with_client!(self.conn, ctx, |c| async {
             for (_, prefix) in &addrs {
-                let req = SwInterfaceAddDelAddress {
-                    sw_if_index: idx,
-                    is_add: true,
-                    del_all: false,
-                    prefix: prefix.clone(),
-                    ..Default::default()
-                };
-                c.call::<_, SwInterfaceAddDelAddressReply>(req, "sw_interface_add_del_address").await?;
+                ops::add_address(c, idx, prefix).await?;
             }
             Ok(())
         })

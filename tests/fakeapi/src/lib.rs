@@ -1,7 +1,8 @@
 //! A fake Kubernetes API server for tests: real HTTPS on 127.0.0.1 (its own CA, a bearer token,
 //! TCP_NODELAY on every connection), serving the calls the plugin makes: GET
 //! `/api/v1/namespaces/{ns}/pods/{name}`, GET and PUT `.../pods/{name}/status` with
-//! resourceVersion semantics (409 on a stale one), 404 for unknown pods, and injectable faults:
+//! resourceVersion semantics (409 on a stale one), 404 for unknown pods, GET and PUT
+//! `/api/v1/nodes/{name}` (the reconciler's node marking) with the same semantics, and injectable faults:
 //! any HTTP status (403, 503, ...), slow answers, dropped connections, concurrent writers.
 //! A test writes a kubeconfig for it, so the plugin's real client path (kubeconfig → kube client
 //! → TLS → HTTP) is what runs. Never used outside tests.
@@ -60,6 +61,7 @@ pub struct Seen {
 #[derive(Default)]
 struct State {
     pods: BTreeMap<(String, String), Value>,
+    nodes: BTreeMap<String, Value>,
     next_rv: u64,
     faults: Vec<Fault>,
     seen: Vec<Seen>,
@@ -181,6 +183,44 @@ impl FakeApi {
         });
         st.bump(&mut pod);
         st.pods.insert((namespace.into(), name.into()), pod);
+    }
+
+    /// Add (or replace) a Node object with no labels.
+    pub fn add_node(&self, name: &str) {
+        let mut st = lock(&self.state);
+        let mut node = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": format!("node-uid-{name}"),
+                         "labels": {"kubernetes.io/hostname": name}},
+            "spec": {},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        });
+        st.bump(&mut node);
+        st.nodes.insert(name.into(), node);
+    }
+
+    pub fn node(&self, name: &str) -> Option<Value> {
+        lock(&self.state).nodes.get(name).cloned()
+    }
+
+    pub fn node_labels(&self, name: &str) -> Map<String, Value> {
+        self.node(name)
+            .and_then(|n| n.pointer("/metadata/labels").and_then(Value::as_object).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Set a node label as another client would (bumps the resourceVersion).
+    pub fn set_node_label(&self, name: &str, key: &str, value: &str) {
+        let mut st = lock(&self.state);
+        let Some(mut node) = st.nodes.get(name).cloned() else { return };
+        if let Some(m) = node.get_mut("metadata").and_then(Value::as_object_mut) {
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert(key.into(), Value::String(value.into()));
+            }
+        }
+        st.bump(&mut node);
+        st.nodes.insert(name.into(), node);
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
@@ -342,6 +382,9 @@ fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Op
     if !authorized {
         return (401, status_body(401, "Unauthorized", "Unauthorized"));
     }
+    if let Some(name) = path.strip_prefix("/api/v1/nodes/").filter(|n| !n.contains('/')) {
+        return serve_node(state, method, name, body);
+    }
     let Some((ns, name, sub)) = route(path) else {
         return (404, status_body(404, "NotFound", "the server could not find the requested resource"));
     };
@@ -399,6 +442,44 @@ fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Op
             st.bump(&mut current);
             st.pods.insert(key, current.clone());
             (200, current)
+        }
+        _ => (405, status_body(405, "MethodNotAllowed", &format!("{method} is not served by the fake"))),
+    }
+}
+
+/// GET and PUT of a Node: a PUT with a stale resourceVersion is 409; the whole object is taken
+/// (metadata labels included), as the API server's node update does.
+fn serve_node(state: &Shared, method: &Method, name: &str, body: Option<Value>) -> (u16, Value) {
+    let mut st = lock(state);
+    let not_found = || (404, status_body(404, "NotFound", &format!("nodes \"{name}\" not found")));
+    match method.as_str() {
+        "GET" => match st.nodes.get(name) {
+            Some(n) => (200, n.clone()),
+            None => not_found(),
+        },
+        "PUT" => {
+            let Some(mut body) = body else {
+                return (400, status_body(400, "BadRequest", "body is not a JSON object"));
+            };
+            let Some(mut current) = st.nodes.get(name).cloned() else { return not_found() };
+            if st.concurrent_writes > 0 {
+                // Another client (the kubelet's heartbeat, say) wrote just before.
+                st.concurrent_writes -= 1;
+                st.bump(&mut current);
+                st.nodes.insert(name.into(), current.clone());
+            }
+            let sent = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+            let have = current.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+            if sent != have {
+                let msg = format!(
+                    "Operation cannot be fulfilled on nodes \"{name}\": the object has been modified; please apply \
+                     your changes to the latest version and try again"
+                );
+                return (409, status_body(409, "Conflict", &msg));
+            }
+            st.bump(&mut body);
+            st.nodes.insert(name.into(), body.clone());
+            (200, body)
         }
         _ => (405, status_body(405, "MethodNotAllowed", &format!("{method} is not served by the fake"))),
     }

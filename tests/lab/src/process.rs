@@ -119,7 +119,13 @@ pub fn pid_alive(pid: i32) -> bool {
     };
     // The state follows the command name, which is in parentheses and may contain spaces.
     let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, Some("Z") | Some("X") | None)
+    if !matches!(state, Some("Z") | Some("X") | None) {
+        return true;
+    }
+    // A SIGKILLed multi-threaded daemon (ovs-vswitchd with its DPDK threads) shows a zombie
+    // leader while its other threads are still exiting and its pidfile lock is still held: a
+    // restart then fails with "already running". It is dead once the leader is its only task.
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count() > 1).unwrap_or(false)
 }
 
 /// The process's command line, arguments joined with spaces (empty if it is gone).

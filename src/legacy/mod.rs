@@ -1,0 +1,215 @@
+//! The upstream plugin's state, read after an in-place upgrade (DESIGN.md §3.3,
+//! docs/upgrading.md): its per-attachment state file `<shared_dir>/data/local-<cid12>-<ifname>.json`
+//! (this module) and libcni's result cache that completes it (`cache.rs`). Reads and removes only
+//! those files; never touches a dataplane, and treats every byte read as untrusted input.
+//!
+//! The state file holds, for OVS-DPDK, `{"vhostname": <port>, "vhostmac": .., "ifmac": ..}` (the
+//! port and interface name, which is also the socket's file name), and for VPP
+//! `{"swIfIndex": N, "memifSocketId": M}`. The upstream plugin wrote it after its ADD and removed it
+//! in its DEL; nothing else about the attachment (full container id, network, config) is in it.
+
+pub mod cache;
+
+use backend_api::{codes, AttachmentId, CniError, NodeSettings};
+use serde_json::Value;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The upstream files are a few dozen bytes; anything larger is not one of them.
+const MAX_STATE_FILE: u64 = 64 * 1024;
+
+/// The upstream plugin truncated container ids to this many characters in file and port names.
+const CID12: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LegacyError {
+    #[error("cannot read the upstream plugin's state file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("upstream state file {path} is larger than {MAX_STATE_FILE} bytes; it is not the upstream plugin's: inspect and remove it by hand")]
+    TooLarge { path: PathBuf },
+    #[error("upstream state file {path} is not valid JSON ({reason}); inspect and remove it by hand")]
+    BadJson { path: PathBuf, reason: String },
+    #[error("upstream state file {path} has neither an OVS (\"vhostname\") nor a VPP (\"swIfIndex\") shape: {found}; inspect and remove it by hand")]
+    UnknownShape { path: PathBuf, found: String },
+    #[error("cannot remove the upstream state file {path}: {source}")]
+    Remove { path: PathBuf, source: std::io::Error },
+    #[error("cannot list {path}: {source}")]
+    List { path: PathBuf, source: std::io::Error },
+    #[error("libcni cache file {path}: {reason}")]
+    Cache { path: PathBuf, reason: String },
+}
+
+impl From<LegacyError> for CniError {
+    fn from(e: LegacyError) -> Self {
+        let code = match &e {
+            LegacyError::Read { .. } | LegacyError::Remove { .. } | LegacyError::List { .. } => codes::IO_FAILURE,
+            LegacyError::TooLarge { .. }
+            | LegacyError::BadJson { .. }
+            | LegacyError::UnknownShape { .. }
+            | LegacyError::Cache { .. } => codes::DECODE_FAILURE,
+        };
+        CniError::new(code, e.to_string())
+    }
+}
+
+/// What the upstream plugin created, by engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegacyObject {
+    /// An OVS port and interface of this name (the socket's file name too).
+    Ovs { vhostname: String },
+    /// A VPP memif interface and the memif socket id it uses.
+    Vpp { sw_if_index: u32, memif_socket_id: u32 },
+}
+
+impl LegacyObject {
+    /// The engine (`host.engine`) that created it.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            LegacyObject::Ovs { .. } => "ovs-dpdk",
+            LegacyObject::Vpp { .. } => "vpp",
+        }
+    }
+}
+
+/// One upstream state file.
+#[derive(Debug, Clone)]
+pub struct LegacyFile {
+    pub path: PathBuf,
+    /// The first 12 characters of the container id (all the file name keeps).
+    pub cid12: String,
+    pub ifname: String,
+    pub object: LegacyObject,
+    /// The file's JSON as read, handed to the backend's `adopt`.
+    pub raw: Value,
+}
+
+/// `<shared_dir>/data`: where the upstream plugin kept its state files.
+pub fn data_dir(settings: &NodeSettings) -> PathBuf {
+    settings.shared_dir.join("data")
+}
+
+/// The state file the upstream plugin would have written for `id`.
+pub fn file_path(settings: &NodeSettings, id: &AttachmentId) -> PathBuf {
+    data_dir(settings).join(format!("local-{}-{}.json", id.cid12(), id.ifname))
+}
+
+/// `(cid12, ifname)` from a file name `local-<cid12>-<ifname>.json`. The container id part is
+/// exactly 12 characters (upstream sliced `[:12]`), so an ifname containing '-' is unambiguous.
+pub fn parse_file_name(name: &str) -> Option<(String, String)> {
+    let stem = name.strip_prefix("local-")?.strip_suffix(".json")?;
+    let cut = stem.char_indices().nth(CID12).map(|(i, _)| i)?;
+    let (cid12, rest) = stem.split_at(cut);
+    let ifname = rest.strip_prefix('-')?;
+    if ifname.is_empty() {
+        return None;
+    }
+    Some((cid12.to_owned(), ifname.to_owned()))
+}
+
+/// Read and classify one state file; `Ok(None)` when it does not exist.
+pub fn read(path: &Path) -> Result<Option<LegacyFile>, LegacyError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let (cid12, ifname) = parse_file_name(name).ok_or_else(|| LegacyError::UnknownShape {
+        path: path.to_path_buf(),
+        found: "a file name that is not local-<cid12>-<ifname>.json".into(),
+    })?;
+    let read_err = |source| LegacyError::Read { path: path.to_path_buf(), source };
+    // O_NOFOLLOW: a symlink in place of the file must not make us read (or later remove) another.
+    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    let mut bytes = Vec::new();
+    f.take(MAX_STATE_FILE + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > MAX_STATE_FILE {
+        return Err(LegacyError::TooLarge { path: path.to_path_buf() });
+    }
+    let raw: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| LegacyError::BadJson { path: path.to_path_buf(), reason: e.to_string() })?;
+    let object = classify(&raw)
+        .ok_or_else(|| LegacyError::UnknownShape { path: path.to_path_buf(), found: shorten(&raw.to_string()) })?;
+    Ok(Some(LegacyFile { path: path.to_path_buf(), cid12, ifname, object, raw }))
+}
+
+/// The two shapes the upstream plugin wrote (Go's encoding/json matched keys case-insensitively
+/// when reading them back, so we do too).
+fn classify(doc: &Value) -> Option<LegacyObject> {
+    let obj = doc.as_object()?;
+    let get = |key: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v);
+    if let Some(name) = get("vhostname").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        return Some(LegacyObject::Ovs { vhostname: name.to_owned() });
+    }
+    let index = get("swIfIndex").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())?;
+    let socket = get("memifSocketId").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    Some(LegacyObject::Vpp { sw_if_index: index, memif_socket_id: socket })
+}
+
+fn shorten(s: &str) -> String {
+    let end = s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len());
+    s[..end].to_owned()
+}
+
+/// Every upstream state file on the node, each parsed or with the reason it cannot be.
+pub fn list(settings: &NodeSettings) -> Result<Vec<Result<LegacyFile, LegacyError>>, LegacyError> {
+    let dir = data_dir(settings);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LegacyError::List { path: dir, source: e }),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("local-") && n.ends_with(".json")))
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    Ok(paths.iter().filter_map(|p| read(p).transpose()).collect())
+}
+
+/// Remove a state file once what it names is ours (or gone); "not found" is success. The
+/// `data` dir itself stays: it is the upstream plugin's.
+pub fn remove(path: &Path) -> Result<(), LegacyError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LegacyError::Remove { path: path.to_path_buf(), source: e }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_split_at_twelve_characters() {
+        assert_eq!(parse_file_name("local-0123456789ab-net1.json"), Some(("0123456789ab".into(), "net1".into())));
+        assert_eq!(parse_file_name("local-0123-5678-9a-net-a.json"), Some(("0123-5678-9a".into(), "net-a".into())));
+        assert_eq!(parse_file_name("local-0123456789ab.json"), None);
+        assert_eq!(parse_file_name("remote-0123456789ab-net1.json"), None);
+    }
+
+    #[test]
+    fn both_upstream_shapes_are_recognised_and_others_refused() {
+        let ovs = serde_json::json!({"vhostname": "0123456789ab-net1", "vhostmac": "", "ifmac": ""});
+        assert_eq!(classify(&ovs), Some(LegacyObject::Ovs { vhostname: "0123456789ab-net1".into() }));
+        let vpp = serde_json::json!({"swIfIndex": 3, "memifSocketId": 1});
+        assert_eq!(classify(&vpp), Some(LegacyObject::Vpp { sw_if_index: 3, memif_socket_id: 1 }));
+        assert_eq!(classify(&serde_json::json!({"other": 1})), None);
+        assert_eq!(classify(&serde_json::json!([1])), None);
+        assert_eq!(classify(&serde_json::json!({"swIfIndex": -1})), None);
+    }
+
+    #[test]
+    fn bad_files_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("local-0123456789ab-net1.json");
+        std::fs::write(&p, b"{not json").expect("write");
+        assert!(matches!(read(&p), Err(LegacyError::BadJson { .. })));
+        std::fs::write(&p, vec![b' '; (MAX_STATE_FILE + 10) as usize]).expect("write");
+        assert!(matches!(read(&p), Err(LegacyError::TooLarge { .. })));
+        std::fs::remove_file(&p).expect("rm");
+        assert!(matches!(read(&p), Ok(None)));
+    }
+}
