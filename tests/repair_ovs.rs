@@ -278,3 +278,56 @@ fn measure_repair_of_many_server_mode_pods() {
     }
     lab.stop().expect("stop lab");
 }
+
+/// The reconciler container's view: OVS's socket dir and the shared dirs are separate mounts of
+/// one filesystem, which rename(2) cannot cross. The repair must fail saying so (and change
+/// nothing), and succeed once both are one mount again.
+#[test]
+fn redelivery_across_two_mounts_fails_naming_the_cause() {
+    support::run_in_private_mount_ns("cross_mount_inner");
+}
+
+#[test]
+#[ignore = "runs only inside the private mount namespace made by the test above"]
+fn cross_mount_inner() {
+    let mut lab = Lab::start("repair-xmnt").expect("own lab: this test restarts ovs-vswitchd");
+    let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let pod = Netns::new("rpx");
+    let conf = ovs_conf("net-xm", "br-xm", "server");
+    let cid = "e1ebe1000000000e";
+    let sock = socket_path(&node.cni("ADD", cid, "net1", &conf, &[("CNI_NETNS", &pod.path())]).expect_ok());
+    let shared = node.shared_base();
+    let mount = |args: &[&str]| {
+        let out = std::process::Command::new("mount").args(args).output().expect("run mount");
+        assert!(out.status.success(), "mount {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let umount = || {
+        let out = std::process::Command::new("umount").arg(&shared).output().expect("run umount");
+        assert!(out.status.success(), "umount: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Same device, another mount: what one hostPath volume per directory gives a container.
+    mount(&["--bind", &shared.display().to_string(), &shared.display().to_string()]);
+    lab.restart_vswitchd().expect("restart ovs-vswitchd");
+    let copy = lab.sock_dir().join(format!("{}-net1", &cid[..12]));
+    wait_for_sockets(std::slice::from_ref(&copy), Duration::from_secs(20));
+
+    let run = cli(&node, &["gc", "--json"], &[]);
+    let report: Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("gc --json ({e}): {run:?}"));
+    let entry = report["repairs"].as_array().and_then(|a| a.iter().find(|r| r["containerId"] == cid)).cloned();
+    let entry = entry.unwrap_or_else(|| panic!("{cid} not in {report}"));
+    assert_eq!(entry["outcome"], "failed", "{report}");
+    let error = entry["error"].as_str().unwrap_or("");
+    assert!(error.contains("rename(2) cannot cross mount points") && error.contains("client"), "{error}");
+    assert_ne!(run.code, Some(0), "a failed repair fails the pass: {run:?}");
+    assert!(copy.exists() && connect_refused(&sock), "the failed repair moved nothing");
+
+    umount();
+    let again = gc_json(&node, false);
+    assert_eq!(outcome_of(&again, cid), "repaired", "{again}");
+    assert!(!copy.exists() && !connect_refused(&sock), "re-delivered once one mount again");
+    node.cni("DEL", cid, "net1", &conf, &[]).expect_ok();
+    // The reconciler's heartbeat is the only file a pass is meant to leave.
+    let left: Vec<String> = node.leftovers().into_iter().filter(|f| f != "state/reconciler.heartbeat").collect();
+    assert!(left.is_empty(), "{left:?}");
+    lab.stop().expect("stop lab");
+}

@@ -391,7 +391,17 @@ pub async fn deliver(p: &OvsPlan, access: &backend_api::perms::Access, budget: D
         backend_api::perms::apply_to_socket(dir, &p.port, access)?;
     }
     std::fs::rename(&p.ovs_socket, &p.shared_socket).map_err(|e| {
-        CniError::io(format!("cannot move {} to {}: {e}", p.ovs_socket.display(), p.shared_socket.display()))
+        // Validation proved one filesystem (same st_dev), so EXDEV here means two mounts of it:
+        // rename(2) never crosses mount points. That is the reconciler in a container, where
+        // OVS's dir and the shared dirs are separate hostPath volumes.
+        let hint = if e.raw_os_error() == Some(libc::EXDEV) {
+            ": they are separate mounts of one filesystem (as in a container with one hostPath volume \
+             each), and rename(2) cannot cross mount points. Run this where both are one mount (on the \
+             host, as the CNI plugin runs), or use host vhost.mode \"client\", which needs no delivery"
+        } else {
+            ""
+        };
+        CniError::io(format!("cannot move {} to {}: {e}{hint}", p.ovs_socket.display(), p.shared_socket.display()))
     })
 }
 
