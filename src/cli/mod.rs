@@ -17,8 +17,9 @@ Run by a container runtime with CNI_COMMAND set; by hand:
   userspace install [DIR] [--settings PATH]
                                 copy this binary to DIR (default /opt/cni/bin) atomically
   userspace inspect [--json]    list the attachments on this node and their state
-  userspace gc [--dry-run] [--every DURATION] [--grace DURATION] [--json]
-                                remove attachments whose pod is gone (the node reconciler)
+  userspace gc [--dry-run] [--every DURATION] [--grace DURATION] [--json] [--kubeconfig PATH]
+                                the node reconciler: remove attachments whose pod is gone, repair
+                                live ones after a dataplane restart, label the node while one is down
   userspace gc --check-heartbeat DURATION
                                 exit 0 if a reconciler pass completed within DURATION
   userspace forget CONTAINER_ID [IFNAME]
