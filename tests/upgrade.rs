@@ -2,21 +2,19 @@
 //! made exactly as the upstream plugin's ADD made it (an untagged port, its state file, the
 //! shared dir and socket, a lease) is removed by our DEL, leaving neighbours and the bridge;
 //! objects that are not the attachment's are never touched; `userspace adopt` turns the state
-//! into our record (from a libcni cache file), after which CNI GC removes everything.
+//! into our record (from a libcni cache file), after which CNI GC removes everything. The
+//! KubeVirt short-dir bind mount is made (and must be gone) only in a private mount namespace.
 
 mod reliability;
 mod support;
 
-use reliability::{cli, inspect, leaks, leases, ovs_conf, with_host_local};
+use reliability::{cli, host_local_add, inspect, leaks, leases, ovs_conf, with_host_local};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{this_netns, Node};
+use support::Node;
 use testlab::Lab;
-
-const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
 
 fn lab() -> Arc<Lab> {
     Lab::shared("upgrade").expect("start the private OVS-DPDK lab")
@@ -28,29 +26,6 @@ fn port_of(cid: &str) -> String {
 
 fn legacy_path(node: &Node, cid: &str) -> PathBuf {
     node.shared_base().join("data").join(format!("local-{}-net1.json", &cid[..12]))
-}
-
-/// host-local ADD run directly with the full container id, as the upstream plugin's delegation did.
-fn host_local_add(node: &Node, conf: &Value, cid: &str) {
-    let stdin = json!({"cniVersion": "1.0.0", "name": conf["name"], "ipam": conf["ipam"]});
-    let mut child = Command::new(HOST_LOCAL)
-        .env_clear()
-        .envs([
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", cid),
-            ("CNI_NETNS", &this_netns()),
-            ("CNI_IFNAME", "net1"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run host-local");
-    use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(stdin.to_string().as_bytes()).expect("write stdin");
-    let out = child.wait_with_output().expect("host-local");
-    assert!(out.status.success(), "host-local ADD: {}", String::from_utf8_lossy(&out.stdout));
-    assert!(!leases(node, conf["name"].as_str().unwrap_or_default()).is_empty(), "a lease was made");
 }
 
 fn wait_for(path: &Path) {
@@ -91,7 +66,7 @@ fn upstream_add(lab: &Lab, node: &Node, conf: &Value, cid: &str) {
     std::fs::create_dir_all(&data).expect("data dir");
     let state = json!({"vhostname": port, "vhostmac": "", "ifmac": ""});
     std::fs::write(legacy_path(node, cid), state.to_string()).expect("state file");
-    host_local_add(node, conf, cid);
+    host_local_add(node, conf, cid, "net1");
 }
 
 fn external_ids(lab: &Lab, table: &str, name: &str) -> String {
@@ -276,4 +251,96 @@ fn adopt_reports_and_skips_a_state_file_without_a_cache_entry() {
         assert!(l.is_empty(), "{cid}: left behind: {l:#?}");
     }
     cleanup_bridge(&lab, bridge);
+}
+
+/// Unmounts a bind mount the test made if the test fails before the plugin removed it, so the
+/// node's temp root can be removed (declared after the `Node`, so it drops first).
+struct UnmountOnDrop(PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if userspace_cni::steps::short_dir::is_mount_point(&self.0) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn del_removes_an_upstream_kubevirt_short_dir_mount_with_the_pods_last_interface() {
+    support::run_in_private_mount_ns("upstream_kubevirt_inner");
+}
+
+/// The upstream plugin's KubeVirt case, made by hand as its ADD made it: the pod's `shared-dir`
+/// emptyDir is too deep for a socket path, so `<short_socket_dir>/<pod uid>` was bind-mounted onto
+/// it and each client-mode port's `vhost-server-path` addresses its socket through the short dir.
+/// Our DEL, with the same CNI_ARGS, plans the same short dir: DEL of one interface keeps the
+/// mount the other still uses, DEL of the last removes the mount with everything else.
+#[test]
+#[ignore = "runs only inside the private mount namespace made by the test above"]
+fn upstream_kubevirt_inner() {
+    // A lab of its own: ovs-vswitchd must live in this mount namespace to see the bind mount.
+    let lab = Lab::start("upg-kv").expect("start the private OVS-DPDK lab");
+    let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let (network, bridge) = ("net-up-kv", "br-up-kv");
+    let cid = "k0kubevirt0000000000000000000001";
+    let uid = "3f6c2a1e-8d4b-4e7a-9c0f-fedcba987654";
+    let conf = with_host_local(&node, ovs_conf(network, bridge, "client"), "10.96.0.0/24");
+    let long = node.path("kubelet/pods").join(uid).join("volumes/kubernetes.io~empty-dir/shared-dir");
+    std::fs::create_dir_all(&long).expect("the pod's emptyDir, as kubelet makes it");
+    assert!(long.as_os_str().len() >= 89, "upstream's threshold for the short dir: {}", long.display());
+    let state_file = |ifname: &str| node.shared_base().join("data").join(format!("local-{}-{ifname}.json", &cid[..12]));
+
+    // Upstream's ADD: mkdir the short dir, bind-mount the pod's volume onto it (once per pod),
+    // and create each port with its socket addressed through the short dir.
+    let short = node.path("short").join(uid);
+    std::fs::create_dir_all(&short).expect("short dir");
+    let mounted = std::process::Command::new("mount").arg("--bind").arg(&long).arg(&short).status().expect("mount");
+    assert!(mounted.success(), "bind-mount {} onto {}", long.display(), short.display());
+    let unmount = UnmountOnDrop(short.clone());
+    lab.vsctl(&["--may-exist", "add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev"])
+        .expect("upstream bridge");
+    std::fs::create_dir_all(node.shared_base().join("data")).expect("data dir");
+    let ports: Vec<String> = ["net1", "net2"].iter().map(|i| format!("{}-{i}", &cid[..12])).collect();
+    for (ifname, port) in ["net1", "net2"].into_iter().zip(&ports) {
+        let opt = format!("options:vhost-server-path={}", short.join(port).display());
+        lab.vsctl(&["add-port", bridge, port, "--", "set", "Interface", port, "type=dpdkvhostuserclient", &opt])
+            .expect("upstream client-mode port");
+        // The VM's listening socket (the file stays after the listener is gone), bound through
+        // the short path: the long one is too long for sun_path.
+        drop(std::os::unix::net::UnixListener::bind(short.join(port)).expect("workload socket"));
+        assert!(long.join(port).exists(), "the short dir aliases the pod's volume");
+        let state = json!({"vhostname": port, "vhostmac": "", "ifmac": ""});
+        std::fs::write(state_file(ifname), state.to_string()).expect("state file");
+        host_local_add(&node, &conf, cid, ifname);
+    }
+
+    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=vm-a;K8S_POD_UID={uid}");
+    let env = [("CNI_ARGS", args.as_str())];
+    node.cni("DEL", cid, "net1", &conf, &env).expect_ok();
+    assert_eq!(lab.ports(bridge).expect("ports"), vec![ports[1].clone()], "net1's port goes, net2's stays");
+    assert!(!state_file("net1").exists() && state_file("net2").exists(), "only net1's state file goes");
+    assert!(
+        userspace_cni::steps::short_dir::is_mount_point(&short),
+        "net2 (upstream's, no record of ours) still addresses its socket through the short dir"
+    );
+    assert!(short.join(&ports[1]).exists() && !long.join(&ports[0]).exists(), "only net1's socket goes");
+    assert_eq!(leases(&node, network).len(), 1, "net1's lease is released");
+
+    node.cni("DEL", cid, "net2", &conf, &env).expect_ok();
+    assert!(!userspace_cni::steps::short_dir::is_mount_point(&short), "the short dir is unmounted");
+    assert!(!short.exists(), "the short dir is removed");
+    assert!(lab.ports(bridge).expect("ports").is_empty(), "both upstream ports are removed");
+    assert!(!state_file("net2").exists(), "the upstream state files are removed");
+    assert!(long.is_dir(), "kubelet's emptyDir is never removed by us");
+    let in_volume: Vec<_> = std::fs::read_dir(&long).expect("read").flatten().map(|e| e.file_name()).collect();
+    assert!(in_volume.is_empty(), "no socket left in the pod's volume: {in_volume:?}");
+    let l = left(&lab, &node, network, &cid[..12]);
+    assert!(l.is_empty(), "left behind: {l:#?}");
+
+    for ifname in ["net1", "net2"] {
+        node.cni("DEL", cid, ifname, &conf, &env).expect_ok();
+    }
+    assert!(!short.exists(), "a second DEL changes nothing");
+    drop(unmount);
+    lab.stop().expect("stop lab");
 }

@@ -94,6 +94,19 @@ pub fn file_path(settings: &NodeSettings, id: &AttachmentId) -> PathBuf {
     data_dir(settings).join(format!("local-{}-{}.json", id.cid12(), id.ifname))
 }
 
+/// The ifnames of the other state files of `id`'s container (same cid12: the same pod sandbox),
+/// i.e. interfaces of the same pod the upstream plugin added and nobody has removed yet. Only file
+/// names are read; an unreadable `data` dir counts as none.
+pub fn sibling_ifnames(settings: &NodeSettings, id: &AttachmentId) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir(settings)) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| parse_file_name(e.file_name().to_str()?))
+        .filter(|(cid12, ifname)| cid12 == id.cid12() && *ifname != id.ifname)
+        .map(|(_, ifname)| ifname)
+        .collect()
+}
+
 /// `(cid12, ifname)` from a file name `local-<cid12>-<ifname>.json`. The container id part is
 /// exactly 12 characters (upstream sliced `[:12]`), so an ifname containing '-' is unambiguous.
 pub fn parse_file_name(name: &str) -> Option<(String, String)> {

@@ -1,8 +1,9 @@
 //! The KubeVirt short socket dir: when a pod's shared dir (its emptyDir under the kubelet root) is
 //! too deep for a 107-byte socket path, `<short_socket_dir>/<pod uid>` is bind-mounted onto it and
 //! sockets are addressed through the short path. The short dir is shared by all of the pod's
-//! interfaces: mounted if absent, unmounted only when no other record refers to it. Never
-//! follows a path from the pod: both ends come from settings and the pod uid.
+//! interfaces: mounted if absent, unmounted only when no other record (nor an upstream state file
+//! of the same pod) refers to it. Never follows a path from the pod: both ends come from settings
+//! and the pod uid.
 
 use crate::state::StateDir;
 use backend_api::{async_trait, CniError, Step, StepContext};
@@ -88,6 +89,13 @@ impl Step for ShortDirStep {
             .flatten()
             .any(|r| r.attachment.id != *me && r.plan.short_dir.as_ref().is_some_and(|d| d.short == *short));
         if others {
+            return Ok(());
+        }
+        // An interface of the same pod that the upstream plugin added has no record, only its
+        // state file; its port still addresses its socket through this dir (docs/upgrading.md).
+        let upstream = crate::legacy::sibling_ifnames(&ctx.settings, me);
+        if !upstream.is_empty() {
+            tracing::debug!(?upstream, short = %short.display(), "upstream interfaces of the pod still use the short dir");
             return Ok(());
         }
         if is_mount_point(short) {

@@ -4,7 +4,7 @@
 //! server-mode sockets and host-local's lease files.
 #![allow(dead_code)]
 
-use crate::support::{Node, Run, PLUGIN_BIN};
+use crate::support::{this_netns, Node, Run, PLUGIN_BIN};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -42,6 +42,30 @@ pub fn leases(node: &Node, network: &str) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// Debian's host-local ADD of (`cid`, `ifname`) with `conf`'s IPAM, run directly with the full
+/// container id as the upstream plugin's delegation did (a lease our DEL must release).
+pub fn host_local_add(node: &Node, conf: &Value, cid: &str, ifname: &str) {
+    let stdin = json!({"cniVersion": "1.0.0", "name": conf["name"], "ipam": conf["ipam"]});
+    let mut child = Command::new("/usr/lib/cni/host-local")
+        .env_clear()
+        .envs([
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", cid),
+            ("CNI_NETNS", &this_netns()),
+            ("CNI_IFNAME", ifname),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run host-local");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(stdin.to_string().as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("host-local");
+    assert!(out.status.success(), "host-local ADD: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(!leases(node, conf["name"].as_str().unwrap_or_default()).is_empty(), "a lease was made");
 }
 
 /// Run the shipped binary as an operator does (no CNI_COMMAND), with the node's settings.
