@@ -94,6 +94,15 @@ pub fn file_path(settings: &NodeSettings, id: &AttachmentId) -> PathBuf {
     data_dir(settings).join(format!("local-{}-{}.json", id.cid12(), id.ifname))
 }
 
+/// The upstream state file of `id`, if there is one. A container id shorter than 12 characters
+/// never has one: upstream sliced `[:12]`, which panics on a shorter id, before writing anything.
+pub fn for_attachment(settings: &NodeSettings, id: &AttachmentId) -> Result<Option<LegacyFile>, LegacyError> {
+    if id.container_id.chars().count() < CID12 {
+        return Ok(None);
+    }
+    read(&file_path(settings, id))
+}
+
 /// The ifnames of the other state files of `id`'s container (same cid12: the same pod sandbox),
 /// i.e. interfaces of the same pod the upstream plugin added and nobody has removed yet. Only file
 /// names are read; an unreadable `data` dir counts as none.
@@ -194,6 +203,16 @@ pub fn remove(path: &Path) -> Result<(), LegacyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_container_id_has_no_state_file_and_no_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let settings = NodeSettings { shared_dir: dir.path().to_path_buf(), ..NodeSettings::default() };
+        let id = AttachmentId { container_id: "short1".into(), ifname: "net1".into() };
+        assert!(matches!(for_attachment(&settings, &id), Ok(None)));
+        let id = AttachmentId { container_id: "0123456789abcdef".into(), ifname: "net1".into() };
+        assert!(matches!(for_attachment(&settings, &id), Ok(None)), "absent file: none");
+    }
 
     #[test]
     fn file_names_split_at_twelve_characters() {

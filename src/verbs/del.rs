@@ -80,7 +80,7 @@ async fn ipam_del_without_record(inv: &Invocation<'_>, conf: &NetConf, id: &Atta
 /// The upstream plugin's state file for this attachment, if any. One that cannot be read is
 /// logged and left for the operator: DEL never fails for lack of state.
 fn legacy_file(inv: &Invocation<'_>, id: &AttachmentId) -> Option<LegacyFile> {
-    match crate::legacy::read(&crate::legacy::file_path(inv.settings, id)) {
+    match crate::legacy::for_attachment(inv.settings, id) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(error = %e, "ignoring the upstream plugin's state file");
