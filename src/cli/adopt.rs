@@ -49,19 +49,13 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             }
         }
     }
-    let settings = match crate::settings::load() {
+    let settings = match super::settings_or_exit("adopt") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("userspace adopt: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::runtime_or_exit("adopt") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("userspace adopt: cannot start the async runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let files = match legacy::list(&settings) {
         Ok(f) => f,

@@ -198,12 +198,9 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("userspace forget: {}", CniError::from(ForgetError::BadArgument(e.to_string())).msg);
         return 2;
     }
-    let settings = match crate::settings::load() {
+    let settings = match super::settings_or_exit("forget") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("userspace forget: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     crate::logging::init(None, None);
     let state = StateDir::at(&settings.state_dir);
@@ -214,13 +211,9 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    // Current-thread: an IPAM delegate gets PR_SET_PDEATHSIG from the thread that forks it.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::runtime_or_exit("forget") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("userspace forget: cannot start the async runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let mut failed = false;
     for id in ids {

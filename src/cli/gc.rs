@@ -188,12 +188,9 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             return 2;
         }
     };
-    let settings = match crate::settings::load() {
+    let settings = match super::settings_or_exit("gc") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("userspace gc: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     if let Some(max_age) = args.check_heartbeat {
         return match heartbeat::check(&settings.state_dir, max_age) {
@@ -214,14 +211,9 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             return 1;
         }
     }
-    // Current-thread: delegates get PR_SET_PDEATHSIG from the thread that forks them, which must
-    // live as long as the process (steps/delegate.rs).
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::runtime_or_exit("gc") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("userspace gc: cannot start the async runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let (access, with_api) = match &args.kubeconfig {
         Some(path) => (crate::k8s::ApiAccess::Kubeconfig { path: path.clone() }, true),

@@ -27,12 +27,9 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
     }
-    let settings = match crate::settings::load() {
+    let settings = match super::settings_or_exit("inspect") {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("userspace inspect: {e}");
-            return 2;
-        }
+        Err(code) => return code,
     };
     let state = StateDir::at(&settings.state_dir);
     let found = match survey::survey(&state, SystemTime::now()) {

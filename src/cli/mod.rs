@@ -31,6 +31,24 @@ Run by a container runtime with CNI_COMMAND set; by hand:
                                 check OVS/VPP, DPDK, hugepages, dirs and CNI_PATH plugins
 ";
 
+/// The node settings for command `cmd`, or its exit code (2) after saying why on stderr.
+fn settings_or_exit(cmd: &str) -> Result<backend_api::NodeSettings, i32> {
+    crate::settings::load().map_err(|e| {
+        eprintln!("userspace {cmd}: {e}");
+        2
+    })
+}
+
+/// The async runtime of command `cmd`, or its exit code (1). Current-thread: an IPAM delegate gets
+/// PR_SET_PDEATHSIG from the thread that forks it, which must live as long as the process
+/// (steps/delegate.rs).
+fn runtime_or_exit(cmd: &str) -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("userspace {cmd}: cannot start the async runtime: {e}");
+        1
+    })
+}
+
 pub fn main(registry: Registry) -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
