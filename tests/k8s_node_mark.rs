@@ -133,3 +133,42 @@ fn without_node_name_or_with_api_trouble_the_pass_still_succeeds() {
     e.sim.start_again();
     e.node.cni("DEL", &cid(3), "net1", &conf, &[("CNI_NETNS", &pod.path())]).expect_ok();
 }
+
+/// ovs-vswitchd stopped and not restarted: the records still look intact in OVSDB (nothing to
+/// repair), so only STATUS tells the engine cannot serve ADD; the node must be labelled anyway,
+/// and unlabelled once vswitchd is back.
+#[test]
+fn the_node_is_labelled_while_ovs_vswitchd_is_down_even_with_nothing_to_repair() {
+    const OVS_LABEL: &str = "userspace-cni.io/ovs-dpdk-unavailable";
+    let mut lab = testlab::Lab::start("node-mark-ovs").expect("own lab: this test stops ovs-vswitchd");
+    let mut node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    // A short per-request bound: STATUS waits for vswitchd at most this long.
+    node.overrides.push(("USERSPACE_CNI_TIMEOUT_MS".into(), "2000".into()));
+    let api = FakeApi::start();
+    api.add_node(NODE);
+    let kubeconfig = node.path("kube/config");
+    api.write_kubeconfig(&kubeconfig);
+    let kubeconfig = kubeconfig.display().to_string();
+    let pass = |node: &Node| -> Value {
+        let run = reliability::cli(node, &["gc", "--json", "--kubeconfig", &kubeconfig], &[("NODE_NAME", NODE)]);
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|err| panic!("gc --json ({err}): {run:?}"))
+    };
+    let pod = Netns::new("nmovs");
+    let conf = reliability::ovs_conf("net-nm", "br-nm", "client");
+    node.cni("ADD", &cid(5), "net1", &conf, &[("CNI_NETNS", &pod.path())]).expect_ok();
+    assert_eq!(pass(&node)["nodeMark"]["unavailable"], json!([]));
+
+    lab.stop_vswitchd().expect("stop ovs-vswitchd");
+    let doc = pass(&node);
+    let outcome = doc["repairs"].as_array().and_then(|a| a.first()).map(|r| r["outcome"].clone());
+    assert_eq!(outcome, Some(json!("healthy")), "OVSDB still holds the port: {doc}");
+    assert_eq!(doc["nodeMark"]["unavailable"], json!(["ovs-dpdk"]), "{doc}");
+    assert_eq!(api.node_labels(NODE).get(OVS_LABEL), Some(&json!("true")));
+
+    lab.start_vswitchd().expect("start ovs-vswitchd");
+    let doc = pass(&node);
+    assert_eq!(doc["nodeMark"]["removed"], json!([OVS_LABEL]), "{doc}");
+    assert!(!api.node_labels(NODE).contains_key(OVS_LABEL));
+    node.cni("DEL", &cid(5), "net1", &conf, &[]).expect_ok();
+    lab.stop().expect("stop lab");
+}
