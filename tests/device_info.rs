@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::sandbox;
+
 use backend_api::testkit;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
@@ -15,13 +17,6 @@ use support::{recording_conf, Node, PLUGIN_BIN};
 
 const CID: &str = "d1ce0000000000000000000000000001";
 const CID12: &str = "d1ce00000000";
-
-fn sandbox(res: &Value) -> Value {
-    res["interfaces"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
-        .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
-}
 
 fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))

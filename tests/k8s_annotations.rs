@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::sandbox;
+
 use backend_api::testkit;
 use fakeapi::{FakeApi, Method, Reply};
 use serde_json::{json, Value};
@@ -102,13 +104,6 @@ fn pod_spec(volume: Value) -> Value {
                         "volumeMounts": [{"name": "shared-dir", "mountPath": MOUNT}]}],
         "volumes": [vol]
     })
-}
-
-fn sandbox(res: &Value) -> Value {
-    res["interfaces"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
-        .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
 }
 
 fn with_ipam(node: &Node, mut c: Value) -> Value {

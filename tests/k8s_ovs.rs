@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::sandbox;
+
 use fakeapi::{FakeApi, Method, Reply};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -69,13 +71,6 @@ impl Env {
 
 fn has_bridge(lab: &Lab, bridge: &str) -> bool {
     lab.bridges().expect("bridges").iter().any(|b| b == bridge)
-}
-
-fn sandbox(res: &Value) -> Value {
-    res["interfaces"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
-        .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
 }
 
 fn entries(api: &FakeApi, pod: &str) -> Vec<Value> {

@@ -4,8 +4,10 @@
 
 mod support;
 
-use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use support::{ovs_conf as conf, sandbox, socket_path};
+
+use serde_json::json;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{Netns, Node};
@@ -13,17 +15,6 @@ use testlab::{Lab, Testpmd, VhostPort};
 
 fn lab() -> Arc<Lab> {
     Lab::shared("ovs-it").expect("start the private OVS-DPDK lab")
-}
-
-fn conf(name: &str, bridge: &str, mode: &str) -> Value {
-    json!({
-        "cniVersion": "1.1.0",
-        "name": name,
-        "type": "userspace",
-        "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge",
-                 "vhost": {"mode": mode}, "bridge": {"bridgeName": bridge}},
-        "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"}
-    })
 }
 
 /// The OVS state a test compares before and after: its bridge (present?) and the bridge's ports.
@@ -44,17 +35,6 @@ fn ports(lab: &Lab, bridge: &str) -> Vec<String> {
     } else {
         Vec::new()
     }
-}
-
-fn sandbox(res: &Value) -> Value {
-    res["interfaces"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
-        .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
-}
-
-fn socket_path(res: &Value) -> PathBuf {
-    PathBuf::from(sandbox(res)["socketPath"].as_str().unwrap_or_else(|| panic!("no socketPath in {res}")))
 }
 
 fn assert_node_clean(node: &Node, why: &str) {

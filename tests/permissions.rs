@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::ovs_conf as conf;
+
 use backend_api::perms;
 use serde_json::{json, Value};
 use std::fs::File;
@@ -40,17 +42,6 @@ fn node(lab: &Lab) -> Node {
     let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
     std::fs::set_permissions(node.root.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod node root");
     node
-}
-
-fn conf(name: &str, bridge: &str, mode: &str) -> Value {
-    json!({
-        "cniVersion": "1.1.0",
-        "name": name,
-        "type": "userspace",
-        "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge",
-                 "vhost": {"mode": mode}, "bridge": {"bridgeName": bridge}},
-        "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"}
-    })
 }
 
 fn socket_path(res: &Value) -> PathBuf {

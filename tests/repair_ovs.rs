@@ -8,17 +8,15 @@
 mod reliability;
 mod support;
 
-use reliability::{cli, leases, ovs_conf, sandbox, with_host_local};
+use support::socket_path;
+
+use reliability::{cli, leases, ovs_conf, with_host_local};
 use serde_json::Value;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::{Netns, Node};
 use testlab::{Lab, Testpmd, VhostPort};
-
-fn socket_path(res: &Value) -> PathBuf {
-    PathBuf::from(sandbox(res)["socketPath"].as_str().unwrap_or_else(|| panic!("no socketPath in {res}")))
-}
 
 /// Wait (bounded) until every path exists: ovs-vswitchd re-creates server-mode sockets when it
 /// re-applies the database after its restart, a moment after `dpdk_initialized`.

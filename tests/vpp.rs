@@ -5,8 +5,10 @@
 
 mod support;
 
+use support::{sandbox, socket_path};
+
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::Node;
@@ -31,17 +33,6 @@ fn with_ipam(node: &Node, mut c: Value) -> Value {
         "ranges": [[{"subnet": "10.20.0.0/24", "gateway": "10.20.0.1"}]]
     });
     c
-}
-
-fn sandbox(res: &Value) -> Value {
-    res["interfaces"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
-        .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
-}
-
-fn socket_path(res: &Value) -> PathBuf {
-    PathBuf::from(sandbox(res)["socketPath"].as_str().unwrap_or_else(|| panic!("no socketPath in {res}")))
 }
 
 /// Files the plugin left on the node (the IPAM delegate's own bookkeeping excepted).

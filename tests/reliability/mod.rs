@@ -4,23 +4,14 @@
 //! server-mode sockets and host-local's lease files.
 #![allow(dead_code)]
 
+// Re-exported beside the other lab helpers; not every test binary that has this module uses them.
+#[allow(unused_imports)]
+pub use crate::support::{ovs_conf, sandbox};
 use crate::support::{this_netns, Node, Run, PLUGIN_BIN};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use testlab::Lab;
-
-/// An OVS-DPDK config (`mode` is the host side's vhost mode) on `bridge`.
-pub fn ovs_conf(name: &str, bridge: &str, mode: &str) -> Value {
-    json!({
-        "cniVersion": "1.1.0",
-        "name": name,
-        "type": "userspace",
-        "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge",
-                 "vhost": {"mode": mode}, "bridge": {"bridgeName": bridge}},
-        "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"}
-    })
-}
 
 /// `conf` with Debian's host-local as IPAM, its dataDir under the node's root.
 pub fn with_host_local(node: &Node, mut conf: Value, subnet: &str) -> Value {
@@ -180,12 +171,4 @@ pub fn leaks(lab: &Lab, node: &Node, network: &str, cid12: &str) -> Vec<String> 
 pub fn assert_no_leak(lab: &Lab, node: &Node, network: &str, cid12: &str, why: &str) {
     let l = leaks(lab, node, network, cid12);
     assert!(l.is_empty(), "{why}: left behind: {l:#?}");
-}
-
-/// The sandbox interface of a result.
-pub fn sandbox(res: &Value) -> Value {
-    res["interfaces"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
-        .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
 }

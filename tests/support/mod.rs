@@ -332,3 +332,28 @@ pub fn write_libcni_cache(node: &Node, conf: &Value, cid: &str) {
     });
     std::fs::write(dir.join(format!("{network}-{cid}-net1")), doc.to_string()).expect("cache file");
 }
+
+/// An OVS-DPDK config (`mode` is the host side's vhost mode) on `bridge`.
+pub fn ovs_conf(name: &str, bridge: &str, mode: &str) -> Value {
+    json!({
+        "cniVersion": "1.1.0",
+        "name": name,
+        "type": "userspace",
+        "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "bridge",
+                 "vhost": {"mode": mode}, "bridge": {"bridgeName": bridge}},
+        "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"}
+    })
+}
+
+/// The sandbox interface of a result.
+pub fn sandbox(res: &Value) -> Value {
+    res["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["sandbox"].is_string()).cloned())
+        .unwrap_or_else(|| panic!("no sandbox interface in {res}"))
+}
+
+/// The socket path of a result's sandbox interface.
+pub fn socket_path(res: &Value) -> PathBuf {
+    PathBuf::from(sandbox(res)["socketPath"].as_str().unwrap_or_else(|| panic!("no socketPath in {res}")))
+}
