@@ -158,22 +158,8 @@ impl Api {
         let what = format!("PUT pod {pod}/status");
         for attempt in 0..=MAX_CONFLICT_RETRIES {
             check_uid(pod, &object, uid)?;
-            if object.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_none_or(str::is_empty) {
-                // Without it the PUT would be unconditional and could undo a concurrent writer.
-                return Err(K8sError::Malformed {
-                    what: format!("GET pod {pod}"),
-                    reason: "no resourceVersion".into(),
-                });
-            }
-            let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-                return Err(K8sError::Malformed { what: format!("GET pod {pod}"), reason: "no metadata".into() });
-            };
-            let mut map = match meta.remove("annotations") {
-                Some(Value::Object(m)) => m,
-                _ => Map::new(),
-            };
-            let changed = edit(&mut map);
-            meta.insert("annotations".into(), Value::Object(map));
+            let changed = super::edit_metadata_map(&mut object, "annotations", edit)
+                .map_err(|reason| K8sError::Malformed { what: format!("GET pod {pod}"), reason: reason.into() })?;
             if !changed {
                 return Ok(false);
             }

@@ -70,6 +70,30 @@ impl Budget {
 /// 409 conflicts re-read and re-applied before giving up (code 11, the runtime retries).
 pub const MAX_CONFLICT_RETRIES: u32 = 8;
 
+/// Let `edit` change the string map `metadata.<key>` (labels, annotations) of an object read for
+/// a PUT; returns whether it changed anything. The object must carry its resourceVersion: without
+/// it the PUT would be unconditional and could undo a concurrent writer (the kubelet's own).
+pub fn edit_metadata_map(
+    object: &mut serde_json::Value,
+    key: &str,
+    edit: &mut (dyn FnMut(&mut serde_json::Map<String, serde_json::Value>) -> bool + Send),
+) -> Result<bool, &'static str> {
+    use serde_json::Value;
+    if object.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err("no resourceVersion");
+    }
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return Err("no metadata");
+    };
+    let mut map = match meta.remove(key) {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let changed = edit(&mut map);
+    meta.insert(key.into(), Value::Object(map));
+    Ok(changed)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum K8sError {
     #[error(

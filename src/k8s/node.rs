@@ -77,20 +77,7 @@ pub fn edit_labels(
     object: &mut Value,
     edit: &mut (dyn FnMut(&mut Map<String, Value>) -> bool + Send),
 ) -> Result<bool, String> {
-    if object.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_none_or(str::is_empty) {
-        // Without it the PUT would be unconditional and could undo the kubelet's own update.
-        return Err("no resourceVersion".into());
-    }
-    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return Err("no metadata".into());
-    };
-    let mut labels = match meta.remove("labels") {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    let changed = edit(&mut labels);
-    meta.insert("labels".into(), Value::Object(labels));
-    Ok(changed)
+    super::edit_metadata_map(object, "labels", edit).map_err(str::to_owned)
 }
 
 #[cfg(feature = "kubernetes")]
