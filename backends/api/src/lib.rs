@@ -5,6 +5,7 @@
 
 pub mod attachment;
 pub mod backend;
+pub mod confine;
 pub mod error;
 pub mod failpoint;
 pub mod names;
