@@ -462,8 +462,10 @@ impl<'a> Ours<'a> {
         // per-step `elapsed_us` spans show where the time goes (it costs a little itself).
         let log_file = std::env::var("BENCH_LOG_FILE").ok().filter(|v| !v.is_empty());
         let log_root = log_file.as_deref().and_then(|f| Path::new(f).parent()).map(|d| d.display().to_string());
-        let roots = [Some(p("shared")), log_root].into_iter().flatten().collect::<Vec<_>>().join(":");
-        settings.push(("USERSPACE_CNI_ALLOWED_ROOTS".to_string(), roots));
+        settings.push(("USERSPACE_CNI_SHARED_ROOTS".to_string(), p("shared")));
+        if let Some(log_root) = log_root {
+            settings.push(("USERSPACE_CNI_LOG_ROOTS".to_string(), log_root));
+        }
         Ours { lab, wd, settings, netns: netns.to_string(), log_file }
     }
 

@@ -204,7 +204,7 @@ pub const NODE_PATHS: &[NodePath] = &[
     NodePath {
         volume: "log",
         default: "/var/log/userspace-cni",
-        source: Source::Convention("an allowed root for a network config's logFile"),
+        source: Source::Convention("the default log_roots: where a network config's logFile may be"),
         propagation: Propagation::None,
         read_only: false,
         install: false,
@@ -214,7 +214,7 @@ pub const NODE_PATHS: &[NodePath] = &[
     NodePath {
         volume: "cni-net-d",
         default: "/etc/cni/net.d",
-        source: Source::Convention("an allowed root for a network config's kubeconfig"),
+        source: Source::Convention("Multus's kubeconfig dir, the first of the default kubeconfig_files"),
         propagation: Propagation::None,
         read_only: true,
         install: false,
@@ -240,10 +240,20 @@ pub const PATH_SETTINGS: &[&str] = &[
 /// to mount that directory as well (docs/install.md says how).
 pub const UNSET_PATH_SETTINGS: &[&str] = &["device_host_dir"];
 
-/// Settings that name no host path the plugin or the reconciler touches (`allowed_roots` only
-/// restricts paths from network configs; its default entries are rows; `cni_cache_dirs` is read
-/// only by `userspace adopt`, run on the node itself, docs/upgrading.md).
-pub const OTHER_SETTINGS: &[&str] = &["timeout_ms", "deadline_ms", "allowed_roots", "annotations", "cni_cache_dirs"];
+/// Settings that name no host path the plugin or the reconciler touches by themselves (the root
+/// lists only restrict paths from network configs, and their default entries are rows;
+/// `cni_cache_dirs` is read only by `userspace adopt`, run on the node itself, docs/upgrading.md).
+pub const OTHER_SETTINGS: &[&str] = &[
+    "timeout_ms",
+    "deadline_ms",
+    "allowed_roots",
+    "shared_roots",
+    "log_roots",
+    "device_info_roots",
+    "kubeconfig_files",
+    "annotations",
+    "cni_cache_dirs",
+];
 
 /// The directory a path setting means under `settings` (the parent for a socket or file
 /// setting); `None` for a key that is not a path setting.
@@ -315,10 +325,15 @@ mod tests {
     }
 
     #[test]
-    fn the_default_allowed_roots_are_mounted() {
-        for root in NodeSettings::default().allowed_roots {
-            assert!(row_for(&root).is_some(), "allowed root {} has no row in NODE_PATHS", root.display());
+    fn the_default_roots_of_config_paths_are_mounted() {
+        let d = NodeSettings::default();
+        for root in d.shared_roots.iter().chain(&d.log_roots).chain(&d.device_info_roots) {
+            assert!(row_for(root).is_some(), "root {} has no row in NODE_PATHS", root.display());
         }
+        // Multus's kubeconfig (the one the shipped NADs name) is readable by the reconciler.
+        let multus = PathBuf::from(backend_api::settings::DEFAULT_KUBECONFIG_FILES[0]);
+        let mounted = NODE_PATHS.iter().any(|r| multus.starts_with(r.default));
+        assert!(mounted, "{} is under no row of NODE_PATHS", multus.display());
     }
 
     #[test]

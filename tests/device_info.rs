@@ -305,8 +305,8 @@ fn the_examples_pass_the_plugins_validation() {
     let vol = pod["spec"]["volumes"].as_array().and_then(|v| v.iter().find(|v| v["name"] == "shared-dir")).cloned();
     let host = vol.and_then(|v| v["hostPath"]["path"].as_str().map(std::path::PathBuf::from)).expect("hostPath");
     assert!(
-        settings.allowed_roots.iter().any(|r| host.starts_with(r)),
-        "{} must be under the default allowed roots",
+        settings.shared_roots.iter().any(|r| host.starts_with(r)),
+        "{} must be under the default shared_roots",
         host.display()
     );
 }

@@ -34,11 +34,9 @@ impl Env {
     /// server with the kubeconfig written.
     fn new() -> Env {
         let api = FakeApi::start();
-        let mut node = Node::new();
+        let node = Node::new();
         let kubeconfig = node.path("net.d/multus.kubeconfig");
         api.write_kubeconfig(&kubeconfig);
-        let roots = ["shared", "short", "log", "net.d"].map(|d| node.path(d).display().to_string()).join(":");
-        node.overrides.push(("USERSPACE_CNI_ALLOWED_ROOTS".into(), roots));
         Env { api, node, kubeconfig }
     }
 

@@ -15,7 +15,7 @@ const ARGS: &str = "K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=pod-a;K8S_POD_UID=u-1";
 #[test]
 fn annotation_mode_is_a_clear_error_without_the_feature() {
     let mut node = Node::new();
-    node.overrides.push(("USERSPACE_CNI_ALLOWED_ROOTS".into(), node.path("shared").display().to_string()));
+    node.overrides.push(("USERSPACE_CNI_SHARED_ROOTS".into(), node.path("shared").display().to_string()));
     let mut c = recording_conf("1.1.0", "nb-net");
     c["kubeconfig"] = json!(node.path("shared/multus.kubeconfig").display().to_string());
     let before = node.snapshot();

@@ -30,11 +30,9 @@ struct Env {
 
 fn env(lab: &Lab) -> Env {
     let api = FakeApi::start();
-    let mut node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
     let kubeconfig = node.path("net.d/multus.kubeconfig");
     api.write_kubeconfig(&kubeconfig);
-    let roots = ["shared", "short", "log", "net.d"].map(|d| node.path(d).display().to_string()).join(":");
-    node.overrides.push(("USERSPACE_CNI_ALLOWED_ROOTS".into(), roots));
     Env { api, node, kubeconfig }
 }
 

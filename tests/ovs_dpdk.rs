@@ -283,7 +283,7 @@ fn server_mode_across_filesystems_is_code_104() {
     let mut node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
     node.overrides.push(("USERSPACE_CNI_SHARED_DIR".into(), shm.path().display().to_string()));
     let roots = format!("{}:{}", shm.path().display(), node.path("short").display());
-    node.overrides.push(("USERSPACE_CNI_ALLOWED_ROOTS".into(), roots));
+    node.overrides.push(("USERSPACE_CNI_SHARED_ROOTS".into(), roots));
     let before = ovs_state(&lab, "br-fs");
     let msg = node.cni("ADD", "f5f5000000000001", "net1", &conf("net-fs", "br-fs", "server"), &[]).expect_err(104);
     assert!(msg.contains("client") && msg.contains(&shm.path().display().to_string()), "{msg}");

@@ -418,7 +418,7 @@ fn a_label_on_a_filesystem_without_labels_is_code_2_and_changes_nothing() {
     node.bin = Box::leak(wrapper.display().to_string().into_boxed_str());
     node.overrides.push(("USERSPACE_CNI_SHARED_DIR".into(), ramfs.display().to_string()));
     let roots = format!("{}:{}", ramfs.display(), node.path("short").display());
-    node.overrides.push(("USERSPACE_CNI_ALLOWED_ROOTS".into(), roots));
+    node.overrides.push(("USERSPACE_CNI_SHARED_ROOTS".into(), roots));
 
     let mut c = conf("net-prf", "br-prf", "client");
     c["host"]["permissions"] = json!({"selinuxContext": CONTEXT, "dirMode": "0770"});

@@ -88,11 +88,9 @@ fn upstream_port(lab: &Lab, node: &Node, conf: &Value, cid: &str, ifname: &str, 
 fn del_of_an_upstream_attachment_removes_only_its_annotation_entry() {
     let lab = Lab::shared("upgrade-k8s").expect("start the private OVS-DPDK lab");
     let api = FakeApi::start();
-    let mut node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
     let kubeconfig = node.path("net.d/multus.kubeconfig");
     api.write_kubeconfig(&kubeconfig);
-    let roots = ["shared", "short", "log", "net.d"].map(|d| node.path(d).display().to_string()).join(":");
-    node.overrides.push(("USERSPACE_CNI_ALLOWED_ROOTS".into(), roots));
 
     let (network, bridge) = ("net-up-ann", "br-up-ann");
     let cid = "a0annotated00000000000000000001";

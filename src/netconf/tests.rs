@@ -42,11 +42,9 @@ const UPSTREAM_SHARED_DIR: &str = r#"{
     "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface", "vhost": {"mode": "server"}}
 }"#;
 
-/// Settings whose allowed roots cover the upstream examples' paths.
+/// The default settings (the upstream examples' paths validate with them).
 fn settings() -> NodeSettings {
-    let mut s = NodeSettings::default();
-    s.allowed_roots.push("/var/log".into());
-    s
+    NodeSettings::default()
 }
 
 fn code_of(e: NetConfError) -> u32 {
@@ -241,18 +239,19 @@ fn validation_rules_are_code_7_and_name_key_and_value() {
 
     for (key, value, needle) in [
         ("sharedDir", "/etc", "sharedDir \"/etc\" is not under an allowed root"),
-        ("sharedDir", "relative/dir", "not absolute"),
+        ("sharedDir", "relative/dir", "not an absolute path"),
         ("sharedDir", "/var/lib/cni/usrspcni/../../../etc", "'..'"),
-        ("logFile", "/root/.bashrc", "logFile \"/root/.bashrc\""),
-        ("kubeconfig", "/home/u/.kube/config", "kubeconfig"),
-        ("kubeconfig", "/etc/cni/net.d.evil/kubeconfig", "/etc/cni/net.d"),
+        ("kubeconfig", "/home/u/.kube/config", "kubeconfig_files"),
+        ("kubeconfig", "/etc/cni/net.d.evil/kubeconfig", "/etc/cni/net.d/multus.d/multus.kubeconfig"),
+        ("kubeconfig", "/var/lib/cni/usrspcni/pod/kubeconfig", "kubeconfig_files"),
     ] {
         let mut doc = minimal();
         doc[key] = json!(value);
         let err = err_of(&doc.to_string());
         assert_eq!(err.code, codes::INVALID_NETCONF, "{key}={value}: {err}");
         assert!(err.msg.contains(needle), "{key}={value}: {err}");
-        assert!(err.msg.contains("/var/lib/cni/usrspcni"), "the message lists the allowed roots: {err}");
+        let lists = if key == "sharedDir" { "/var/lib/cni/usrspcni" } else { "/etc/userspace-cni/kubeconfig" };
+        assert!(err.msg.contains(lists), "the message lists what is allowed: {err}");
     }
 
     for (side, needle) in [
@@ -281,11 +280,15 @@ fn validation_rules_are_code_7_and_name_key_and_value() {
 #[test]
 fn paths_under_a_configured_root_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let s = NodeSettings { allowed_roots: vec![dir.path().to_path_buf()], ..NodeSettings::default() };
+    let s = NodeSettings { shared_roots: vec![dir.path().to_path_buf()], ..NodeSettings::default() };
     let mut doc = minimal();
     doc["sharedDir"] = json!(format!("{}/./pods//x", dir.path().display()));
-    doc["logFile"] = json!(dir.path().join("net1.log"));
+    // A logFile anywhere validates: one outside log_roots is ignored where the log opens.
+    doc["logFile"] = json!("/var/log/net1.log");
     parse(doc.to_string().as_bytes()).unwrap().validate(&s).unwrap();
+    doc["sharedDir"] = json!("/var/lib/kubelet/pods");
+    let err: CniError = parse(doc.to_string().as_bytes()).unwrap().validate(&s).unwrap_err().into();
+    assert!(err.msg.contains("sharedDir") && err.msg.contains("shared_roots"), "{err}");
 }
 
 #[test]

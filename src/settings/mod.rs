@@ -30,15 +30,15 @@ pub const KEYS: &[&str] = &[
     "timeout_ms",
     "deadline_ms",
     "allowed_roots",
+    "shared_roots",
+    "log_roots",
+    "device_info_roots",
+    "kubeconfig_files",
     "annotations",
     "device_host_dir",
     "cni_cache_dirs",
     "config",
 ];
-
-/// Roots always allowed for config-given paths when `allowed_roots` is not set (besides the
-/// effective shared and short socket dirs): the log dir and the CNI config dir (kubeconfig).
-pub const DEFAULT_EXTRA_ROOTS: &[&str] = &["/var/log/userspace-cni", "/etc/cni/net.d"];
 
 /// The config crate's origin string for values from an `Environment` source.
 const ENV_ORIGIN: &str = "the environment";
@@ -140,7 +140,7 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
     let values = layered.collect().map_err(|e| file_error(&file, e))?;
 
     let mut s = NodeSettings::default();
-    let mut roots: Option<(config::Value, Origin)> = None;
+    let (mut shared_roots, mut log_roots, mut legacy_roots) = (None, None, None);
     // Sorted, so the first error reported does not depend on hash order.
     let mut entries: Vec<_> = values.into_iter().collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -166,20 +166,31 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
             "annotations" => s.annotations = field.annotations()?,
             "device_host_dir" => s.device_host_dir = Some(field.device_dir()?),
             "cni_cache_dirs" => s.cni_cache_dirs = field.roots()?,
-            // Derived from the other dirs when unset, so read it after them.
-            "allowed_roots" => roots = Some((value.clone(), origin)),
+            "log_roots" => log_roots = Some(field.roots()?),
+            "device_info_roots" => s.device_info_roots = field.roots()?,
+            "kubeconfig_files" => s.kubeconfig_files = field.roots()?,
+            // Derived from the other dirs when unset, so read them after them.
+            "shared_roots" => shared_roots = Some(field.roots()?),
+            "allowed_roots" => legacy_roots = Some(field.roots()?),
             // The file's own location is chosen by the environment only; in the file it is inert.
             _ => tracing::debug!(key, "settings key ignored here"),
         }
     }
-    s.allowed_roots = match roots {
-        Some((value, origin)) => Field { key: "allowed_roots", origin, value: &value }.roots()?,
-        None => {
-            let mut r = vec![s.shared_dir.clone(), s.short_socket_dir.clone()];
-            r.extend(DEFAULT_EXTRA_ROOTS.iter().map(PathBuf::from));
-            r
-        }
-    };
+    // The deprecated `allowed_roots` (one list for every key) maps onto the keys that create
+    // or write, never onto those that read files as root: `kubeconfig` has its allow-list
+    // (`kubeconfig_files`) and the device-info file its dir (`device_info_roots`).
+    if let Some(legacy) = &legacy_roots {
+        tracing::warn!(
+            "settings: allowed_roots is deprecated; it now sets shared_roots and log_roots where those are unset \
+             (kubeconfig_files and device_info_roots are separate): docs/security.md"
+        );
+        shared_roots = shared_roots.or_else(|| Some(legacy.clone()));
+        log_roots = log_roots.or_else(|| Some(legacy.clone()));
+    }
+    s.shared_roots = shared_roots.unwrap_or_else(|| vec![s.shared_dir.clone(), s.short_socket_dir.clone()]);
+    if let Some(r) = log_roots {
+        s.log_roots = r;
+    }
     Ok(s)
 }
 

@@ -83,7 +83,7 @@ fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
 }
 
 #[test]
-fn allowed_roots_default_follows_the_effective_dirs() {
+fn shared_roots_default_follows_the_effective_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("shared");
     let s = load_from(env_of(&[
@@ -96,28 +96,49 @@ fn allowed_roots_default_follows_the_effective_dirs() {
     let f = file_with(r#"short_socket_dir = "/srv/vhost""#);
     let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f)), ("USERSPACE_CNI_SHARED_DIR", shared.to_str().unwrap())]))
         .unwrap();
-    assert_eq!(
-        s.allowed_roots,
-        vec![shared.clone(), PathBuf::from("/srv/vhost"), "/var/log/userspace-cni".into(), "/etc/cni/net.d".into()]
-    );
+    assert_eq!(s.shared_roots, vec![shared.clone(), PathBuf::from("/srv/vhost")]);
+    assert_eq!(s.log_roots, vec![PathBuf::from("/var/log/userspace-cni")]);
+    assert_eq!(s.device_info_roots, vec![PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo")]);
+    assert_eq!(s.kubeconfig_files.len(), 3);
 }
 
 #[test]
-fn allowed_roots_from_env_file_array_and_file_string() {
-    let f = file_with(r#"allowed_roots = ["/a", "/b/./c/"]"#);
+fn per_key_roots_from_env_file_array_and_file_string() {
+    let f = file_with(
+        r#"shared_roots = ["/a", "/b/./c/"]
+log_roots = "/l:/m"
+device_info_roots = ["/d"]
+kubeconfig_files = ["/etc/k/kc"]"#,
+    );
     let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
-    assert_eq!(s.allowed_roots, vec![PathBuf::from("/a"), PathBuf::from("/b/c")]);
+    assert_eq!(s.shared_roots, vec![PathBuf::from("/a"), PathBuf::from("/b/c")]);
+    assert_eq!(s.log_roots, vec![PathBuf::from("/l"), PathBuf::from("/m")]);
+    assert_eq!(s.device_info_roots, vec![PathBuf::from("/d")]);
+    assert_eq!(s.kubeconfig_files, vec![PathBuf::from("/etc/k/kc")]);
 
-    let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f)), ("USERSPACE_CNI_ALLOWED_ROOTS", "/x:/y/z:")])).unwrap();
-    assert_eq!(s.allowed_roots, vec![PathBuf::from("/x"), PathBuf::from("/y/z")]);
+    let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f)), ("USERSPACE_CNI_SHARED_ROOTS", "/x:/y/z:")])).unwrap();
+    assert_eq!(s.shared_roots, vec![PathBuf::from("/x"), PathBuf::from("/y/z")]);
 
-    let f = file_with(r#"allowed_roots = "/p:/q""#);
+    let f = file_with("kubeconfig_files = []");
     let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
-    assert_eq!(s.allowed_roots, vec![PathBuf::from("/p"), PathBuf::from("/q")]);
+    assert!(s.kubeconfig_files.is_empty(), "an explicit empty list allows no kubeconfig");
+}
 
-    let f = file_with("allowed_roots = []");
+#[test]
+fn deprecated_allowed_roots_sets_shared_and_log_roots_never_kubeconfig_or_device_info() {
+    let f = file_with(r#"allowed_roots = ["/a", "/etc/cni/net.d"]"#);
     let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
-    assert!(s.allowed_roots.is_empty(), "an explicit empty list allows nothing");
+    let legacy = vec![PathBuf::from("/a"), PathBuf::from("/etc/cni/net.d")];
+    assert_eq!(s.shared_roots, legacy);
+    assert_eq!(s.log_roots, legacy);
+    let d = NodeSettings::default();
+    assert_eq!(s.kubeconfig_files, d.kubeconfig_files, "allowed_roots must not widen the kubeconfig allow-list");
+    assert_eq!(s.device_info_roots, d.device_info_roots);
+    // An explicit new key wins over the deprecated one.
+    let f = file_with("allowed_roots = [\"/a\"]\nlog_roots = [\"/l\"]");
+    let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
+    assert_eq!(s.log_roots, vec![PathBuf::from("/l")]);
+    assert_eq!(s.shared_roots, vec![PathBuf::from("/a")]);
 }
 
 #[test]
@@ -151,6 +172,8 @@ fn bad_file_values_are_code_7_and_name_key_and_file() {
         ("annotations = true", "annotations"),
         ("allowed_roots = [1]", "allowed_roots"),
         ("allowed_roots = { a = 1 }", "allowed_roots"),
+        ("shared_roots = [\"rel\"]", "shared_roots"),
+        ("kubeconfig_files = 3", "kubeconfig_files"),
         ("statedir = \"/x\"", "unknown key \"statedir\""),
         ("[section]\nstate_dir = \"/x\"", "unknown key \"section\""),
         ("State_Dir = \"/x\"", "unknown key \"State_Dir\""),

@@ -168,7 +168,7 @@ pub fn shared_dir(
             VolumeSource::HostPath(path) => {
                 // A pod author (namespace-scoped) must not make the plugin (root) put sockets anywhere.
                 let key = "the pod's shared-dir hostPath volume";
-                backend_api::names::path_under_roots(key, path, &settings.allowed_roots)?;
+                backend_api::names::confine_key(key, path, &settings.shared_roots, "shared_roots")?;
                 (backend_api::names::lexical_normal(path), false)
             }
             VolumeSource::EmptyDir => {
@@ -429,8 +429,7 @@ fn check_permissions(dir: &SharedDir, short: Option<&ShortDir>, settings: &NodeS
         return Ok(());
     }
     let real = short.map(|s| &s.long).unwrap_or(&dir.host);
-    let mut bases = settings.allowed_roots.clone();
-    bases.extend([settings.shared_dir.clone(), settings.short_socket_dir.clone(), settings.kubelet_root.clone()]);
+    let bases = settings.socket_dir_roots();
     backend_api::perms::check_dir_target(real, &bases)?;
     if let Some(ctx) = &access.selinux_context {
         backend_api::perms::check_labels_supported(real, ctx)?;

@@ -109,7 +109,10 @@ impl Node {
             ("USERSPACE_CNI_OVS_SOCK_DIR".into(), p("ovs")),
             ("USERSPACE_CNI_OVSDB".into(), format!("unix:{}", p("ovs/db.sock"))),
             ("USERSPACE_CNI_VPP_API_SOCKET".into(), p("vpp/api.sock")),
-            ("USERSPACE_CNI_ALLOWED_ROOTS".into(), format!("{}:{}:{}", p("shared"), p("short"), p("log"))),
+            ("USERSPACE_CNI_SHARED_ROOTS".into(), format!("{}:{}", p("shared"), p("short"))),
+            ("USERSPACE_CNI_LOG_ROOTS".into(), p("log")),
+            ("USERSPACE_CNI_DEVICE_INFO_ROOTS".into(), p("devinfo")),
+            ("USERSPACE_CNI_KUBECONFIG_FILES".into(), p("net.d/multus.kubeconfig")),
             ("USERSPACE_CNI_TIMEOUT_MS".into(), "5000".into()),
             ("USERSPACE_CNI_CNI_CACHE_DIRS".into(), p("cnicache")),
         ]

@@ -1,6 +1,7 @@
 //! Validators for names and paths that come from a network config or the runtime (DESIGN.md §3.5),
 //! shared by the config parser and the backends. Pure functions: they never touch the filesystem.
 
+use crate::confine::{confine, ConfineError, Confined};
 use crate::error::{codes, CniError};
 use std::path::{Component, Path, PathBuf};
 
@@ -142,43 +143,42 @@ pub fn lexical_normal(path: &Path) -> PathBuf {
 }
 
 /// A path given by a config (e.g. `sharedDir`) must be absolute, contain no `..` and no NUL, and
-/// lie (lexically) under one of `roots`: a namespace-scoped NAD author must not make root write
-/// anywhere on the node (DESIGN.md §3.5). A path equal to a root is under it.
-pub fn path_under_roots(key: &str, path: &Path, roots: &[PathBuf]) -> Result<(), CniError> {
+/// lie under one of `roots` (the node setting `setting`): a namespace-scoped NAD author must not
+/// make root write anywhere on the node (docs/security.md). A path equal to a root is under it.
+/// This decides membership only; the path is then opened below its root without following
+/// symlinks (`confine`).
+pub fn confine_key(key: &str, path: &Path, roots: &[PathBuf], setting: &str) -> Result<Confined, CniError> {
     let shown = path.display();
-    if path.as_os_str().is_empty() {
-        return Err(invalid(format!("{key} is empty; expected an absolute path under {}", show_roots(roots))));
-    }
-    if path.as_os_str().as_encoded_bytes().contains(&0) {
-        return Err(invalid(format!("{key} {shown:?} contains a NUL byte")));
-    }
-    if !path.is_absolute() {
-        return Err(invalid(format!(
-            "{key} {shown:?} is not absolute; expected an absolute path under {}",
-            show_roots(roots)
-        )));
-    }
-    if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(invalid(format!(
-            "{key} {shown:?} contains a '..' component; expected a path under {} without '..'",
-            show_roots(roots)
-        )));
-    }
-    let normal = lexical_normal(path);
-    let inside = roots.iter().any(|root| {
-        // A root that is itself relative or has `..` can never be trusted as a prefix.
-        root.is_absolute()
-            && !root.components().any(|c| matches!(c, Component::ParentDir))
-            && normal.starts_with(lexical_normal(root))
+    confine(path, roots).map_err(|e| {
+        let hint = match e {
+            ConfineError::Outside => format!(
+                "; allowed roots are {} (node setting {setting}, USERSPACE_CNI_{})",
+                show_roots(roots),
+                setting.to_ascii_uppercase()
+            ),
+            _ => format!("; expected an absolute path under {}", show_roots(roots)),
+        };
+        invalid(format!("{key} {shown:?} {e}{hint}"))
+    })
+}
+
+/// A path given by a config that must be one of an operator's exact files (`kubeconfig`).
+pub fn allow_listed(key: &str, path: &Path, files: &[PathBuf], setting: &str) -> Result<(), CniError> {
+    let want = lexical_normal(path);
+    let canon = std::fs::canonicalize(path).ok();
+    let listed = files.iter().any(|f| {
+        lexical_normal(f) == want || canon.as_ref().is_some_and(|c| std::fs::canonicalize(f).is_ok_and(|g| g == *c))
     });
-    if !inside {
-        return Err(invalid(format!(
-            "{key} {shown:?} is not under an allowed root; allowed roots are {} (node setting allowed_roots, \
-             USERSPACE_CNI_ALLOWED_ROOTS)",
-            show_roots(roots)
-        )));
+    if path.is_absolute() && listed {
+        return Ok(());
     }
-    Ok(())
+    Err(invalid(format!(
+        "{key} {:?} is not one of the kubeconfigs this node allows ({}): a network config may only name a \
+         kubeconfig the operator listed in the node setting {setting} (USERSPACE_CNI_{})",
+        path.display(),
+        show_roots(files),
+        setting.to_ascii_uppercase()
+    )))
 }
 
 fn show_roots(roots: &[PathBuf]) -> String {
@@ -274,44 +274,30 @@ mod tests {
     }
 
     #[test]
-    fn paths_under_roots_are_compared_lexically() {
-        let roots = vec![PathBuf::from("/var/lib/cni/usrspcni"), PathBuf::from("/var/log/userspace-cni/")];
-        for ok in [
-            "/var/lib/cni/usrspcni",
-            "/var/lib/cni/usrspcni/",
-            "/var/lib/cni/usrspcni/pod1",
-            "/var/lib/cni//usrspcni/./pod1",
-            "/var/log/userspace-cni/net1.log",
-        ] {
-            assert!(path_under_roots("sharedDir", Path::new(ok), &roots).is_ok(), "{ok} should be accepted");
-        }
-    }
-
-    #[test]
-    fn paths_outside_roots_relative_or_with_dotdot_are_rejected() {
+    fn config_paths_name_the_key_the_roots_and_the_setting() {
         let roots = vec![PathBuf::from("/var/lib/cni/usrspcni")];
-        for bad in [
-            "",
-            "relative/dir",
-            "/etc",
-            "/var/lib/cni/usrspcni-evil",
-            "/var/lib/cni/usrspcni/../../../etc",
-            "/var/lib/cni/usrspcni/a/..",
-            "/var/lib/cni/usrspcni/a\0b",
-            "/var/lib/cni",
-        ] {
-            let err = path_under_roots("sharedDir", Path::new(bad), &roots).expect_err(bad);
+        assert!(confine_key("sharedDir", Path::new("/var/lib/cni/usrspcni/x"), &roots, "shared_roots").is_ok());
+        for bad in ["", "relative/dir", "/etc", "/var/lib/cni/usrspcni/../../../etc", "/var/lib/cni/usrspcni/a\0b"] {
+            let err = confine_key("sharedDir", Path::new(bad), &roots, "shared_roots").expect_err(bad);
             assert_eq!(err.code, codes::INVALID_NETCONF);
-            assert!(err.msg.contains("sharedDir"), "{err}");
+            assert!(err.msg.contains("sharedDir") && err.msg.contains("/var/lib/cni/usrspcni"), "{err}");
         }
-        let err = path_under_roots("logFile", Path::new("/etc/passwd"), &roots).unwrap_err();
-        assert!(err.msg.contains("/etc/passwd") && err.msg.contains("/var/lib/cni/usrspcni"), "{err}");
+        let err = confine_key("sharedDir", Path::new("/etc"), &roots, "shared_roots").unwrap_err();
+        assert!(err.msg.contains("shared_roots") && err.msg.contains("USERSPACE_CNI_SHARED_ROOTS"), "{err}");
+        let err = confine_key("k", Path::new("/x"), &[], "s").unwrap_err();
+        assert!(err.msg.contains("none configured"), "{err}");
     }
 
     #[test]
-    fn untrustworthy_roots_never_match() {
-        let roots = vec![PathBuf::from("relative"), PathBuf::from("/a/../b")];
-        assert!(path_under_roots("k", Path::new("/b/x"), &roots).is_err());
-        assert!(path_under_roots("k", Path::new("/x"), &[]).unwrap_err().msg.contains("none configured"));
+    fn kubeconfigs_must_be_listed_exactly() {
+        let files = vec![PathBuf::from("/etc/userspace-cni/kubeconfig")];
+        assert!(
+            allow_listed("kubeconfig", Path::new("/etc/userspace-cni//kubeconfig"), &files, "kubeconfig_files").is_ok()
+        );
+        for bad in ["/etc/userspace-cni", "/etc/userspace-cni/kubeconfig2", "etc/userspace-cni/kubeconfig", "/tmp/kc"] {
+            let err = allow_listed("kubeconfig", Path::new(bad), &files, "kubeconfig_files").expect_err(bad);
+            assert_eq!(err.code, codes::INVALID_NETCONF);
+            assert!(err.msg.contains("kubeconfig_files"), "{err}");
+        }
     }
 }

@@ -28,7 +28,15 @@ pub struct NodeSettings {
     pub shared_dir: PathBuf,
     pub timeout_ms: u64,
     pub deadline_ms: u64,
-    pub allowed_roots: Vec<PathBuf>,
+    /// Where a config's `sharedDir` and a pod's `shared-dir` hostPath volume may lie
+    /// (docs/security.md). Each per-pod dir below them is the pod's: never followed.
+    pub shared_roots: Vec<PathBuf>,
+    /// Where a config's `logFile` may be; one outside is ignored with a warning.
+    pub log_roots: Vec<PathBuf>,
+    /// Where `runtimeConfig.CNIDeviceInfoFile` may be read and written (Multus's devinfo dir).
+    pub device_info_roots: Vec<PathBuf>,
+    /// The only files a config's `kubeconfig` may name (exact paths, the operator's).
+    pub kubeconfig_files: Vec<PathBuf>,
     pub annotations: AnnotationMode,
     /// Where a device plugin keeps a device's sockets on the host, `{deviceID}` standing for the
     /// attachment's deviceID. Read only when a device-info file already exists (the device
@@ -42,6 +50,18 @@ pub struct NodeSettings {
     #[serde(default = "default_cni_cache_dirs")]
     pub cni_cache_dirs: Vec<PathBuf>,
 }
+
+/// Where `logFile` may point by default.
+pub const DEFAULT_LOG_ROOTS: &[&str] = &["/var/log/userspace-cni"];
+/// Multus's device-info dir (it passes `/var/run/...`; resolved once, as `/run/...` on most hosts).
+pub const DEFAULT_DEVICE_INFO_ROOTS: &[&str] = &["/var/run/k8s.cni.cncf.io/devinfo"];
+/// The kubeconfigs a network config may name by default: Multus's (upstream and OpenShift's
+/// paths) and one the operator installs for this plugin.
+pub const DEFAULT_KUBECONFIG_FILES: &[&str] = &[
+    "/etc/cni/net.d/multus.d/multus.kubeconfig",
+    "/etc/kubernetes/cni/net.d/multus.d/multus.kubeconfig",
+    "/etc/userspace-cni/kubeconfig",
+];
 
 /// libcni's default cache dir and the one Multus uses for its delegates.
 pub fn default_cni_cache_dirs() -> Vec<PathBuf> {
@@ -57,6 +77,25 @@ impl NodeSettings {
     /// Bound on a whole verb, retries included.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
+    }
+
+    /// Every root a pod's shared dir can lie under, whatever decided it: the shared roots,
+    /// kubelet's pod volumes, the KubeVirt short dirs, and a device plugin's dirs (the part of
+    /// `device_host_dir` before the component holding `{deviceID}`). Steps resolve the shared
+    /// dir below one of these without following symlinks.
+    pub fn socket_dir_roots(&self) -> Vec<PathBuf> {
+        let mut roots = self.shared_roots.clone();
+        roots.extend([self.kubelet_root.clone(), self.short_socket_dir.clone(), self.shared_dir.clone()]);
+        if let Some(t) = &self.device_host_dir {
+            let fixed: PathBuf = std::path::Path::new(t)
+                .components()
+                .take_while(|c| !c.as_os_str().to_string_lossy().contains('{'))
+                .collect();
+            if fixed.components().count() > 1 {
+                roots.push(fixed);
+            }
+        }
+        roots
     }
 
     /// The OVSDB unix socket path, if the endpoint is `unix:`.
@@ -77,12 +116,10 @@ impl Default for NodeSettings {
             shared_dir: "/var/lib/cni/usrspcni".into(),
             timeout_ms: 10_000,
             deadline_ms: 30_000,
-            allowed_roots: vec![
-                "/var/lib/cni/usrspcni".into(),
-                "/var/lib/vhost_sockets".into(),
-                "/var/log/userspace-cni".into(),
-                "/etc/cni/net.d".into(),
-            ],
+            shared_roots: vec!["/var/lib/cni/usrspcni".into(), "/var/lib/vhost_sockets".into()],
+            log_roots: DEFAULT_LOG_ROOTS.iter().map(PathBuf::from).collect(),
+            device_info_roots: DEFAULT_DEVICE_INFO_ROOTS.iter().map(PathBuf::from).collect(),
+            kubeconfig_files: DEFAULT_KUBECONFIG_FILES.iter().map(PathBuf::from).collect(),
             annotations: AnnotationMode::Auto,
             device_host_dir: None,
             cni_cache_dirs: default_cni_cache_dirs(),
