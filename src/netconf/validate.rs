@@ -75,6 +75,8 @@ pub fn validate(nc: &NetConf, settings: &NodeSettings) -> Result<(), ValidateErr
     }
     if let Some(file) = &nc.runtime_config.device_info_file {
         device_info_path(file)?;
+        // Read and written as root: only below the device-info roots (Multus's host-only dir).
+        names::confine_key("runtimeConfig.CNIDeviceInfoFile", file, &settings.device_info_roots, "device_info_roots")?;
     }
     for (key, id) in [("deviceID", &nc.device_id), ("runtimeConfig.deviceID", &nc.runtime_config.device_id)] {
         if let Some(id) = id {

@@ -5,11 +5,10 @@
 
 use crate::cni::version::CniVersion;
 use crate::steps::publish;
+use backend_api::confine::{self, Dir, Kind};
 use backend_api::{async_trait, Attachment, CniError, SocketDescriptor, SocketKind, Step, StepContext};
 use serde_json::{json, Map, Value};
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,26 +96,39 @@ pub struct ConfigFileStep {
     pub cni_version: String,
 }
 
-fn temp_of(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+/// The shared dir (held, resolved below its root without following a symlink) and the file's
+/// name in it. `Ok(None)` when the dir is gone or was swapped for something else.
+fn open_dir(ctx: &StepContext, path: &Path) -> Result<Option<(Dir, OsString)>, ConfigFileError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(ConfigFileError::Write { path: path.into(), reason: "not a file path".into() });
+    };
+    match confine::socket_dir(&ctx.settings, dir) {
+        Ok(d) => Ok(Some((d, name.to_owned()))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(ConfigFileError::Write { path: path.into(), reason: confine::explain(&e) }),
+    }
 }
 
-/// Remove a file without following a symlink; "not found" is success.
-fn unlink(path: &Path) -> Result<(), ConfigFileError> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Err(ConfigFileError::Remove {
-            path: path.into(),
-            reason: "it is a directory (planted in the shared dir?); not removing it".into(),
-        }),
-        Ok(_) => match fs::remove_file(path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                Err(ConfigFileError::Remove { path: path.into(), reason: e.to_string() })
-            }
-            _ => Ok(()),
-        },
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ConfigFileError::Remove { path: path.into(), reason: e.to_string() }),
+fn temp_name(name: &OsStr) -> OsString {
+    let mut t = OsString::from(".");
+    t.push(name);
+    t.push(".tmp");
+    t
+}
+
+/// Remove our regular file `name`; anything else the pod put there is left with a warning.
+fn unlink(dir: &Dir, name: &OsStr) -> Result<(), ConfigFileError> {
+    let path = dir.path().join(name);
+    match dir.entry(name) {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) if e.kind == Kind::File => {
+            dir.unlink(name).map(|_| ()).map_err(|e| ConfigFileError::Remove { path, reason: e.to_string() })
+        }
+        Ok(Some(e)) => {
+            tracing::warn!(path = %path.display(), kind = e.kind.as_str(), "not our configuration data file; left");
+            Ok(())
+        }
+        Err(e) => Err(ConfigFileError::Remove { path, reason: e.to_string() }),
     }
 }
 
@@ -130,34 +142,39 @@ impl Step for ConfigFileStep {
         let doc = entry(ctx, &self.config, &self.cni_version)?;
         let werr = |e: std::io::Error| ConfigFileError::Write { path: self.path.clone(), reason: e.to_string() };
         let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| werr(std::io::Error::other(e)))?;
+        let Some((dir, name)) = open_dir(ctx, &self.path)? else {
+            return Err(werr(std::io::Error::from_raw_os_error(libc::ENOENT)).into());
+        };
         // The shared dir is pod-writable: the temp file is created exclusively without following
-        // a planted link, then renamed over whatever has our file's name.
-        let tmp = temp_of(&self.path);
-        unlink(&tmp)?;
-        super::files::write_exclusive(&tmp, &bytes, 0o444).and_then(|()| fs::rename(&tmp, &self.path)).map_err(|e| {
-            let _ = fs::remove_file(&tmp);
+        // a planted link, given its mode through its descriptor, then renamed over whatever has
+        // our file's name, all relative to the held dir.
+        let tmp = temp_name(&name);
+        unlink(&dir, &tmp)?;
+        dir.write_new(&tmp, &bytes, 0o444).and_then(|()| dir.rename_from(&dir, &tmp, &name)).map_err(|e| {
+            let _ = dir.unlink(&tmp);
             CniError::from(werr(e))
         })
     }
 
-    async fn undo(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
-        unlink(&temp_of(&self.path))?;
-        unlink(&self.path)?;
+    async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        if let Some((dir, name)) = open_dir(ctx, &self.path)? {
+            unlink(&dir, &temp_name(&name))?;
+            unlink(&dir, &name)?;
+        }
         Ok(())
     }
 
     async fn check(&self, ctx: &StepContext) -> Result<(), CniError> {
         let problem = |p: String| CniError::from(ConfigFileError::Check { path: self.path.clone(), problem: p });
-        let mut text = String::new();
-        let read = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&self.path)
-            .and_then(|f| f.take(1 << 20).read_to_string(&mut text));
-        if let Err(e) = read {
-            return Err(problem(format!("cannot be read: {e}")));
-        }
-        let doc: Value = serde_json::from_str(&text).map_err(|e| problem(format!("is not JSON: {e}")))?;
+        let Some((dir, name)) = open_dir(ctx, &self.path).map_err(|e| problem(e.to_string()))? else {
+            return Err(problem("is missing: its shared dir is gone".into()));
+        };
+        let bytes = match dir.read_file(Path::new(&name), 1 << 20) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Err(problem("is missing".into())),
+            Err(e) => return Err(problem(format!("cannot be read: {e}"))),
+        };
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| problem(format!("is not JSON: {e}")))?;
         let id = &ctx.attachment.id;
         if doc["containerId"] != id.container_id.as_str() || doc["ifName"] != id.ifname.as_str() {
             return Err(problem(format!("does not describe {}/{}", id.container_id, id.ifname)));

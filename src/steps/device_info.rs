@@ -8,11 +8,10 @@
 //! `{"type":"vhost-user","version":"1.1.0","vhost-user":{"mode":"server","path":"<pod path>"}}`
 //! or `{"type":"memif","version":"1.1.0","memif":{"role":"slave","mode":"ethernet","path":"<pod path>"}}`.
 
+use backend_api::confine::{self, Confined, Dir, Entry, Kind, ReadError};
 use backend_api::{async_trait, codes, names, CniError, NodeSettings, SocketDescriptor, SocketKind, Step, StepContext};
 use serde_json::{json, Value};
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 /// The device-info spec version we write (and the newest we read).
@@ -172,25 +171,48 @@ fn pod_socket_path(path: &Path) -> Result<(), String> {
     }
 }
 
-/// Read a device-info file that exists before ADD. `Ok(None)` when there is none.
-pub fn read_existing(path: &Path) -> Result<Option<Value>, DeviceInfoError> {
-    let unreadable = |e: std::io::Error| DeviceInfoError::Unreadable { path: path.into(), reason: e.to_string() };
-    let f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(unreadable(e)),
+/// The file's place below its device-info root (Multus's host-only devinfo dir): the rest is
+/// resolved without following a symlink (docs/security.md).
+fn locate(settings: &NodeSettings, path: &Path) -> Result<Confined, DeviceInfoError> {
+    confine::confine(path, &settings.device_info_roots).map_err(|e| DeviceInfoError::Unreadable {
+        path: path.into(),
+        reason: format!("{e} (node setting device_info_roots)"),
+    })
+}
+
+/// The held parent dir and the file name; `Ok(None)` when the dir does not exist.
+fn open_parent(settings: &NodeSettings, path: &Path) -> Result<Option<(Dir, OsString)>, DeviceInfoError> {
+    let c = locate(settings, path)?;
+    match c.open_parent() {
+        Ok((d, name)) => Ok(Some((d, name.to_owned()))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(DeviceInfoError::Unreadable { path: path.into(), reason: confine::explain(&e) }),
+    }
+}
+
+/// Read a device-info file from the held dir: bounded, regular file only, `O_NONBLOCK`.
+fn read_in(dir: &Dir, name: &OsStr, path: &Path) -> Result<Option<(Value, Entry)>, DeviceInfoError> {
+    let unreadable = |reason: String| DeviceInfoError::Unreadable { path: path.into(), reason };
+    let entry = match dir.entry(name) {
+        Ok(Some(e)) => e,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(unreadable(confine::explain(&e))),
     };
-    if !f.metadata().map_err(unreadable)?.is_file() {
-        return Err(DeviceInfoError::Malformed { path: path.into(), reason: "not a regular file".into() });
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE + 1).read_to_end(&mut bytes).map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(DeviceInfoError::Malformed { path: path.into(), reason: format!("larger than {MAX_FILE} bytes") });
-    }
+    let bytes = match dir.read_file(Path::new(name), MAX_FILE) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(ReadError::Io(e)) => return Err(unreadable(confine::explain(&e))),
+        Err(e) => return Err(DeviceInfoError::Malformed { path: path.into(), reason: e.to_string() }),
+    };
     serde_json::from_slice(&bytes)
-        .map(Some)
+        .map(|v| Some((v, entry)))
         .map_err(|e| DeviceInfoError::Malformed { path: path.into(), reason: e.to_string() })
+}
+
+/// Read a device-info file that exists before ADD. `Ok(None)` when there is none.
+pub fn read_existing(settings: &NodeSettings, path: &Path) -> Result<Option<Value>, DeviceInfoError> {
+    let Some((dir, name)) = open_parent(settings, path)? else { return Ok(None) };
+    Ok(read_in(&dir, &name, path)?.map(|(v, _)| v))
 }
 
 /// Where a device-info file written before ADD puts the socket.
@@ -299,17 +321,19 @@ pub fn check_honoured(file: &Path, given: &DeviceInfo, socket: &SocketDescriptor
     Ok(())
 }
 
-/// The deterministic temp name next to `file` (a crash leftover is removed by undo).
-fn temp_path(file: &Path) -> PathBuf {
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    file.with_file_name(format!(".{name}.userspace-cni.tmp"))
+/// The deterministic temp name next to the file (a crash leftover is removed by undo).
+fn temp_name(name: &OsStr) -> OsString {
+    let mut t = OsString::from(".");
+    t.push(name);
+    t.push(".userspace-cni.tmp");
+    t
 }
 
-/// Whether `file` holds a document describing exactly `info`.
-fn describes(file: &Path, info: &DeviceInfo) -> Result<bool, DeviceInfoError> {
-    Ok(match read_existing(file)? {
-        Some(doc) => DeviceInfo::parse(&doc).ok().as_ref() == Some(info),
-        None => false,
+/// The entry when the file holds a document describing exactly `info`.
+fn describes(dir: &Dir, name: &OsStr, path: &Path, info: &DeviceInfo) -> Result<Option<Entry>, DeviceInfoError> {
+    Ok(match read_in(dir, name, path)? {
+        Some((doc, entry)) if DeviceInfo::parse(&doc).ok().as_ref() == Some(info) => Some(entry),
+        _ => None,
     })
 }
 
@@ -322,40 +346,39 @@ pub struct DeviceInfoStep {
 }
 
 impl DeviceInfoStep {
-    fn write(&self) -> Result<(), DeviceInfoError> {
-        let werr = |e: std::io::Error| DeviceInfoError::Write { path: self.file.clone(), reason: e.to_string() };
-        if let Some(dir) = self.file.parent() {
-            // The dir Multus names is host-only: 0700 as the spec's reference implementation makes it.
-            match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-                Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(werr(e)),
-                _ => {}
+    fn write(&self, settings: &NodeSettings) -> Result<(), DeviceInfoError> {
+        let werr = |e: std::io::Error| DeviceInfoError::Write { path: self.file.clone(), reason: confine::explain(&e) };
+        let c = locate(settings, &self.file)?;
+        let (Some(name), parent) = (c.rel.file_name(), c.rel.parent().unwrap_or(Path::new(""))) else {
+            return Err(werr(std::io::Error::from_raw_os_error(libc::EISDIR)));
+        };
+        // The dir Multus names is host-only: 0700 as the spec's reference implementation makes
+        // it, set explicitly whatever the umask.
+        let root = Dir::root_or_create(&c.root, 0o700).map_err(werr)?;
+        let dir = root.create_dirs(parent, 0o700).map_err(werr)?;
+        let tmp = temp_name(name);
+        match dir.entry(&tmp) {
+            Ok(Some(e)) if e.kind != Kind::Dir => {
+                dir.unlink(&tmp).map_err(werr)?;
             }
-        }
-        let tmp = temp_path(&self.file);
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != ErrorKind::NotFound => return Err(werr(e)),
-            _ => {}
-        }
-        let bytes = serde_json::to_vec(&self.info.to_json()).map_err(|e| werr(std::io::Error::other(e)))?;
-        super::files::write_exclusive(&tmp, &bytes, 0o444).map_err(werr)?;
-        // link(2) never replaces: a file a device plugin wrote meanwhile survives.
-        let linked = fs::hard_link(&tmp, &self.file);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                if !describes(&self.file, &self.info)? {
-                    return Err(DeviceInfoError::Appeared { path: self.file.clone() });
-                }
-            }
+            Ok(_) => {}
             Err(e) => return Err(werr(e)),
         }
-        if let Some(dir) = self.file.parent() {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
+        let bytes = serde_json::to_vec(&self.info.to_json()).map_err(|e| werr(std::io::Error::other(e)))?;
+        dir.write_new(&tmp, &bytes, 0o444).map_err(werr)?;
+        // link(2) never replaces: a file a device plugin wrote meanwhile survives.
+        let linked = dir.link(&tmp, name);
+        let _ = dir.unlink(&tmp);
+        match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                if describes(&dir, name, &self.file, &self.info)?.is_none() {
+                    return Err(DeviceInfoError::Appeared { path: self.file.clone() });
+                }
+                Ok(())
             }
+            Err(e) => Err(werr(e)),
         }
-        Ok(())
     }
 }
 
@@ -385,7 +408,7 @@ impl Step for DeviceInfoStep {
         if self.given {
             return self.check(ctx).await.map_err(|e| ctx.fail_unchanged(e));
         }
-        match self.write() {
+        match self.write(&ctx.settings) {
             Ok(()) => Ok(()),
             // Someone else's file: ours was never linked, and undo must not remove theirs.
             Err(e @ DeviceInfoError::Appeared { .. }) => Err(ctx.fail_unchanged(e.into())),
@@ -393,21 +416,30 @@ impl Step for DeviceInfoStep {
         }
     }
 
-    async fn undo(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
+    async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         if self.given {
             return Ok(());
         }
-        let gone = |r: std::io::Result<()>| match r {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                Err(CniError::io(format!("cannot remove device-info file {}: {e}", self.file.display())))
-            }
-            _ => Ok(()),
+        let rerr = |e: std::io::Error| {
+            CniError::io(format!("cannot remove device-info file {}: {}", self.file.display(), confine::explain(&e)))
         };
-        gone(fs::remove_file(temp_path(&self.file)))?;
-        // Only the document we wrote: a device plugin's file for another socket stays.
-        match describes(&self.file, &self.info) {
-            Ok(true) => gone(fs::remove_file(&self.file)),
-            Ok(false) => Ok(()),
+        let (dir, name) = match open_parent(&ctx.settings, &self.file) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "device-info file left in place");
+                return Ok(());
+            }
+        };
+        let tmp = temp_name(&name);
+        if dir.entry(&tmp).map_err(rerr)?.is_some_and(|e| e.kind == Kind::File) {
+            dir.unlink(&tmp).map_err(rerr)?;
+        }
+        // Only the document we wrote, and only if it is still that inode: a device plugin's
+        // file for another socket stays.
+        match describes(&dir, &name, &self.file, &self.info) {
+            Ok(Some(ours)) => dir.unlink_if(&name, |e| e.same_inode(&ours)).map(|_| ()).map_err(rerr),
+            Ok(None) => Ok(()),
             // Unreadable or not ours to judge: leave it, say so.
             Err(e) => {
                 tracing::warn!(error = %e, "device-info file left in place");
@@ -416,9 +448,9 @@ impl Step for DeviceInfoStep {
         }
     }
 
-    async fn check(&self, _ctx: &StepContext) -> Result<(), CniError> {
+    async fn check(&self, ctx: &StepContext) -> Result<(), CniError> {
         let problem = |p: String| CniError::from(DeviceInfoError::Check { path: self.file.clone(), problem: p });
-        let Some(doc) = read_existing(&self.file)? else {
+        let Some(doc) = read_existing(&ctx.settings, &self.file)? else {
             return Err(problem("is missing".into()));
         };
         match DeviceInfo::parse(&doc) {

@@ -6,7 +6,6 @@ pub mod annotations;
 pub mod config_file;
 pub mod delegate;
 pub mod device_info;
-pub mod files;
 pub mod host_local;
 pub mod ipam;
 pub mod netns;

@@ -6,12 +6,11 @@
 //! and the pod uid.
 
 use crate::state::StateDir;
+use backend_api::confine::{self, Dir};
 use backend_api::{async_trait, CniError, Step, StepContext};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
-use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// A bind mount of the pod's long shared dir onto a short alias.
@@ -52,22 +51,28 @@ impl Step for ShortDirStep {
         true
     }
 
-    async fn apply(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
+    async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         let ShortDir { short, long } = &self.dir;
-        match std::fs::symlink_metadata(long) {
-            Ok(m) if m.is_dir() => {}
-            _ => return Err(CniError::io(format!("the pod's shared dir {} is not a directory", long.display()))),
-        }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(short)
-            .map_err(|e| CniError::io(format!("cannot create short socket dir {}: {e}", short.display())))?;
+        let ioe = |what: &str, p: &Path, e: std::io::Error| {
+            CniError::io(format!("{what} {}: {}", p.display(), confine::explain(&e)))
+        };
+        // The pod's dir, below kubelet's root, no symlink followed: a pod cannot swap it, but
+        // nothing below a root is trusted by path.
+        let long_dir = confine::socket_dir(&ctx.settings, long)
+            .map_err(|e| ioe("the pod's shared dir is not a directory below its root:", long, e))?;
+        let (Some(base), Some(name)) = (short.parent(), short.file_name()) else {
+            return Err(CniError::io(format!("short socket dir {} has no parent", short.display())));
+        };
+        let base = Dir::root_or_create(base, 0o755).map_err(|e| ioe("cannot create short socket dir", base, e))?;
+        base.mkdir(name, 0o755).map_err(|e| ioe("cannot create short socket dir", short, e))?;
+        let short_dir = base.open_dir(Path::new(name)).map_err(|e| ioe("cannot open short socket dir", short, e))?;
         if is_mount_point(short) {
             return Ok(());
         }
-        // A stale, unmounted dir left by a crash is simply mounted again.
-        let (src, dst) = (cstr(long)?, cstr(short)?);
+        // A stale, unmounted dir left by a crash is simply mounted again. Both ends through their
+        // descriptors' /proc links: the kernel binds exactly the inodes held, whatever a path
+        // names by now.
+        let (src, dst) = (cstr(&long_dir.proc_path())?, cstr(&short_dir.proc_path())?);
         // SAFETY: both strings are valid and NUL-terminated; the other arguments may be null for
         // a bind mount.
         let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
@@ -100,8 +105,9 @@ impl Step for ShortDirStep {
         }
         if is_mount_point(short) {
             let dst = cstr(short)?;
-            // SAFETY: `dst` is a valid NUL-terminated path.
-            let rc = unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH) };
+            // SAFETY: `dst` is a valid NUL-terminated path. The short dir's parent is the
+            // operator's; UMOUNT_NOFOLLOW refuses a symlink in its place all the same.
+            let rc = unsafe { libc::umount2(dst.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
             if rc != 0 {
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::EINVAL) && e.raw_os_error() != Some(libc::ENOENT) {
@@ -109,11 +115,15 @@ impl Step for ShortDirStep {
                 }
             }
         }
-        match std::fs::remove_dir(short) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
-            Err(e) => Err(CniError::io(format!("cannot remove short socket dir {}: {e}", short.display()))),
-        }
+        let (Some(base), Some(name)) = (short.parent(), short.file_name()) else { return Ok(()) };
+        let base = match Dir::root(base) {
+            Ok(b) => b,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(CniError::io(format!("cannot open {}: {e}", base.display()))),
+        };
+        // Not empty (something outside our knowledge is in it): left in place.
+        base.rmdir(name)
+            .map(|_| ())
+            .map_err(|e| CniError::io(format!("cannot remove short socket dir {}: {e}", short.display())))
     }
 }

@@ -149,7 +149,7 @@ pub fn shared_dir(
     // Names become ids now, before any side effect (a typo is code 7, not a half-done ADD).
     let permissions = backend_api::perms::resolve(conf.host.permissions.as_ref(), group.as_deref())?;
     if let (Some(file), Some(kind)) = (&conf.runtime_config.device_info_file, socket_kind(conf)) {
-        if let Some(doc) = device_info::read_existing(file)? {
+        if let Some(doc) = device_info::read_existing(settings, file)? {
             let device_id = conf.runtime_config.device_id.as_deref().or(conf.device_id.as_deref());
             let iftype = conf.host.iftype.map(IfType::as_str).unwrap_or_default();
             let given = device_info::route_from_given(file, &doc, kind, iftype, device_id, settings)?;
@@ -228,15 +228,22 @@ pub fn shared_dir(
         }
     }
     let base: PathBuf = conf.shared_dir.clone().unwrap_or_else(|| settings.shared_dir.clone());
+    if let Some(given) = &conf.shared_dir {
+        check_shared_base(given, settings)?;
+    }
     let host = base.join(att.id.cid12());
     // The dir is pod-writable once it exists: a symlink (or file) planted in its place must not
-    // redirect where we create or delete sockets.
-    if let Ok(m) = std::fs::symlink_metadata(&host) {
-        if !m.is_dir() {
-            return Err(CniError::invalid_config(format!(
-                "shared dir {} exists and is not a directory (a symlink or a file); refusing to use it: remove it",
-                host.display()
-            )));
+    // redirect where we create or delete sockets (the steps never follow one; say so up front).
+    if let Some(parent) = crate::steps::shared_dir::open_existing(settings, &base)? {
+        match parent.entry(std::ffi::OsStr::new(att.id.cid12())) {
+            Ok(Some(e)) if e.kind != backend_api::confine::Kind::Dir => {
+                return Err(CniError::invalid_config(format!(
+                    "shared dir {} exists and is a {}, not a directory; refusing to use it: remove it",
+                    host.display(),
+                    e.kind.as_str()
+                )))
+            }
+            _ => {}
         }
     }
     Ok(SharedDirRoute {
@@ -246,6 +253,61 @@ pub fn shared_dir(
         pod_view: false,
         given: None,
     })
+}
+
+/// A config's `sharedDir` below a shared root must be the operator's directory, never a pod's: each
+/// existing component below the root is a real directory, owned by root and not writable by group
+/// or others, and none is (or lies in) the shared dir of a recorded attachment, whose per-pod dir
+/// is the pod's to write (docs/security.md).
+fn check_shared_base(base: &std::path::Path, settings: &NodeSettings) -> Result<(), CniError> {
+    use backend_api::confine::{Dir, Kind};
+    let c = backend_api::names::confine_key("sharedDir", base, &settings.shared_roots, "shared_roots")?;
+    if c.rel.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let refuse = |at: &std::path::Path, why: String| {
+        CniError::invalid_config(format!(
+            "sharedDir {} passes through {}, which {why}; sharedDir must name a directory of the operator's \
+             below {} (never a pod's own dir)",
+            base.display(),
+            at.display(),
+            c.root.display()
+        ))
+    };
+    if let Ok(mut cur) = Dir::root(&c.root) {
+        let mut at = c.root.clone();
+        for part in c.rel.iter() {
+            at.push(part);
+            match cur.entry(part) {
+                Ok(None) => break,
+                Ok(Some(e)) if e.kind != Kind::Dir => return Err(refuse(&at, format!("is a {}", e.kind.as_str()))),
+                Ok(Some(e)) if e.uid != 0 => return Err(refuse(&at, format!("is owned by uid {}", e.uid))),
+                Ok(Some(e)) if e.mode & 0o022 != 0 => {
+                    return Err(refuse(&at, format!("is writable by group or others (mode {:04o})", e.mode)))
+                }
+                Ok(Some(_)) => {}
+                Err(e) => return Err(refuse(&at, backend_api::confine::explain(&e))),
+            }
+            cur =
+                cur.open_dir(std::path::Path::new(part)).map_err(|e| refuse(&at, backend_api::confine::explain(&e)))?;
+        }
+    }
+    let normal = backend_api::names::lexical_normal(base);
+    for record in StateDir::at(&settings.state_dir).list_records()?.into_iter().flatten() {
+        let dirs = record.plan.shared_dir.iter().map(|d| &d.host).chain(record.plan.short_dir.iter().map(|d| &d.long));
+        for dir in dirs {
+            if normal.starts_with(backend_api::names::lexical_normal(dir)) {
+                return Err(refuse(
+                    dir,
+                    format!(
+                        "is the shared dir of attachment {}/{}",
+                        record.attachment.id.container_id, record.attachment.id.ifname
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The host and container specs the backend plans with when a device-info file decided the

@@ -586,6 +586,14 @@ pub fn confine(path: &Path, roots: &[PathBuf]) -> Result<Confined, ConfineError>
     best.map(|(_, c)| c).ok_or(ConfineError::Outside)
 }
 
+/// A directory a record or plan names for a pod's sockets (its shared dir, a KubeVirt short dir,
+/// a device plugin's dir), opened below the one of the node's socket-dir roots it lies under
+/// without following a symlink. `EXDEV` when it lies under none.
+pub fn socket_dir(settings: &crate::NodeSettings, path: &Path) -> io::Result<Dir> {
+    let c = confine(path, &settings.socket_dir_roots()).map_err(|_| io::Error::from_raw_os_error(libc::EXDEV))?;
+    c.open_dir()
+}
+
 /// Check an operator-chosen file (an allow-listed kubeconfig) and each directory above it: all
 /// owned by root and not writable by group or others, no symlink anywhere (the path is the
 /// operator's, resolved once), then read it bounded. `Ok(None)` when it does not exist.

@@ -1,6 +1,7 @@
 //! Who may open what a workload opens: owner, group, mode and SELinux label of the shared dir and of a
 //! server-mode socket, resolved at validation, applied through file descriptors, never by a path in a pod's dir.
 
+use crate::confine::Dir;
 use crate::error::{codes, CniError};
 use crate::names;
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The config object these settings come from (`host.permissions`); its keys are below.
@@ -346,33 +347,17 @@ pub fn read_label(path: &Path) -> io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
-/// A directory whose parent is trusted (root-owned: the shared-dir base, kubelet's volumes dir,
-/// OVS's socket dir), opened without following a symlink in its place.
-pub fn open_dir(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(path)
-}
-
-fn open_dir_for(what: &str, path: &Path) -> Result<File, CniError> {
-    open_dir(path).map_err(|e| match errno(&e) {
-        libc::ELOOP | libc::ENOTDIR => CniError::io(format!(
-            "{what} {} is a symlink or not a directory; refusing to change permissions through it: remove it",
-            path.display()
-        )),
-        _ => CniError::io(format!("cannot open {what} {}: {e}", path.display())),
-    })
-}
-
 /// The file a setting is applied to: an open directory, or an `O_PATH` descriptor of a socket
 /// (a socket cannot be opened for reading, so fchown/fchmod/fsetxattr do not work on it).
 enum Target<'a> {
-    Dir(&'a File),
+    Dir(&'a Dir),
     Socket(&'a OwnedFd),
 }
 
 impl Target<'_> {
     fn fd(&self) -> i32 {
         match self {
-            Target::Dir(f) => f.as_raw_fd(),
+            Target::Dir(d) => d.raw_fd(),
             Target::Socket(fd) => fd.as_raw_fd(),
         }
     }
@@ -390,8 +375,8 @@ impl Target<'_> {
         value.push(0);
         let rc = match self {
             // SAFETY: a valid fd, NUL-terminated name, and `value` readable for its length.
-            Target::Dir(f) => unsafe {
-                libc::fsetxattr(f.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+            Target::Dir(d) => unsafe {
+                libc::fsetxattr(d.raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
             },
             // fsetxattr on an O_PATH descriptor is EBADF (setxattrat(2) with AT_EMPTY_PATH only
             // exists since Linux 6.13): go through the descriptor's /proc magic link instead.
@@ -410,7 +395,14 @@ impl Target<'_> {
 
     fn chown(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
         match self {
-            Target::Dir(f) => std::os::unix::fs::fchown(f, uid, gid),
+            Target::Dir(d) => {
+                // SAFETY: a valid descriptor; -1 leaves an id unchanged.
+                let rc = unsafe { libc::fchown(d.raw_fd(), uid.unwrap_or(NO_ID), gid.unwrap_or(NO_ID)) };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            }
             Target::Socket(fd) => {
                 let empty = c"";
                 // fchownat(fd, "", AT_EMPTY_PATH) acts on the descriptor itself, O_PATH included
@@ -435,7 +427,13 @@ impl Target<'_> {
 
     fn chmod(&self, mode: u32) -> io::Result<()> {
         match self {
-            Target::Dir(f) => f.set_permissions(std::fs::Permissions::from_mode(mode)),
+            Target::Dir(d) => {
+                // SAFETY: a valid descriptor.
+                if unsafe { libc::fchmod(d.raw_fd(), mode as libc::mode_t) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            }
             // fchmod on an O_PATH descriptor is EBADF, and fchmodat(AT_SYMLINK_NOFOLLOW) is not a
             // kernel feature before fchmodat2 (Linux 6.6; glibc and musl emulate it with this very
             // /proc trick). chmod(2) on the magic link reaches the inode we opened with O_NOFOLLOW
@@ -473,29 +471,27 @@ fn apply(target: &Target<'_>, what: &str, path: &Path, access: &Access) -> Resul
     Ok(())
 }
 
-/// Give the shared dir at `path` its owner, group, mode and label, through a descriptor opened
-/// without following a symlink (the dir is pod-writable once it exists; its parent is not).
-pub fn apply_to_dir(path: &Path, access: &Access) -> Result<(), CniError> {
+/// Give the shared dir `dir` (held: resolved below its root without following symlinks) its
+/// owner, group, mode and label, through its descriptor.
+pub fn apply_to_dir(dir: &Dir, access: &Access) -> Result<(), CniError> {
     if access.is_empty() {
         return Ok(());
     }
-    let dir = open_dir_for("shared dir", path)?;
-    apply(&Target::Dir(&dir), "shared dir", path, access)
+    apply(&Target::Dir(dir), "shared dir", dir.path(), access)
 }
 
-/// Give the socket `name` in `dir` its owner, group, mode and label. The socket is found
-/// relative to a descriptor of `dir` with `O_PATH | O_NOFOLLOW` and must be a socket: a symlink
-/// or file the pod put there instead is refused, never followed.
-pub fn apply_to_socket(dir: &Path, name: &str, access: &Access) -> Result<(), CniError> {
+/// Give the socket `name` in the held directory `dir` its owner, group, mode and label. The socket
+/// is opened relative to the descriptor with `O_PATH | O_NOFOLLOW` and must be a socket: a
+/// symlink or file the pod put there instead is refused, never followed.
+pub fn apply_to_socket(dir: &Dir, name: &str, access: &Access) -> Result<(), CniError> {
     if access.is_empty() {
         return Ok(());
     }
     names::validate_file_name("socket file name", name)?;
-    let d = open_dir_for("socket dir", dir)?;
-    let path = dir.join(name);
+    let path = dir.path().join(name);
     let cname = CString::new(name).map_err(|_| invalid(format!("socket name {name:?} contains NUL")))?;
     // SAFETY: a valid directory fd and a NUL-terminated name; the result is owned at once.
-    let raw = unsafe { libc::openat(d.as_raw_fd(), cname.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    let raw = unsafe { libc::openat(dir.raw_fd(), cname.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
     if raw < 0 {
         let e = io::Error::last_os_error();
         return Err(CniError::io(format!("cannot open socket {} to set its permissions: {e}", path.display())));
@@ -697,22 +693,24 @@ mod tests {
         let d = tmp("apply");
         let sub = d.join("pod");
         std::fs::create_dir(&sub).unwrap();
-        apply_to_dir(&sub, &Access { mode: Some(0o2750), ..Default::default() }).unwrap();
+        let root = Dir::root(&d).unwrap();
+        let pod = root.open_dir(Path::new("pod")).unwrap();
+        apply_to_dir(&pod, &Access { mode: Some(0o2750), ..Default::default() }).unwrap();
         assert_eq!(std::fs::metadata(&sub).unwrap().mode() & 0o7777, 0o2750);
         let _l = std::os::unix::net::UnixListener::bind(sub.join("s.sock")).unwrap();
-        apply_to_socket(&sub, "s.sock", &Access { mode: Some(0o606), ..Default::default() }).unwrap();
+        apply_to_socket(&pod, "s.sock", &Access { mode: Some(0o606), ..Default::default() }).unwrap();
         assert_eq!(std::fs::symlink_metadata(sub.join("s.sock")).unwrap().mode() & 0o777, 0o606);
-        // A symlink in place of the dir or of the socket is refused, and its target untouched.
+        // A symlink in place of the dir cannot be opened as one, and a symlink in place of the
+        // socket is refused; the targets stay untouched.
         let target = d.join("target");
         std::fs::create_dir(&target).unwrap();
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::symlink(&target, d.join("link")).unwrap();
-        let e = apply_to_dir(&d.join("link"), &Access { mode: Some(0o777), ..Default::default() }).unwrap_err();
-        assert!(e.msg.contains("symlink"), "{e}");
+        assert!(root.open_dir(Path::new("link")).is_err());
         std::fs::write(target.join("f"), "x").unwrap();
         let before = std::fs::metadata(target.join("f")).unwrap().mode();
         std::os::unix::fs::symlink(target.join("f"), sub.join("planted")).unwrap();
-        let e = apply_to_socket(&sub, "planted", &Access { mode: Some(0o777), ..Default::default() }).unwrap_err();
+        let e = apply_to_socket(&pod, "planted", &Access { mode: Some(0o777), ..Default::default() }).unwrap_err();
         assert!(e.msg.contains("symlink"), "{e}");
         assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o700);
         assert_eq!(std::fs::metadata(target.join("f")).unwrap().mode(), before);

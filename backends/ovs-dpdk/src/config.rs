@@ -62,6 +62,27 @@ fn as_u32(key: &str, v: &Value, min: u64, max: u64) -> Result<u32, CniError> {
     }
 }
 
+/// In server mode OVS creates the port's socket in its own run dir (`vhost-sock-dir`), beside
+/// its database socket, control sockets and pid files; a port named like one of them would make
+/// vswitchd fail and the port's undo remove OVS's file. Refused before any side effect.
+pub fn refuse_ovs_own_name(port: &str, bridge: &str) -> Result<(), CniError> {
+    let own = port == "db.sock"
+        || port.ends_with(".ctl")
+        || port.ends_with(".pid")
+        || port == format!("{bridge}.mgmt")
+        || port == format!("{bridge}.snoop")
+        || port.ends_with(".mgmt")
+        || port.ends_with(".snoop");
+    if own {
+        return Err(CniError::invalid_config(format!(
+            "host.vhost.socketfile {port:?} is the name of one of OVS's own files in its run dir (db.sock, *.ctl, \
+             *.pid, <bridge>.mgmt, <bridge>.snoop), where server-mode (vhost.mode \"server\") sockets are made; \
+             choose another name"
+        )));
+    }
+    Ok(())
+}
+
 pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
     let host = req.host;
     if host.iftype != Some(IfType::VhostUser) {
@@ -99,6 +120,9 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
     validate_object_name("host.vhost.socketfile (the OVS port name)", &port, MAX_NAME)?;
 
     let host_mode = vhost.mode.unwrap_or(VhostMode::Server);
+    if host_mode == VhostMode::Server {
+        refuse_ovs_own_name(&port, &bridge)?;
+    }
     let ovs_socket = req.settings.ovs_sock_dir.join(&port);
     // The shared-dir socket path is checked by the generic planner, which may still move it to
     // a short dir (KubeVirt); OVS's own dir is ours to check.

@@ -144,7 +144,7 @@ pub async fn repair(ctx: &mut StepContext, p: &OvsPlan, access: &Access) -> Resu
                 ));
             }
             _ => {
-                steps::deliver(p, access, ctx.wait_budget()).await?;
+                steps::deliver(&ctx.settings, p, access, ctx.wait_budget()).await?;
                 actions.push(format!(
                     "re-delivered socket {} to {}",
                     p.ovs_socket.display(),

@@ -9,10 +9,12 @@ use crate::ovsdb::datum::{
 };
 use crate::ovsdb::{row, Condition, Mutation, Op, OpResult, Row, WaitUntil, OPEN_VSWITCH_DB};
 use crate::tags;
+use backend_api::confine::{self, Dir, Kind};
 use backend_api::failpoint::{self, Phase};
 use backend_api::spec::VhostMode;
-use backend_api::{async_trait, codes, CniError, HostInterface, Step, StepContext};
+use backend_api::{async_trait, codes, CniError, HostInterface, NodeSettings, Step, StepContext};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -260,15 +262,58 @@ impl Step for PortStep {
         // Server mode: vswitchd unlinks its socket only when it gets round to applying the
         // deletion, and DEL does not wait for it; a socket never delivered (ADD rolled back
         // before delivery) would outlive the DEL. Remove it now; vswitchd tolerates that.
+        // Only here, where the port is proven ours: a socket of that name is the one OVS made for it.
         if self.plan.host_mode == VhostMode::Server {
-            match std::fs::remove_file(&self.plan.ovs_socket) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CniError::io(format!("cannot remove {}: {e}", self.plan.ovs_socket.display()))),
-            }
+            remove_socket_in(&ovs_dir(&self.plan)?, &self.plan.port)?;
         }
         Ok(())
     }
+}
+
+/// Server mode: OVS will create `<vhost-sock-dir>/<port>`, and the port's undo removes it. A file
+/// already there is not this port's (no port of that name exists): refuse, so undo never removes
+/// another's file (docs/security.md).
+fn precheck_socket_name(p: &OvsPlan) -> Result<(), CniError> {
+    if p.host_mode != VhostMode::Server {
+        return Ok(());
+    }
+    let Some(dir) = p.ovs_socket.parent() else { return Ok(()) };
+    let present = Dir::root(dir).and_then(|d| d.entry(std::ffi::OsStr::new(&p.port)));
+    match present {
+        Ok(Some(e)) => Err(CniError::new(
+            codes::NAME_COLLISION,
+            format!(
+                "{} already exists in OVS's vhost-sock-dir (a {}) and no OVS port of that name does; it is not \
+                 this port's socket: choose another host.vhost.socketfile",
+                p.ovs_socket.display(),
+                e.kind.as_str()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Remove `<dir>/<name>` if it is a socket; anything else there is left with a warning.
+fn remove_socket_in(dir: &Dir, name: &str) -> Result<(), CniError> {
+    let name = std::ffi::OsStr::new(name);
+    let path = dir.path().join(name);
+    match dir.entry(name) {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) if e.kind == Kind::Socket => {
+            dir.unlink(name).map(|_| ()).map_err(|e| CniError::io(format!("cannot remove {}: {e}", path.display())))
+        }
+        Ok(Some(e)) => {
+            tracing::warn!(path = %path.display(), kind = e.kind.as_str(), "expected a socket; left in place");
+            Ok(())
+        }
+        Err(e) => Err(CniError::io(format!("cannot inspect {}: {}", path.display(), confine::explain(&e)))),
+    }
+}
+
+/// OVS's vhost-sock-dir (an operator's setting: symlinks in it are followed once).
+fn ovs_dir(p: &OvsPlan) -> Result<Dir, CniError> {
+    let dir = p.ovs_socket.parent().unwrap_or(Path::new("/"));
+    Dir::root(dir).map_err(|e| CniError::io(format!("cannot open OVS's vhost-sock-dir {}: {e}", dir.display())))
 }
 
 impl PortStep {
@@ -287,7 +332,7 @@ impl PortStep {
             )
             .await
             .map_err(ovs_err("looking up the port name"))?;
-        let Some(existing) = first_row(&r, 0).or(first_row(&r, 1)) else { return Ok(()) };
+        let Some(existing) = first_row(&r, 0).or(first_row(&r, 1)) else { return precheck_socket_name(p) };
         let ids = as_string_map(column(existing, "external_ids")?)?;
         Err(match ids.get(tags::CONTAINER_ID) {
             Some(cid) if tags::is_ours(&ids) => CniError::new(
@@ -370,13 +415,22 @@ impl PortStep {
 
 /// Wait (bounded) for the socket OVS serves for `p.port` in its vhost-sock-dir, give it `access`
 /// there (OVS's dir is root's, so nothing of the pod's can stand in for it), then rename it over
-/// the shared-dir socket (atomic; same filesystem, checked at validation). Shared by ADD's
-/// delivery and the reconciler's re-delivery after an OVS restart (repair.rs).
-pub async fn deliver(p: &OvsPlan, access: &backend_api::perms::Access, budget: Duration) -> Result<(), CniError> {
+/// the shared-dir socket (atomic; same filesystem, checked at validation). Both ends are held
+/// directory descriptors: the pod's dir is resolved below its root without following a symlink,
+/// so a link planted in it never redirects the rename. Shared by ADD's delivery and the
+/// reconciler's re-delivery after an OVS restart (repair.rs).
+pub async fn deliver(
+    settings: &NodeSettings,
+    p: &OvsPlan,
+    access: &backend_api::perms::Access,
+    budget: Duration,
+) -> Result<(), CniError> {
+    let ovs = ovs_dir(p)?;
+    let name = std::ffi::OsStr::new(&p.port);
     // vswitchd has applied the port, so the socket normally exists already; allow a short,
     // bounded grace for a slow listener.
     let deadline = std::time::Instant::now() + budget.min(Duration::from_secs(2));
-    while std::fs::symlink_metadata(&p.ovs_socket).is_err() {
+    while !matches!(ovs.entry(name), Ok(Some(_))) {
         if std::time::Instant::now() >= deadline {
             return Err(CniError::io(format!(
                 "OVS did not create the vhost-user socket {} for port {}",
@@ -387,10 +441,14 @@ pub async fn deliver(p: &OvsPlan, access: &backend_api::perms::Access, budget: D
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     if !access.is_empty() {
-        let dir = p.ovs_socket.parent().unwrap_or(std::path::Path::new("/"));
-        backend_api::perms::apply_to_socket(dir, &p.port, access)?;
+        backend_api::perms::apply_to_socket(&ovs, &p.port, access)?;
     }
-    std::fs::rename(&p.ovs_socket, &p.shared_socket).map_err(|e| {
+    let shared_dir = p.shared_socket.parent().unwrap_or(Path::new("/"));
+    let target = p.shared_socket.file_name().unwrap_or(name);
+    let shared = confine::socket_dir(settings, shared_dir).map_err(|e| {
+        CniError::io(format!("cannot open the shared dir {}: {}", shared_dir.display(), confine::explain(&e)))
+    })?;
+    shared.rename_from(&ovs, name, target).map_err(|e| {
         // Validation proved one filesystem (same st_dev), so EXDEV here means two mounts of it:
         // rename(2) never crosses mount points. That is the reconciler in a container, where
         // OVS's dir and the shared dirs are separate hostPath volumes.
@@ -424,18 +482,22 @@ impl Step for DeliverSocket {
             port = %p.port,
             "vhost.mode server: OVS deprecates dpdkvhostuser ports; prefer host vhost.mode \"client\""
         );
-        deliver(p, &p.socket_access, ctx.wait_budget()).await
+        deliver(&ctx.settings, p, &p.socket_access, ctx.wait_budget()).await
     }
 
-    async fn undo(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
-        // OVS leaves the socket behind after del-port: remove both places it can be.
-        for path in [&self.plan.shared_socket, &self.plan.ovs_socket] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CniError::io(format!("cannot remove {}: {e}", path.display()))),
+    async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        // OVS leaves the delivered socket behind after del-port: remove it from the pod's dir,
+        // found without following a link; only a socket is removed. A socket never delivered is
+        // still in OVS's dir: the port's own undo removes it once it has proven the port ours.
+        let p = &self.plan;
+        let (Some(dir), Some(name)) = (p.shared_socket.parent(), p.shared_socket.file_name()) else { return Ok(()) };
+        match confine::socket_dir(&ctx.settings, dir) {
+            Ok(d) => remove_socket_in(&d, &name.to_string_lossy()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), reason = %confine::explain(&e), "shared dir skipped, not followed");
+                Ok(())
             }
         }
-        Ok(())
     }
 }

@@ -80,15 +80,23 @@ async fn interface_name(c: &mut Client, sw_if_index: u32) -> Result<String, VppE
 }
 
 /// Owner, group, mode and label of a socket VPP created, found relative to its dir's descriptor
-/// (`host.permissions`, `host.vhost.group`; see `backend_api::perms`).
-fn apply_socket_access(socket: &std::path::Path, access: &backend_api::perms::Access) -> Result<(), CniError> {
+/// (`host.permissions`, `host.vhost.group`; see `backend_api::perms`). The dir is the pod's shared
+/// dir: opened below its root without following a symlink.
+fn apply_socket_access(
+    settings: &backend_api::NodeSettings,
+    socket: &std::path::Path,
+    access: &backend_api::perms::Access,
+) -> Result<(), CniError> {
     if access.is_empty() {
         return Ok(());
     }
     let (Some(dir), Some(name)) = (socket.parent(), socket.file_name().and_then(|n| n.to_str())) else {
         return Err(CniError::io(format!("socket path {} has no directory and file name", socket.display())));
     };
-    backend_api::perms::apply_to_socket(dir, name, access)
+    let dir = backend_api::confine::socket_dir(settings, dir).map_err(|e| {
+        CniError::io(format!("cannot open the socket's dir {}: {}", dir.display(), backend_api::confine::explain(&e)))
+    })?;
+    backend_api::perms::apply_to_socket(&dir, name, access)
 }
 
 /// Collision check shared by the interface steps: something already uses our socket.
@@ -327,7 +335,7 @@ impl Step for MemifStep {
         .map_err(vpp_err("configuring the memif"))?;
         ctx.outputs.host_interfaces.push(HostInterface { name, mac: None });
         // Master on a file: VPP's listener is in the pod's shared dir (empty for slave or abstract).
-        apply_socket_access(std::path::Path::new(&self.plan.socket), &self.plan.socket_access)?;
+        apply_socket_access(&ctx.settings, std::path::Path::new(&self.plan.socket), &self.plan.socket_access)?;
         if let Some(name) = &self.plan.abstract_name {
             // libmemif's convention: a leading '@' names an abstract socket.
             let path = std::path::PathBuf::from(format!("@{name}"));
@@ -423,7 +431,7 @@ impl Step for VhostUserStep {
         ctx.outputs.host_interfaces.push(HostInterface { name, mac: None });
         // Server mode: VPP created the socket in the pod's shared dir; give it what the workload
         // needs to connect (empty in client mode: the workload's socket is the workload's).
-        apply_socket_access(&self.plan.socket, &self.plan.socket_access)?;
+        apply_socket_access(&ctx.settings, &self.plan.socket, &self.plan.socket_access)?;
         Ok(())
     }
 
