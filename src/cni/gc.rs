@@ -34,13 +34,15 @@ impl From<GcError> for CniError {
 pub fn valid_attachments(conf: &Value) -> Result<Vec<AttachmentId>, GcError> {
     let obj = conf.as_object().ok_or_else(|| GcError::NotAnObject { found: describe(conf) })?;
     let mut out: Vec<AttachmentId> = Vec::new();
+    // Linear de-duplication: a runtime's list can hold every attachment of a big node.
+    let mut seen = std::collections::HashSet::new();
     for key in [VALID_ATTACHMENTS_KEY, ATTACHMENTS_KEY] {
         let list = match obj.get(key) {
             None | Some(Value::Null) => continue,
             Some(v) => v,
         };
         for id in read_list(key, list)? {
-            if !out.contains(&id) {
+            if seen.insert(id.clone()) {
                 out.push(id);
             }
         }

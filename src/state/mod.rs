@@ -10,6 +10,11 @@
 //!   reconciler; removed with the record.
 //! - `node.lock`: the node lock around shared dataplane objects (bridge ensure → port attach).
 //! - `testkit/`: the recording fake backend's dataplane (test builds only).
+//! - `dra/`: reserved for the DRA front-end's records (keyed by claim, not by container id and
+//!   ifname); `list_records` never reads below the top level, so the two never mix.
+//!
+//! `<cid>_<ifname>` is ambiguous (`x` + `a_b` and `x_a` + `b`): every read checks the id inside
+//! (`Mismatch`, code 3), and ADD refuses a name another attachment holds (code 101).
 
 mod lock;
 mod record;
@@ -38,6 +43,11 @@ pub enum StateError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("record {path} is not a valid attachment record: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "record {path} belongs to attachment {found_cid}/{found_ifname}, not {cid}/{ifname} (their file names \
+         coincide); use another CNI_IFNAME"
+    )]
+    Mismatch { path: PathBuf, cid: String, ifname: String, found_cid: String, found_ifname: String },
     #[error("timed out after {waited_ms} ms waiting for lock {path} (another ADD/DEL/GC holds it)")]
     LockTimeout { path: PathBuf, waited_ms: u64 },
     #[error("cannot lock {path}: {source}")]
@@ -50,6 +60,7 @@ impl From<StateError> for CniError {
             StateError::Exists { .. } => codes::ATTACHMENT_EXISTS,
             StateError::LockTimeout { .. } => codes::TRY_AGAIN_LATER,
             StateError::Corrupt { .. } => codes::DECODE_FAILURE,
+            StateError::Mismatch { .. } => codes::UNKNOWN_CONTAINER,
             _ => codes::IO_FAILURE,
         };
         CniError::new(code, e.to_string())
@@ -205,9 +216,20 @@ impl StateDir {
         Ok(())
     }
 
-    /// The record of an attachment, if there is one.
+    /// The record of an attachment, if there is one. `<cid>_<ifname>` is ambiguous (both may
+    /// contain `_`), so the id inside must be the one asked for: another's is `Mismatch` (code 3).
     pub fn read_record(&self, id: &AttachmentId) -> Result<Option<Record>, StateError> {
-        read_record_file(&self.record_path(id))
+        let path = self.record_path(id);
+        match read_record_file(&path)? {
+            Some(r) if r.attachment.id != *id => Err(StateError::Mismatch {
+                path,
+                cid: id.container_id.clone(),
+                ifname: id.ifname.clone(),
+                found_cid: r.attachment.id.container_id.clone(),
+                found_ifname: r.attachment.id.ifname.clone(),
+            }),
+            other => Ok(other),
+        }
     }
 
     /// Remove the record and its leftover temp file; "not found" is success. Call while holding
@@ -249,12 +271,23 @@ impl StateDir {
     }
 }
 
+/// A record holds at most the 1 MiB stdin config plus its plan; anything larger is not one.
+pub const MAX_RECORD: u64 = 8 << 20;
+
 fn read_record_file(path: &Path) -> Result<Option<Record>, StateError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+    let open = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path);
+    let f = match open {
+        Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StateError::Read { path: path.to_path_buf(), source: e }),
     };
+    let bytes = backend_api::confine::read_bounded(f, MAX_RECORD).map_err(|e| match e {
+        backend_api::confine::ReadError::Io(source) => StateError::Read { path: path.to_path_buf(), source },
+        other => StateError::Corrupt { path: path.to_path_buf(), reason: other.to_string() },
+    })?;
     Record::from_bytes(&bytes)
         .map(Some)
         .map_err(|e| StateError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })

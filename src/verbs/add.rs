@@ -34,7 +34,16 @@ pub async fn add(inv: &Invocation<'_>, conf: &NetConf, version: CniVersion) -> R
         plan,
         outputs: None,
     };
-    state.create_record(&record)?;
+    if let Err(e) = state.create_record(&record) {
+        // The file name is taken: by this attachment (code 100), or by another whose
+        // `<cid>_<ifname>` spells the same (code 101); never undo either.
+        if let crate::state::StateError::Exists { .. } = e {
+            if let Err(m @ crate::state::StateError::Mismatch { .. }) = state.read_record(&record.attachment.id) {
+                return Err(CniError::new(backend_api::codes::NAME_COLLISION, m.to_string()));
+            }
+        }
+        return Err(e.into());
+    }
 
     // 3. The steps, undone in reverse on failure.
     let steps = build_steps(backend.as_ref(), &state, &record)?;
@@ -49,9 +58,14 @@ pub async fn add(inv: &Invocation<'_>, conf: &NetConf, version: CniVersion) -> R
     };
     if let Err(failure) = apply_all(&steps, &mut ctx, &state).await {
         if failure.undo_errors.is_empty() {
-            state.remove_record(&record.attachment.id)?;
+            // The step's error is what the runtime must see; a record that cannot be removed is
+            // named in the details (DEL removes it).
+            let mut err = failure.error;
+            if let Err(e) = state.remove_record(&record.attachment.id) {
+                err.details = format!("the rolled-back record could not be removed, run DEL: {e}");
+            }
             lock.release_and_remove();
-            return Err(failure.error);
+            return Err(err);
         }
         // Report the original error; keep the record (marked incomplete) for DEL.
         let undo = failure.undo_errors.0.iter().map(|e| e.msg.as_str()).collect::<Vec<_>>().join("; ");

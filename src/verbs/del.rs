@@ -28,7 +28,16 @@ pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
         state.ensure()?;
     }
     let lock = state.lock_attachment(&id, inv.settings.timeout()).await?;
-    let Some(record) = state.read_record(&id)? else {
+    let found = match state.read_record(&id) {
+        // Another attachment's record under the same file name: not ours to touch; this
+        // attachment has none (ADD refused the name with code 101).
+        Err(e @ crate::state::StateError::Mismatch { .. }) => {
+            tracing::warn!(error = %e, "DEL: the record under this name is another attachment's; leaving it");
+            None
+        }
+        other => other?,
+    };
+    let Some(record) = found else {
         // Under the lock, so a concurrent ADD of the same attachment cannot lose its lease.
         let released = match &legacy {
             Some(file) => del_legacy(inv, conf, &state, file).await,
