@@ -1,6 +1,9 @@
 //! The one fault-injection facility (DESIGN.md §3.7), shared by the executor, the recording fake
 //! backend and the real backends. `USERSPACE_CNI_FAILPOINT=<verb>:<step>:<phase>:<action>` with
-//! phase `before|during|after|undo` and action `error|kill`; several may be joined with `,`.
+//! phase `before|during|after|undo` and action `error|kill|pause`; several may be joined with `,`.
+//! `pause` lets a test change the world between two syscalls of ours (a pod swapping an entry):
+//! the process creates `$USERSPACE_CNI_FAILPOINT_SYNC/<verb>-<step>-<phase>.paused`, waits (at
+//! most 30 s) for `<same>.go` to appear, then goes on.
 //! Compiled in only with the `failpoints` feature: release builds carry none of it.
 
 use crate::error::CniError;
@@ -32,6 +35,19 @@ mod imp {
     use std::sync::OnceLock;
 
     pub const ENV: &str = "USERSPACE_CNI_FAILPOINT";
+    pub const SYNC_ENV: &str = "USERSPACE_CNI_FAILPOINT_SYNC";
+
+    /// Announce the pause and wait, bounded, for the test's go-ahead.
+    fn pause(verb: Verb, step: &str, phase: Phase) {
+        let Ok(dir) = std::env::var(SYNC_ENV) else { return };
+        let stem = format!("{}/{}-{}-{}", dir, verb.as_str(), step, phase.as_str());
+        let _ = std::fs::write(format!("{stem}.paused"), b"");
+        let go = std::path::PathBuf::from(format!("{stem}.go"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !go.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
     static VERB: OnceLock<Verb> = OnceLock::new();
 
     pub fn set_verb(verb: Verb) {
@@ -50,6 +66,10 @@ mod imp {
                 continue;
             }
             match parts[3] {
+                "pause" => {
+                    pause(*verb, step, phase);
+                    continue;
+                }
                 "kill" => {
                     tracing::warn!(step, phase = phase.as_str(), "failpoint: SIGKILL");
                     // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
