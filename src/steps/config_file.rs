@@ -149,7 +149,11 @@ impl Step for ConfigFileStep {
         // a planted link, given its mode through its descriptor, then renamed over whatever has
         // our file's name, all relative to the held dir.
         let tmp = temp_name(&name);
-        unlink(&dir, &tmp)?;
+        // Our temp name: whatever the pod put there goes (unlinkat removes a link itself, never
+        // its target); a directory makes the exclusive create below fail.
+        if dir.entry(&tmp).map_err(werr)?.is_some_and(|e| e.kind != Kind::Dir) {
+            dir.unlink(&tmp).map_err(werr)?;
+        }
         dir.write_new(&tmp, &bytes, 0o444).and_then(|()| dir.rename_from(&dir, &tmp, &name)).map_err(|e| {
             let _ = dir.unlink(&tmp);
             CniError::from(werr(e))
