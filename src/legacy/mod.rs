@@ -12,7 +12,7 @@ pub mod cache;
 
 use backend_api::{codes, AttachmentId, CniError, NodeSettings};
 use serde_json::Value;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -137,21 +137,29 @@ pub fn read(path: &Path) -> Result<Option<LegacyFile>, LegacyError> {
         found: "a file name that is not local-<cid12>-<ifname>.json".into(),
     })?;
     let read_err = |source| LegacyError::Read { path: path.to_path_buf(), source };
-    // O_NOFOLLOW: a symlink in place of the file must not make us read (or later remove) another.
-    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+    // O_NOFOLLOW: a symlink in place of the file must not make us read (or later remove)
+    // another; O_NONBLOCK and the regular-file check: a FIFO or device never blocks or floods us.
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path);
+    let f = match open {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(read_err(e)),
     };
-    let mut bytes = Vec::new();
-    f.take(MAX_STATE_FILE + 1).read_to_end(&mut bytes).map_err(read_err)?;
-    if bytes.len() as u64 > MAX_STATE_FILE {
-        return Err(LegacyError::TooLarge { path: path.to_path_buf() });
-    }
+    let bytes = backend_api::confine::read_bounded(f, MAX_STATE_FILE).map_err(|e| match e {
+        backend_api::confine::ReadError::Io(e) => read_err(e),
+        backend_api::confine::ReadError::TooLarge(_) => LegacyError::TooLarge { path: path.to_path_buf() },
+        other => read_err(std::io::Error::other(other.to_string())),
+    })?;
     let raw: Value = serde_json::from_slice(&bytes)
         .map_err(|e| LegacyError::BadJson { path: path.to_path_buf(), reason: e.to_string() })?;
-    let object = classify(&raw)
-        .ok_or_else(|| LegacyError::UnknownShape { path: path.to_path_buf(), found: shorten(&raw.to_string()) })?;
+    // The error names the file and what is missing, never its contents (docs/security.md).
+    let object = classify(&raw).ok_or_else(|| LegacyError::UnknownShape {
+        path: path.to_path_buf(),
+        found: "a document with neither a vhostname nor a swIfIndex".into(),
+    })?;
     Ok(Some(LegacyFile { path: path.to_path_buf(), cid12, ifname, object, raw }))
 }
 
@@ -166,11 +174,6 @@ fn classify(doc: &Value) -> Option<LegacyObject> {
     let index = get("swIfIndex").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())?;
     let socket = get("memifSocketId").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
     Some(LegacyObject::Vpp { sw_if_index: index, memif_socket_id: socket })
-}
-
-fn shorten(s: &str) -> String {
-    let end = s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len());
-    s[..end].to_owned()
 }
 
 /// Every upstream state file on the node, each parsed or with the reason it cannot be.

@@ -93,8 +93,9 @@ pub fn open_existing(settings: &NodeSettings, host: &Path) -> Result<Option<Dir>
     }
 }
 
-/// Remove the socket `name` in the held dir. Anything else under that name (a file, a symlink,
-/// a dir the pod put there) is the pod's: left alone with a warning, never followed.
+/// Remove the socket `name` in the held dir. Anything else under that name (a file or a symlink
+/// the pod put there) is the pod's: left alone with a warning, never followed. A directory there
+/// is an error, as it always was, so the record stays and an operator sees it.
 pub fn remove_socket(dir: &Dir, name: &OsStr) -> Result<(), CniError> {
     let path = dir.path().join(name);
     match dir.entry(name) {
@@ -103,6 +104,9 @@ pub fn remove_socket(dir: &Dir, name: &OsStr) -> Result<(), CniError> {
             Ok(_) => Ok(()),
             Err(e) => Err(io_err("cannot remove", &path, &e)),
         },
+        Ok(Some(e)) if e.kind == Kind::Dir => {
+            Err(CniError::io(format!("{} should be a socket but is a directory; not removing it", path.display())))
+        }
         Ok(Some(e)) => {
             tracing::warn!(path = %path.display(), kind = e.kind.as_str(), "expected a socket; left in place");
             Ok(())
