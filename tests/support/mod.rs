@@ -2,6 +2,8 @@
 //! and log dirs) and a runner that executes the plugin binary exactly as a runtime does.
 #![allow(dead_code)]
 
+pub mod envtest;
+
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::Write;
