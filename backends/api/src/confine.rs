@@ -259,6 +259,15 @@ impl Entry {
     }
 }
 
+/// What `Dir::remove_if` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    Absent,
+    /// Something else stands there (its kind): left in place.
+    Left(Kind),
+}
+
 /// Why a bounded read was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -404,6 +413,18 @@ impl Dir {
         match self.entry(name)? {
             Some(e) if expect(&e) && e.kind != Kind::Dir => self.unlink(name),
             _ => Ok(false),
+        }
+    }
+
+    /// Remove `name` only if it is a `kind` (a socket we made, our regular file): anything else
+    /// under that name is a pod's and is left, reported as `Left(kind)`. Never follows a link.
+    pub fn remove_if(&self, name: &OsStr, kind: Kind) -> io::Result<Removal> {
+        match self.entry(name)? {
+            None => Ok(Removal::Absent),
+            Some(e) if e.kind == kind && kind != Kind::Dir => {
+                Ok(if self.unlink(name)? { Removal::Removed } else { Removal::Absent })
+            }
+            Some(e) => Ok(Removal::Left(e.kind)),
         }
     }
 
