@@ -160,26 +160,25 @@ impl FakeApi {
     /// in a file of mode 0600 whose missing directories are made 0755 (whatever the umask), so a
     /// tree owned by root (the tests run as root) passes the plugin's root-owned check.
     pub fn write_kubeconfig(&self, path: &Path) {
-        self.write_kubeconfig_with(path, "");
+        write_private(path, self.kubeconfig_text(&format!("    token: {TOKEN}\n")).as_bytes());
     }
 
-    /// `write_kubeconfig` with `user_extra` (indented lines, e.g. `"    exec:\n..."`) appended to
-    /// the user entry: a hostile variant of the same file.
-    pub fn write_kubeconfig_with(&self, path: &Path, user_extra: &str) {
-        let text = self.kubeconfig_text(user_extra);
-        write_private(path, text.as_bytes());
-    }
-
-    /// The kubeconfig text `write_kubeconfig_with` writes.
-    pub fn kubeconfig_text(&self, user_extra: &str) -> String {
+    /// A kubeconfig for this server whose one user's body is `user` (indented lines, e.g.
+    /// `"    token: ...\n"`): hostile variants are written from it with `write_private`.
+    pub fn kubeconfig_text(&self, user: &str) -> String {
         use base64::Engine;
         let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    \
-             certificate-authority-data: {ca}\nusers:\n- name: multus\n  user:\n    token: {TOKEN}\n{user_extra}\
+             certificate-authority-data: {ca}\nusers:\n- name: multus\n  user:\n{user}\
              contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: multus\ncurrent-context: fake\n",
             self.url()
         )
+    }
+
+    /// The server's CA certificate (PEM), for a kubeconfig that names it as a file.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     /// Add (or replace) a pod; `spec` is the pod's spec. Returns its uid.
@@ -299,7 +298,7 @@ impl Drop for FakeApi {
 }
 
 /// Write `bytes` to `path` with mode 0600, its missing directories 0755, modes set explicitly.
-fn write_private(path: &Path, bytes: &[u8]) {
+pub fn write_private(path: &Path, bytes: &[u8]) {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent() {
