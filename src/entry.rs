@@ -76,7 +76,7 @@ fn cni_mode(
     let version: CniVersion = version::negotiate(&conf.raw)?;
     let settings = settings::load()?;
     conf.validate(&settings)?;
-    logging::init(conf.log_level, conf.log_file.as_deref());
+    logging::init(conf.log_level, conf.log_file.as_deref(), &settings.log_roots);
     let registry = Registry::linked().with_extra(extra);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

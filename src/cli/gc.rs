@@ -204,7 +204,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             }
         };
     }
-    crate::logging::init(None, None);
+    crate::logging::init(None, None, &[]);
     if args.every.is_some() {
         if let Err(e) = install_stop_handlers() {
             eprintln!("userspace gc: {e}");
