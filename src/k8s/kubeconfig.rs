@@ -18,9 +18,6 @@ use std::path::{Path, PathBuf};
 /// The largest kubeconfig read (Multus's is about 3 KiB; a CA bundle inline stays far below).
 pub const MAX_KUBECONFIG: u64 = 1 << 20;
 
-/// The longest entry name quoted in a message (names are the file's, so kept short and escaped).
-const MAX_NAME: usize = 64;
-
 /// Who chose the file, which decides what it may contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
@@ -130,11 +127,6 @@ impl From<KubeconfigError> for CniError {
     }
 }
 
-/// An entry's name as it may appear in a message: short, and escaped by `{:?}` when quoted.
-fn name_of(name: &str) -> String {
-    name.chars().take(MAX_NAME).collect()
-}
-
 /// The file's bytes under `trust`'s rules. Symlinks in the directories are the operator's.
 pub fn read(path: &Path, trust: Trust) -> Result<Vec<u8>, KubeconfigError> {
     use backend_api::confine::{self, ReadError, RootOwnedError};
@@ -174,12 +166,6 @@ pub fn read(path: &Path, trust: Trust) -> Result<Vec<u8>, KubeconfigError> {
     }
 }
 
-/// The text of the bytes (a UTF-8 byte-order mark dropped, as kube's own reader does).
-fn text_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, KubeconfigError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    std::str::from_utf8(bytes).map_err(|_| KubeconfigError::NotText { path: path.to_path_buf() })
-}
-
 #[cfg(feature = "kubernetes")]
 pub use with_kube::{load, parse};
 
@@ -187,6 +173,20 @@ pub use with_kube::{load, parse};
 mod with_kube {
     use super::*;
     use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError as KubeError};
+
+    /// The longest entry name quoted in a message (names are the file's, so kept short and escaped).
+    const MAX_NAME: usize = 64;
+
+    /// An entry's name as it may appear in a message: short, and escaped by `{:?}` when quoted.
+    fn name_of(name: &str) -> String {
+        name.chars().take(MAX_NAME).collect()
+    }
+
+    /// The text of the bytes (a UTF-8 byte-order mark dropped, as kube's own reader does).
+    fn text_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, KubeconfigError> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        std::str::from_utf8(bytes).map_err(|_| KubeconfigError::NotText { path: path.to_path_buf() })
+    }
 
     /// Read, parse and check the kubeconfig at `path`, then build the client configuration from
     /// it. Nothing here runs a program or opens another file for a `NetworkConfig` file.

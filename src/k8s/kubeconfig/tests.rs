@@ -138,10 +138,7 @@ fn kube_errors_become_fixed_reasons() {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let cases = [
         (doc("", "", "").replace("current-context: ctx\n", ""), "no current-context"),
-        (
-            doc("", "", "").replace(&format!("current-context: ctx"), &format!("current-context: {SECRET}")),
-            "names no context",
-        ),
+        (doc("", "", "").replace("current-context: ctx", &format!("current-context: {SECRET}")), "names no context"),
         (
             doc("", "", "").replace("    cluster: local\n    user", &format!("    cluster: {SECRET}\n    user")),
             "names no cluster",
