@@ -76,15 +76,7 @@ fn cni_mode(
     let version: CniVersion = version::negotiate(&conf.raw)?;
     let settings = settings::load()?;
     conf.validate(&settings)?;
-    // A logFile outside the log roots is ignored (docs/security.md), never opened.
-    let log_file = conf.log_file.as_deref().filter(|p| {
-        let inside = backend_api::confine::confine(p, &settings.log_roots).is_ok();
-        if !inside {
-            eprintln!("userspace-cni: logFile {} is not under log_roots; not logging to it", p.display());
-        }
-        inside
-    });
-    logging::init(conf.log_level, log_file);
+    logging::init(conf.log_level, conf.log_file.as_deref(), &settings.log_roots);
     let registry = Registry::linked().with_extra(extra);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -202,7 +202,7 @@ pub fn main(args: &[String]) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    crate::logging::init(None, None);
+    crate::logging::init(None, None, &[]);
     let state = StateDir::at(&settings.state_dir);
     let ids = match ids_of(&state, &cid, ifname.as_deref()) {
         Ok(ids) => ids,
