@@ -219,12 +219,16 @@ impl Envtest {
     pub fn kubeconfig_for(&self, name: &str, token: &str) -> PathBuf {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.run_dir().join(format!("{name}.kubeconfig"));
+        // Inline credentials only, as Multus generates them: the plugin refuses file references
+        // in a kubeconfig (docs/security.md).
+        use base64::Engine;
+        let ca = std::fs::read(&self.ca).unwrap_or_else(|e| panic!("{}: {e}", self.ca.display()));
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster: {{server: \"{}\", \
-             certificate-authority: \"{}\"}}\nusers:\n- name: {name}\n  user: {{token: \"{token}\"}}\ncontexts:\n- \
+             certificate-authority-data: \"{}\"}}\nusers:\n- name: {name}\n  user: {{token: \"{token}\"}}\ncontexts:\n- \
              name: {name}\n  context: {{cluster: envtest, user: {name}}}\ncurrent-context: {name}\n",
             self.api_url,
-            self.ca.display()
+            base64::engine::general_purpose::STANDARD.encode(ca)
         );
         let mut f = std::fs::OpenOptions::new()
             .write(true)
