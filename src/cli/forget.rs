@@ -10,7 +10,8 @@
 //! operator, who removes them (if the dataplane ever returns, `userspace gc` does not know them).
 
 use crate::reconcile::survey::{bridge_of, port_of};
-use crate::state::{Record, StateDir, StateError};
+use crate::plan::Record;
+use crate::state::{StateDir, StateError};
 use crate::verbs::build_steps;
 use backend_api::{
     async_trait, AttachmentId, Backend, BackendPlan, CniError, ErrorList, NodeSettings, OwnedObject, PlanRequest, Step,

@@ -3,7 +3,8 @@
 //! longer than a probe, or changes a file.
 
 use super::netns::{probe, NetnsState};
-use crate::state::{Record, StateDir, StateError};
+use crate::plan::Record;
+use crate::state::{StateDir, StateError};
 use backend_api::AttachmentId;
 use serde::Serialize;
 use std::fs::{File, OpenOptions, TryLockError};

@@ -17,10 +17,10 @@
 //! (`Mismatch`, code 3), and ADD refuses a name another attachment holds (code 101).
 
 mod lock;
-mod record;
 
 pub use lock::LockGuard;
-pub use record::{Plan, Record, RECORD_FORMAT};
+
+use crate::plan::Record;
 
 use backend_api::{codes, AttachmentId, CniError};
 use std::fs::{self, DirBuilder, File, OpenOptions};

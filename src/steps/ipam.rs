@@ -6,7 +6,7 @@ use crate::cni::args::CniArgs;
 use crate::cni::describe;
 use crate::cni::result::{CniResult, ResultError};
 use crate::cni::version::CniVersion;
-use crate::state::Record;
+use crate::plan::Record;
 use backend_api::{async_trait, codes, AttachmentId, CniError, NodeSettings, Step, StepContext};
 use serde_json::Value;
 use std::path::PathBuf;

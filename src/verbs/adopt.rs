@@ -9,7 +9,7 @@ use super::Invocation;
 use crate::cni::version;
 use crate::legacy::{LegacyFile, LegacyObject};
 use crate::netconf::NetConf;
-use crate::state::{Record, RECORD_FORMAT};
+use crate::plan::{Record, RECORD_FORMAT};
 use backend_api::{codes, Adoption, CniError, Outputs};
 use std::time::{SystemTime, UNIX_EPOCH};
 

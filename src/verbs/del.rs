@@ -56,7 +56,7 @@ pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
 
 /// Undo every step of a record in reverse and remove the record if all went well. The caller
 /// holds the attachment lock. Shared with GC.
-pub async fn teardown(inv: &Invocation<'_>, state: &StateDir, record: &crate::state::Record) -> Result<(), CniError> {
+pub async fn teardown(inv: &Invocation<'_>, state: &StateDir, record: &crate::plan::Record) -> Result<(), CniError> {
     // The record's own engine decides, not today's stdin.
     let backend = inv.registry.get(&record.plan.engine)?;
     let steps = build_steps(backend.as_ref(), state, record)?;

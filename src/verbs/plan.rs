@@ -5,7 +5,8 @@
 use crate::k8s::{K8sError, PodView, VolumeSource};
 use crate::netconf::NetConf;
 use crate::pipeline::SaveState;
-use crate::state::{Plan, Record, StateDir};
+use crate::plan::{Plan, Record};
+use crate::state::StateDir;
 use crate::steps::annotations::{mapped_dir_of, AnnotationPlan, AnnotationStep};
 use crate::steps::config_file::{self, ConfigFileStep};
 use crate::steps::device_info::{self, DeviceInfo, DeviceInfoStep, GivenRoute};
