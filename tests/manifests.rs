@@ -712,7 +712,7 @@ fn every_nad_config_passes_the_plugins_validation() {
     let m = manifests();
     let settings = backend_api::NodeSettings::default();
     let engines: Vec<&str> =
-        userspace_cni::verbs::Registry::linked().registrations().iter().map(|r| r.engine).collect();
+        userspace_cni::pipeline::Registry::linked().registrations().iter().map(|r| r.engine).collect();
     let mut modes = BTreeSet::new();
     for (file, nad) in &m.nads {
         let at = format!("{} ({})", file.display(), nad.metadata.name.as_deref().unwrap_or("?"));

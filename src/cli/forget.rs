@@ -12,7 +12,7 @@
 use crate::reconcile::survey::{bridge_of, port_of};
 use crate::plan::Record;
 use crate::state::{StateDir, StateError};
-use crate::verbs::build_steps;
+use crate::pipeline::build_steps;
 use backend_api::{
     async_trait, AttachmentId, Backend, BackendPlan, CniError, ErrorList, NodeSettings, OwnedObject, PlanRequest, Step,
     StepContext, Verb,

@@ -6,7 +6,7 @@ use crate::reconcile::node_mark::NodeMarker;
 use crate::reconcile::pods::{ApiPods, NoKubernetes, PodOracle};
 use crate::reconcile::repair::RepairOutcome;
 use crate::reconcile::{heartbeat, Action, Keep, Options, Reconciler, Report, DEFAULT_GRACE};
-use crate::verbs::Registry;
+use crate::pipeline::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 

@@ -14,7 +14,7 @@ pub struct SaveState {
 #[async_trait]
 impl Step for SaveState {
     fn name(&self) -> &'static str {
-        "save-state"
+        crate::plan::stages::SAVE_STATE
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

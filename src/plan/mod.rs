@@ -3,6 +3,11 @@
 //! pure decisions; never touches the disk or a dataplane itself (the pipeline does, through the
 //! probe it passes in).
 
+pub mod device_info;
 mod record;
+pub mod shared_dir;
+pub mod stages;
 
 pub use record::{mapped_dir_of, AnnotationPlan, Plan, Record, ShortDir, RECORD_FORMAT};
+pub use shared_dir::{shared_dir, specs_for_given, FsProbe, SharedDirRoute};
+pub use stages::{stages, step_names, Stage};

@@ -153,7 +153,7 @@ fn budget(ctx: &StepContext) -> Budget {
 #[async_trait]
 impl Step for AnnotationStep {
     fn name(&self) -> &'static str {
-        "annotations"
+        crate::plan::stages::ANNOTATIONS
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

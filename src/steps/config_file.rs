@@ -132,7 +132,7 @@ fn unlink(dir: &Dir, name: &OsStr) -> Result<(), ConfigFileError> {
 #[async_trait]
 impl Step for ConfigFileStep {
     fn name(&self) -> &'static str {
-        "config-file"
+        crate::plan::stages::CONFIG_FILE
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

@@ -324,7 +324,7 @@ impl IpamStep {
 #[async_trait]
 impl Step for IpamStep {
     fn name(&self) -> &'static str {
-        "ipam"
+        crate::plan::stages::IPAM
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

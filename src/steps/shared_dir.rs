@@ -25,7 +25,7 @@ pub const DIR_MODE: u32 = 0o755;
 #[async_trait]
 impl Step for SharedDirStep {
     fn name(&self) -> &'static str {
-        "shared-dir"
+        crate::plan::stages::SHARED_DIR
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

@@ -34,7 +34,7 @@ pub fn is_mount_point(path: &Path) -> bool {
 #[async_trait]
 impl Step for ShortDirStep {
     fn name(&self) -> &'static str {
-        "short-dir"
+        crate::plan::stages::SHORT_DIR
     }
 
     /// Sibling interfaces of one pod race to mount the same dir; the node lock orders them.

@@ -2,7 +2,7 @@
 //! planned (IPAM CHECK delegated); reports every finding, each naming what is wrong. Never connects
 //! to a vhost-user socket (that would start a session with the workload's peer).
 
-use super::plan::{build_steps, engine_of};
+use crate::pipeline::{build_steps, engine_of};
 use super::Invocation;
 use crate::cni::result::CniResult;
 use crate::netconf::NetConf;
