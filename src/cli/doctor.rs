@@ -3,10 +3,10 @@
 //! records, and the CNI_PATH plugins with their versions; each ✔/✘ with a hint. Changes nothing.
 
 use crate::cni::version::CniVersion;
+use crate::pipeline::Registry;
 use crate::reconcile::survey::{self, AttachmentState};
 use crate::state::StateDir;
 use crate::steps::delegate::Delegate;
-use crate::pipeline::Registry;
 use backend_api::NodeSettings;
 use backend_ovs_dpdk::lifecycle::{self as ovs, OvsFacts};
 use serde::Serialize;

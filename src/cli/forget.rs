@@ -9,10 +9,10 @@
 //! DEL finds no record and succeeds. The bridge, port or memif the plan names are printed for the
 //! operator, who removes them (if the dataplane ever returns, `userspace gc` does not know them).
 
-use crate::reconcile::survey::{bridge_of, port_of};
-use crate::plan::Record;
-use crate::state::{StateDir, StateError};
 use crate::pipeline::build_steps;
+use crate::plan::Record;
+use crate::reconcile::survey::{bridge_of, port_of};
+use crate::state::{StateDir, StateError};
 use backend_api::{
     async_trait, AttachmentId, Backend, BackendPlan, CniError, ErrorList, NodeSettings, OwnedObject, PlanRequest, Step,
     StepContext, Verb,

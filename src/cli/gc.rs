@@ -2,11 +2,11 @@
 //! `userspace gc --check-heartbeat DURATION`: runs the node reconciler once or every DURATION until
 //! SIGTERM/SIGINT. Never reaps on its own judgement: `crate::reconcile` decides.
 
+use crate::pipeline::Registry;
 use crate::reconcile::node_mark::NodeMarker;
 use crate::reconcile::pods::{ApiPods, NoKubernetes, PodOracle};
 use crate::reconcile::repair::RepairOutcome;
 use crate::reconcile::{heartbeat, Action, Keep, Options, Reconciler, Report, DEFAULT_GRACE};
-use crate::pipeline::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,9 @@ use crate::cni::args::CniArgs;
 use crate::k8s::K8sError;
 use crate::netconf::NetConf;
 use crate::plan::device_info;
-use crate::plan::{mapped_dir_of, shared_dir, specs_for_given, step_names, AnnotationPlan, FsProbe, Plan, ShortDir, SharedDirRoute};
+use crate::plan::{
+    mapped_dir_of, shared_dir, specs_for_given, step_names, AnnotationPlan, FsProbe, Plan, SharedDirRoute, ShortDir,
+};
 use crate::state::StateDir;
 use crate::steps::config_file;
 use crate::steps::ipam::cni_args_text;
@@ -29,7 +31,12 @@ pub struct AttachRequest<'a> {
 }
 
 /// The attachment from its id, netns, CNI_ARGS and the config.
-pub fn attachment_of(id: AttachmentId, netns: Option<String>, args: &CniArgs, conf: &NetConf) -> Result<Attachment, CniError> {
+pub fn attachment_of(
+    id: AttachmentId,
+    netns: Option<String>,
+    args: &CniArgs,
+    conf: &NetConf,
+) -> Result<Attachment, CniError> {
     let mac = match &conf.runtime_config.mac {
         Some(m) => Some(backend_api::names::validate_mac("runtimeConfig.mac", m)?),
         None => args.mac.clone(),
@@ -131,7 +138,6 @@ fn check_shared_base(base: &Path, settings: &NodeSettings) -> Result<(), CniErro
     }
     Ok(())
 }
-
 
 /// Compute the whole plan without side effects: backend validation, identifiers, path limits.
 /// In annotation mode this reads the pod from the API (read-only, bounded by the settings).
@@ -243,7 +249,6 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
     Ok(plan)
 }
 
-
 /// `host.permissions` on the dir that will get them (docs/permissions.md): never a base every pod
 /// shares, and an SELinux label only on a filesystem that keeps labels (a read-only probe). With a
 /// short dir, the settings reach the pod's own dir through the bind mount.
@@ -260,4 +265,3 @@ fn check_permissions(dir: &SharedDir, short: Option<&ShortDir>, settings: &NodeS
     }
     Ok(())
 }
-

@@ -49,4 +49,3 @@ pub fn engine_of(conf: &NetConf) -> Result<&str, CniError> {
         .as_deref()
         .ok_or_else(|| CniError::invalid_config("host.engine is required (one of: ovs-dpdk, vpp)"))
 }
-

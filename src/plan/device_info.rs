@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 /// The device-info spec version we write (and the newest we read).
 pub const SPEC_VERSION: &str = "1.1.0";
 
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceInfoError {
     #[error("cannot read device-info file {}: {reason}", path.display())]
@@ -166,7 +165,6 @@ fn pod_socket_path(path: &Path) -> Result<(), String> {
     }
 }
 
-
 /// Where a device-info file written before ADD puts the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GivenRoute {
@@ -273,7 +271,6 @@ pub fn check_honoured(file: &Path, given: &DeviceInfo, socket: &SocketDescriptor
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,4 +361,3 @@ mod tests {
         assert!(check_honoured(Path::new("/d.json"), &given, &sock).is_ok());
     }
 }
-

@@ -173,7 +173,6 @@ pub fn shared_dir(
     })
 }
 
-
 /// The host and container specs the backend plans with when a device-info file decided the
 /// socket: its file name, and its mode (the workload's) unless the config states one. The parsed
 /// config itself is not changed; the record keeps the config as given.
@@ -231,3 +230,226 @@ pub fn specs_for_given(conf: &NetConf, given: &GivenRoute) -> (InterfaceSpec, In
     (host, container)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::PodVolume;
+    use backend_api::{codes, AttachmentId, PodRef};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    /// The node as a table: existing dirs, non-dirs (what stands there), device-info documents,
+    /// and bases the operator did not make.
+    #[derive(Default)]
+    struct Table {
+        dirs: Vec<PathBuf>,
+        non_dirs: BTreeMap<PathBuf, &'static str>,
+        docs: BTreeMap<PathBuf, Value>,
+        foreign_bases: Vec<PathBuf>,
+    }
+
+    impl FsProbe for Table {
+        fn device_info(&self, file: &Path) -> Result<Option<Value>, CniError> {
+            Ok(self.docs.get(file).cloned())
+        }
+        fn is_dir(&self, path: &Path) -> bool {
+            self.dirs.iter().any(|d| d == path)
+        }
+        fn non_dir_at(&self, path: &Path) -> Result<Option<&'static str>, CniError> {
+            Ok(self.non_dirs.get(path).copied())
+        }
+        fn check_shared_base(&self, base: &Path) -> Result<(), CniError> {
+            match self.foreign_bases.iter().any(|b| b == base) {
+                true => Err(CniError::invalid_config(format!("sharedDir {} is a pod's", base.display()))),
+                false => Ok(()),
+            }
+        }
+    }
+
+    const UID: &str = "5f0e1c2a-0000-4000-8000-000000000001";
+
+    fn conf(extra: Value) -> NetConf {
+        let mut doc = json!({"cniVersion": "1.1.0", "name": "n", "type": "userspace",
+            "host": {"engine": "ovs-dpdk", "iftype": "vhostuser", "vhost": {"mode": "client"}},
+            "container": {"engine": "ovs-dpdk", "iftype": "vhostuser"}});
+        if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        crate::netconf::from_value(doc).expect("config")
+    }
+
+    fn att(uid: Option<&str>) -> Attachment {
+        Attachment {
+            id: AttachmentId::new("0123456789abcdef", "net1"),
+            network: "n".into(),
+            netns: None,
+            pod: PodRef { uid: uid.map(Into::into), ..PodRef::default() },
+            mac: None,
+        }
+    }
+
+    fn empty_dir(s: &NodeSettings) -> PathBuf {
+        s.kubelet_root.join("pods").join(UID).join("volumes/kubernetes.io~empty-dir/shared-dir")
+    }
+
+    fn pod(source: VolumeSource, mount: Option<&str>) -> PodView {
+        PodView {
+            uid: Some(UID.into()),
+            shared_dir: Some(PodVolume { source, mount_path: mount.map(PathBuf::from), other_mount_paths: Vec::new() }),
+        }
+    }
+
+    /// (host, pod, managed, pod_volume, pod_view, given) of a route, for comparing in one line.
+    fn summary(r: &SharedDirRoute) -> (PathBuf, PathBuf, bool, bool, bool, bool) {
+        (r.dir.host.clone(), r.dir.pod.clone(), r.managed, r.pod_volume, r.pod_view, r.given.is_some())
+    }
+
+    #[test]
+    fn each_route_of_the_policy_as_a_table() {
+        let s = NodeSettings::default();
+        let managed = s.shared_dir.join("0123456789ab");
+        let ed = empty_dir(&s);
+        let host_path = PathBuf::from("/var/lib/cni/usrspcni/pods/vm-a");
+        let given_file = PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/dp/dev7.json");
+        let given_doc = json!({"type": "vhost-user", "version": "1.1.0",
+                               "vhost-user": {"mode": "client", "path": "/var/run/vhost/dev7.sock"}});
+        let with_devinfo = json!({"runtimeConfig": {"CNIDeviceInfoFile": given_file, "deviceID": "dev7"}});
+        let s_dp = NodeSettings { device_host_dir: Some("/var/lib/vhost-dp/{deviceID}".into()), ..s.clone() };
+        type Case<'a> = (
+            &'a str,
+            NetConf,
+            &'a NodeSettings,
+            Attachment,
+            Option<PodView>,
+            Table,
+            (PathBuf, PathBuf, bool, bool, bool, bool),
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "upstream layout under the shared_dir setting",
+                conf(json!({})),
+                &s,
+                att(None),
+                None,
+                Table::default(),
+                (managed.clone(), managed.clone(), true, false, false, false),
+            ),
+            (
+                "a config's sharedDir",
+                conf(json!({"sharedDir": "/var/lib/cni/usrspcni/vms"})),
+                &s,
+                att(None),
+                None,
+                Table::default(),
+                (
+                    PathBuf::from("/var/lib/cni/usrspcni/vms/0123456789ab"),
+                    PathBuf::from("/var/lib/cni/usrspcni/vms/0123456789ab"),
+                    true,
+                    false,
+                    false,
+                    false,
+                ),
+            ),
+            (
+                "the pod's emptyDir found by K8S_POD_UID",
+                conf(json!({})),
+                &s,
+                att(Some(UID)),
+                None,
+                Table { dirs: vec![ed.clone()], ..Table::default() },
+                (ed.clone(), ed.clone(), false, true, false, false),
+            ),
+            (
+                "K8S_POD_UID without an emptyDir falls back to the upstream layout",
+                conf(json!({})),
+                &s,
+                att(Some(UID)),
+                None,
+                Table::default(),
+                (managed.clone(), managed.clone(), true, false, false, false),
+            ),
+            (
+                "the API's emptyDir, seen by the pod at its mountPath",
+                conf(json!({})),
+                &s,
+                att(None),
+                Some(pod(VolumeSource::EmptyDir, Some("/var/run/vhost"))),
+                Table { dirs: vec![ed.clone()], ..Table::default() },
+                (ed.clone(), PathBuf::from("/var/run/vhost"), false, true, true, false),
+            ),
+            (
+                "the API's hostPath under the shared roots",
+                conf(json!({})),
+                &s,
+                att(None),
+                Some(pod(VolumeSource::HostPath(host_path.clone()), Some("/sock"))),
+                Table::default(),
+                (host_path.clone(), PathBuf::from("/sock"), false, false, true, false),
+            ),
+            (
+                "a device plugin's device-info file decides",
+                conf(with_devinfo.clone()),
+                &s_dp,
+                att(None),
+                None,
+                Table { docs: BTreeMap::from([(given_file.clone(), given_doc.clone())]), ..Table::default() },
+                (PathBuf::from("/var/lib/vhost-dp/dev7"), PathBuf::from("/var/run/vhost"), false, false, true, true),
+            ),
+        ];
+        for (name, conf, settings, att, pod, table, want) in cases {
+            let r = shared_dir(&conf, settings, &att, pod.as_ref(), &table).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(summary(&r), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_code_7_and_name_the_path() {
+        let s = NodeSettings::default();
+        let managed = s.shared_dir.join("0123456789ab");
+        let cases: Vec<(&str, NetConf, Option<PodView>, Table, &str)> = vec![
+            (
+                "hostPath outside the shared roots",
+                conf(json!({})),
+                Some(pod(VolumeSource::HostPath("/etc".into()), Some("/x"))),
+                Table::default(),
+                "/etc",
+            ),
+            (
+                "emptyDir the API names but kubelet has not made",
+                conf(json!({})),
+                Some(pod(VolumeSource::EmptyDir, Some("/x"))),
+                Table::default(),
+                "kubelet_root",
+            ),
+            (
+                "a volume that cannot carry sockets",
+                conf(json!({})),
+                Some(pod(VolumeSource::Other("configMap".into()), Some("/x"))),
+                Table::default(),
+                "configMap",
+            ),
+            (
+                "a symlink where the managed dir goes",
+                conf(json!({})),
+                None,
+                Table { non_dirs: BTreeMap::from([(managed.clone(), "symlink")]), ..Table::default() },
+                "symlink",
+            ),
+            (
+                "a sharedDir that is a pod's dir",
+                conf(json!({"sharedDir": "/var/lib/cni/usrspcni/abc"})),
+                None,
+                Table { foreign_bases: vec!["/var/lib/cni/usrspcni/abc".into()], ..Table::default() },
+                "a pod's",
+            ),
+        ];
+        for (name, conf, pod, table, needle) in cases {
+            let err = match shared_dir(&conf, &s, &att(None), pod.as_ref(), &table) {
+                Ok(r) => panic!("{name}: accepted {:?}", summary(&r)),
+                Err(e) => e,
+            };
+            assert_eq!(err.code, codes::INVALID_NETCONF, "{name}: {err}");
+            assert!(err.msg.contains(needle), "{name}: {err}");
+        }
+    }
+}

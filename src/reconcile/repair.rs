@@ -13,8 +13,8 @@
 
 use super::survey::{AttachmentState, Entry};
 use super::NetnsState;
-use crate::state::{StateDir, StateError};
 use crate::pipeline::Registry;
+use crate::state::{StateDir, StateError};
 use backend_api::{codes, CniError, NodeSettings, Repair, Verb};
 use serde::Serialize;
 use std::collections::BTreeSet;

@@ -49,7 +49,6 @@ pub struct Survey {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
-
 pub fn age_of(record: &Record, now: SystemTime) -> Duration {
     let now_ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     Duration::from_millis(now_ms.saturating_sub(record.created_unix_ms))

@@ -57,7 +57,6 @@ pub fn read_existing(settings: &NodeSettings, path: &Path) -> Result<Option<Valu
     Ok(read_in(&dir, &name, path)?.map(|(v, _)| v))
 }
 
-
 /// The deterministic temp name next to the file (a crash leftover is removed by undo).
 fn temp_name(name: &OsStr) -> OsString {
     let mut t = OsString::from(".");
@@ -206,4 +205,3 @@ impl Step for DeviceInfoStep {
         }
     }
 }
-

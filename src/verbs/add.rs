@@ -3,11 +3,11 @@
 //! undo failed: then the record stays so the runtime's DEL can finish the clean-up.
 
 use super::plan::{attachment, request};
-use crate::pipeline::{build_steps, engine_of, make_plan};
 use super::Invocation;
 use crate::cni::version::CniVersion;
 use crate::netconf::NetConf;
 use crate::pipeline::apply_all;
+use crate::pipeline::{build_steps, engine_of, make_plan};
 use crate::plan::{Record, RECORD_FORMAT};
 use crate::state::StateDir;
 use crate::steps::publish;

@@ -2,10 +2,10 @@
 //! planned (IPAM CHECK delegated); reports every finding, each naming what is wrong. Never connects
 //! to a vhost-user socket (that would start a session with the workload's peer).
 
-use crate::pipeline::{build_steps, engine_of};
 use super::Invocation;
 use crate::cni::result::CniResult;
 use crate::netconf::NetConf;
+use crate::pipeline::{build_steps, engine_of};
 use crate::plan::Record;
 use crate::state::StateDir;
 use crate::steps::ipam::Budget;

@@ -3,10 +3,10 @@
 //! harmless IPAM DEL (DESIGN.md §3.3), then succeed, unless the upstream plugin left a state
 //! file for the attachment: then the record its ADD would have had is built and torn down.
 
-use crate::pipeline::engine_of;
 use super::Invocation;
 use crate::legacy::LegacyFile;
 use crate::netconf::NetConf;
+use crate::pipeline::engine_of;
 use crate::state::StateDir;
 use crate::steps::ipam::{cni_args_text, Budget};
 use crate::steps::IpamStep;

@@ -8,10 +8,10 @@
 //! belong to no record are swept. Then GC is forwarded to an IPAM delegate that speaks 1.1.0.
 
 use super::del::teardown;
-use crate::pipeline::engine_of;
 use super::Invocation;
 use crate::cni::gc::valid_attachments;
 use crate::netconf::NetConf;
+use crate::pipeline::engine_of;
 use crate::state::{StateDir, StateError};
 use crate::steps::ipam::Budget;
 use crate::steps::IpamStep;

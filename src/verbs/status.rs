@@ -1,9 +1,9 @@
 //! STATUS: can this node serve an ADD for this network now (state dir, dataplane, IPAM delegate)?
 //! Code 50 with the reason if not; never changes anything.
 
-use crate::pipeline::engine_of;
 use super::Invocation;
 use crate::netconf::NetConf;
+use crate::pipeline::engine_of;
 use crate::steps::ipam::Budget;
 use crate::steps::IpamStep;
 use backend_api::{codes, CniError};
