@@ -157,9 +157,13 @@ impl Step for ConfigFileStep {
     }
 
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
-        if let Some((dir, name)) = open_dir(ctx, &self.path)? {
-            unlink(&dir, &temp_name(&name))?;
-            unlink(&dir, &name)?;
+        // A shared dir the pod swapped for a symlink (or anything not a directory below its
+        // root) holds nothing of ours: skip it with a warning, as the shared-dir step does, or
+        // DEL could never finish and the pod would stay Terminating.
+        let (Some(parent), Some(name)) = (self.path.parent(), self.path.file_name()) else { return Ok(()) };
+        if let Some(dir) = crate::steps::shared_dir::open_existing(&ctx.settings, parent)? {
+            unlink(&dir, &temp_name(name))?;
+            unlink(&dir, name)?;
         }
         Ok(())
     }
