@@ -101,8 +101,8 @@ impl World {
         ] {
             self.write(&format!("decoy/dir/{name}"), &self.decoy_text(&name), 0o644);
         }
-        // A valid upstream state file, so a reader that follows a link to it acts on its content.
-        let legacy = format!("{{\"vhostname\": \"DECOY-{}-legacy\"}}", self.token);
+        // JSON of no upstream shape: a reader that follows a link to it quotes it in its error.
+        let legacy = format!("{{\"decoy\": \"DECOY-{}-legacy\"}}", self.token);
         self.write(&format!("decoy/dir/local-{cid12}-net1.json"), &legacy, 0o644);
         socket_file(&d.join(format!("{cid12}-net1")));
         let vol = d.join("volumes/kubernetes.io~empty-dir/shared-dir");
