@@ -140,7 +140,7 @@ impl Step for ConfigFileStep {
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         let doc = entry(ctx, &self.config, &self.cni_version)?;
-        let werr = |e: std::io::Error| ConfigFileError::Write { path: self.path.clone(), reason: e.to_string() };
+        let werr = |e: std::io::Error| ConfigFileError::Write { path: self.path.clone(), reason: confine::explain(&e) };
         let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| werr(std::io::Error::other(e)))?;
         let Some((dir, name)) = open_dir(ctx, &self.path)? else {
             return Err(werr(std::io::Error::from_raw_os_error(libc::ENOENT)).into());
@@ -150,8 +150,11 @@ impl Step for ConfigFileStep {
         // our file's name, all relative to the held dir.
         let tmp = temp_name(&name);
         unlink(&dir, &tmp)?;
-        dir.write_new(&tmp, &bytes, 0o444).and_then(|()| dir.rename_from(&dir, &tmp, &name)).map_err(|e| {
-            let _ = dir.unlink(&tmp);
+        // A failed exclusive create made nothing: whatever holds the temp name (a pod's link) is
+        // not ours to remove. Only our own temp file goes when the rename fails.
+        dir.write_new(&tmp, &bytes, 0o444).map_err(|e| CniError::from(werr(e)))?;
+        dir.rename_from(&dir, &tmp, &name).map_err(|e| {
+            let _ = dir.unlink_if(&tmp, |en| en.kind == Kind::File);
             CniError::from(werr(e))
         })
     }
@@ -176,6 +179,7 @@ impl Step for ConfigFileStep {
         let bytes = match dir.read_file(Path::new(&name), 1 << 20) {
             Ok(Some(b)) => b,
             Ok(None) => return Err(problem("is missing".into())),
+            Err(confine::ReadError::Io(e)) => return Err(problem(format!("cannot be read: {}", confine::explain(&e)))),
             Err(e) => return Err(problem(format!("cannot be read: {e}"))),
         };
         let doc: Value = serde_json::from_slice(&bytes).map_err(|e| problem(format!("is not JSON: {e}")))?;
