@@ -21,8 +21,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{recording_conf, run_in_private_mount_ns, this_netns, Node, PLUGIN_BIN, TESTKIT_BIN};
+use testlab::Lab;
 
 /// The container id most cases use (64 characters, as runtimes make them).
 const CID: &str = "h0511e0cafe0123456789abcdef0123456789abcdef0123456789abcdef01234";
@@ -60,15 +62,20 @@ struct World {
     resolver: Resolver,
     /// The last successful ADD's result: CHECK's prevResult.
     last_result: std::cell::RefCell<Option<Value>>,
+    /// The private OVS-DPDK of the `lab` rows.
+    lab: Option<Arc<Lab>>,
 }
 
 impl World {
-    fn new(resolver: Resolver) -> World {
-        let node = Node::new();
+    fn new(resolver: Resolver, lab: Option<Arc<Lab>>) -> World {
+        let node = match &lab {
+            Some(l) => Node::for_ovs(&l.db_socket(), l.sock_dir()),
+            None => Node::new(),
+        };
         let mut bytes = [0u8; 12];
         std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("random token");
         let token = bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        let w = World { node, token, resolver, last_result: Default::default() };
+        let w = World { node, token, resolver, last_result: Default::default(), lab };
         w.plant_decoys();
         w
     }
@@ -149,6 +156,7 @@ impl World {
             .replace("{uid}", POD_UID)
             .replace("{token}", &self.token)
             .replace("{netns}", &this_netns())
+            .replace("{ovsdir}", &self.lab.as_ref().map(|l| l.sock_dir().display().to_string()).unwrap_or_default())
     }
 
     fn fill_value(&self, v: &mut Value) {
@@ -576,7 +584,7 @@ fn run_step(w: &World, case: &str, i: usize, step: &Value, v: &mut Verdict) {
         }
         return;
     }
-    let ovs = step["engine"].as_str() == Some("ovs");
+    let ovs = step["engine"].as_str() == Some("ovs") || step["bin"].as_str() == Some("plugin");
     let mut cmd = Command::new(if ovs { PLUGIN_BIN } else { TESTKIT_BIN });
     cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     cmd.envs(w.node.settings_env());
@@ -779,6 +787,15 @@ fn check_after(w: &World, at: &str, c: &Value, v: &mut Verdict) {
             v.fail(format!("{at}: fake port {port} should be {want}, is {found}"));
         }
     }
+    if let (Some(port), Some(lab)) = (c["ovs_port"].as_str(), &w.lab) {
+        let port = w.fill(port);
+        let bridge = c["bridge"].as_str().unwrap_or("br0");
+        let ports = lab.ports(bridge).unwrap_or_default();
+        let want = c["is"].as_str() == Some("present");
+        if ports.contains(&port) != want {
+            v.fail(format!("{at}: OVS port {port} on {bridge} should be {}, bridge has {ports:?}", c["is"]));
+        }
+    }
     if let Some(under) = p("no_mount_under") {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let hits: Vec<&str> =
@@ -804,9 +821,9 @@ fn unmount_under(root: &Path) {
 }
 
 /// Run one case on a fresh node under `resolver`; the failures found.
-fn run_case(case: &Value, resolver: Resolver) -> Vec<String> {
+fn run_case(case: &Value, resolver: Resolver, lab: Option<Arc<Lab>>) -> Vec<String> {
     let name = case["name"].as_str().unwrap_or("?");
-    let w = World::new(resolver);
+    let w = World::new(resolver, lab);
     let mut v = Verdict { failures: Vec::new() };
     for a in case["setup"].as_array().into_iter().flatten() {
         if let Err(e) = act(&w, a) {
@@ -832,26 +849,36 @@ fn run_case(case: &Value, resolver: Resolver) -> Vec<String> {
         }
     }
     unmount_under(w.root());
+    for a in case["cleanup"].as_array().into_iter().flatten() {
+        if let Err(e) = act(&w, a) {
+            v.fail(format!("{at}: clean-up failed: {e}"));
+        }
+    }
+    if let (Some(lab), Some(bridge)) = (&w.lab, case["bridge"].as_str()) {
+        let _ = lab.vsctl(&["--if-exists", "del-br", bridge]);
+    }
     v.failures
 }
 
 /// Run the whole table under one resolver; pass/fail per case is printed, expected failures
 /// (`known_hole`, `needs`) are reported without failing the suite, and an expected failure that
 /// passes is reported so its mark can go.
-fn run_table(resolver: Resolver) {
+fn run_table(resolver: Resolver, lab: Option<Arc<Lab>>) {
     let cases: Vec<Value> =
         serde_json::from_str(include_str!("hostile/cases.json")).expect("tests/hostile/cases.json is valid JSON");
     assert!(cases.len() >= 50, "the hostile table must hold at least 50 cases, has {}", cases.len());
+    // The `lab` rows need the private OVS-DPDK; the others run against the recording backend.
+    let cases: Vec<&Value> = cases.iter().filter(|c| c["lab"].as_bool().unwrap_or(false) == lab.is_some()).collect();
     let only = std::env::var("HOSTILE_ONLY").ok();
     let mut failed = Vec::new();
     let (mut passed, mut expected) = (0, 0);
-    for case in &cases {
+    for case in cases {
         let name = case["name"].as_str().unwrap_or("?");
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
         let mark = case["known_hole"].as_str().or(case["needs"].as_str());
-        let failures = run_case(case, resolver);
+        let failures = run_case(case, resolver, lab.clone());
         match (failures.is_empty(), mark) {
             (true, None) => {
                 passed += 1;
@@ -902,11 +929,26 @@ fn hostile_table_under_the_userspace_walk() {
 #[test]
 #[ignore = "run by hostile_table_under_openat2 in a private mount namespace"]
 fn inner_hostile_table_openat2() {
-    run_table(Resolver::Openat2);
+    run_table(Resolver::Openat2, None);
 }
 
 #[test]
 #[ignore = "run by hostile_table_under_the_userspace_walk in a private mount namespace"]
 fn inner_hostile_table_walk() {
-    run_table(Resolver::Walk);
+    run_table(Resolver::Walk, None);
+}
+
+#[test]
+fn hostile_ovs_rows_under_both_resolvers() {
+    print!("{}", run_in_private_mount_ns("inner_hostile_ovs_rows"));
+}
+
+/// The rows marked `lab`, against a private OVS-DPDK, one resolver after the other (they share
+/// the lab's socket dir, where some rows plant a decoy).
+#[test]
+#[ignore = "run by hostile_ovs_rows_under_both_resolvers in a private mount namespace"]
+fn inner_hostile_ovs_rows() {
+    let lab = Lab::shared("hostile").expect("start the private OVS-DPDK lab");
+    run_table(Resolver::Openat2, Some(lab.clone()));
+    run_table(Resolver::Walk, Some(lab));
 }
