@@ -149,9 +149,18 @@ impl Step for ConfigFileStep {
         // a planted link, given its mode through its descriptor, then renamed over whatever has
         // our file's name, all relative to the held dir.
         let tmp = temp_name(&name);
-        unlink(&dir, &tmp)?;
-        // A failed exclusive create made nothing: whatever holds the temp name (a pod's link) is
-        // not ours to remove. Only our own temp file goes when the rename fails.
+        // The temp name is ours (docs/socket-discovery.md): a crash's leftover, or a link or FIFO
+        // the pod put there, is unlinked (unlinkat never follows); a directory there fails the
+        // exclusive create below.
+        match dir.entry(&tmp) {
+            Ok(Some(e)) if e.kind != Kind::Dir => {
+                dir.unlink(&tmp).map_err(|e| CniError::from(werr(e)))?;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(werr(e).into()),
+        }
+        // A failed exclusive create made nothing: whatever holds the temp name is not ours to
+        // remove. Only our own temp file goes when the rename fails.
         dir.write_new(&tmp, &bytes, 0o444).map_err(|e| CniError::from(werr(e)))?;
         dir.rename_from(&dir, &tmp, &name).map_err(|e| {
             let _ = dir.unlink_if(&tmp, |en| en.kind == Kind::File);
