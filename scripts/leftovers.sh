@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # List what killed or failed test runs left behind: uscni-* network namespaces, DPDK runtime dirs
-# /var/run/dpdk/uscni-*, /tmp/uscni-* dirs, and ovsdb-server / ovs-vswitchd / dpdk-testpmd
-# processes started for them (pidfile or arguments under /tmp/uscni-*, DPDK prefix uscni-*).
+# /var/run/dpdk/uscni-*, /tmp/uscni-* dirs, and ovsdb-server / ovs-vswitchd / dpdk-testpmd /
+# etcd / kube-apiserver processes started for them (pidfile or arguments under /tmp/uscni-*, DPDK
+# prefix uscni-*; envtest's servers under /tmp/uscni-envtest-*).
 # With --clean, remove them: processes by pid (SIGKILL), then netns, then dirs. Never touches
 # anything not named uscni-*. Run it when no test is running: live labs look the same.
 # Exit status: 0 when nothing is (left) there, 1 when leftovers were found and not cleaned.
@@ -17,7 +18,8 @@ for p in /proc/[0-9]*; do
   [ "$pid" -gt 1 ] && [ "$pid" != $$ ] || continue
   cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
   case "$cmd" in
-    *ovsdb-server*/tmp/uscni-* | *ovs-vswitchd*/tmp/uscni-* | *dpdk-testpmd*--file-prefix=uscni-*)
+    *ovsdb-server*/tmp/uscni-* | *ovs-vswitchd*/tmp/uscni-* | *dpdk-testpmd*--file-prefix=uscni-* | \
+      *etcd*/tmp/uscni-envtest-* | *kube-apiserver*/tmp/uscni-envtest-*)
       alive "$pid" && procs+=("$pid") ;;
   esac
 done

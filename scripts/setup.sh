@@ -5,7 +5,7 @@
 # Skips what is already installed.
 set -euo pipefail
 PKGS="openvswitch-switch-dpdk dpdk dpdk-dev containernetworking-plugins iproute2 util-linux procps
-  musl-tools buildah podman skopeo umoci runc file"
+  musl-tools buildah podman skopeo umoci runc file openssl curl xz-utils"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing="$missing $p"
@@ -27,3 +27,12 @@ rustup target list --installed | grep -x x86_64-unknown-linux-musl >/dev/null ||
 python3 -c 'import vpp_papi' 2>/dev/null || python3 -m pip install --quiet vpp-papi==2.4.2 \
   || python3 -m pip install --quiet --break-system-packages vpp-papi==2.4.2
 python3 -c 'import vpp_papi'
+# A real kube-apiserver, etcd and kubectl for the Kubernetes tests (tests/k8s_rbac.rs), from the
+# team's envtest folder beside the repository (start.sh needs openssl and curl, install.sh xz).
+# Without the folder those tests print "skipped: no envtest" and pass.
+ENVTEST_SCRIPTS="$(cd "$(dirname "$0")/.." && pwd)/../shared/envtest"
+if [ -f "$ENVTEST_SCRIPTS/install.sh" ]; then
+  bash "$ENVTEST_SCRIPTS/install.sh" "${ENVTEST_DIR:-/opt/envtest}" >/dev/null
+else
+  echo "==> no $ENVTEST_SCRIPTS: the tests against a real kube-apiserver will be skipped"
+fi

@@ -6,7 +6,8 @@ use crate::cni::env::CniEnv;
 use crate::cni::error::{error_json, error_version};
 use crate::cni::version::{self, CniVersion};
 use crate::netconf::{self, NetConf};
-use crate::verbs::{self, Invocation, Registry};
+use crate::pipeline::Registry;
+use crate::verbs::{self, Invocation};
 use crate::{logging, settings};
 use backend_api::{codes, BackendRegistration, CniError, Verb};
 use std::io::{Read, Write};
@@ -76,15 +77,7 @@ fn cni_mode(
     let version: CniVersion = version::negotiate(&conf.raw)?;
     let settings = settings::load()?;
     conf.validate(&settings)?;
-    // A logFile outside the log roots is ignored (docs/security.md), never opened.
-    let log_file = conf.log_file.as_deref().filter(|p| {
-        let inside = backend_api::confine::confine(p, &settings.log_roots).is_ok();
-        if !inside {
-            eprintln!("userspace-cni: logFile {} is not under log_roots; not logging to it", p.display());
-        }
-        inside
-    });
-    logging::init(conf.log_level, log_file);
+    logging::init(conf.log_level, conf.log_file.as_deref(), &settings.log_roots);
     let registry = Registry::linked().with_extra(extra);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod netconf;
 pub mod node_paths;
 pub mod pipeline;
+pub mod plan;
 pub mod rbac;
 pub mod reconcile;
 pub mod settings;

@@ -14,10 +14,11 @@ const ARGS: &str = "K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=pod-a;K8S_POD_UID=u-1";
 
 #[test]
 fn annotation_mode_is_a_clear_error_without_the_feature() {
-    let mut node = Node::new();
-    node.overrides.push(("USERSPACE_CNI_SHARED_ROOTS".into(), node.path("shared").display().to_string()));
+    let node = Node::new();
     let mut c = recording_conf("1.1.0", "nb-net");
-    c["kubeconfig"] = json!(node.path("shared/multus.kubeconfig").display().to_string());
+    // The node's allow-listed kubeconfig (USERSPACE_CNI_KUBECONFIG_FILES): any other is code 7
+    // at validation, before the feature is looked at.
+    c["kubeconfig"] = json!(node.path("net.d/multus.kubeconfig").display().to_string());
     let before = node.snapshot();
     let msg = node.cni("ADD", CID, "net1", &c, &[("CNI_ARGS", ARGS)]).expect_err(2);
     assert!(msg.contains("`kubernetes` feature") && msg.contains("kubeconfig"), "{msg}");

@@ -138,8 +138,10 @@ fn check_names_a_missing_or_replaced_server_mode_socket() {
     std::fs::write(&sock, b"not a socket").expect("plant a file");
     let msg = a.check().expect_err(5);
     assert!(msg.contains(&format!("{} should be the dataplane's socket but is not a socket", sock.display())), "{msg}");
+    // DEL removes only what it can prove is ours: the pod's file stays, untouched.
     a.del();
-    assert!(!sock.exists());
+    assert_eq!(std::fs::read(&sock).expect("the planted file is left"), b"not a socket");
+    std::fs::remove_file(&sock).expect("cleanup");
 }
 
 #[test]

@@ -1,8 +1,12 @@
 //! Validation of `config/kubernetes/`: every document parses into its k8s-openapi type (or, for
 //! CRDs without one, a struct of ours that denies unknown fields) and survives a round trip with
-//! no field dropped; the DaemonSet mounts exactly `node_paths::NODE_PATHS`; the ClusterRole grants
-//! exactly `rbac::API_ACCESS`; every CNI config in a NAD passes the plugin's own validation.
+//! no field dropped; the DaemonSet mounts exactly `node_paths::NODE_PATHS`; each ClusterRole grants
+//! exactly its identity's rows of `rbac::API_ACCESS` to that identity's ServiceAccount alone; the
+//! admission policy applies to exactly those ServiceAccounts; every CNI config in a NAD passes the
+//! plugin's own validation. (`tests/k8s_rbac.rs` applies the RBAC and the policy to a real API
+//! server.)
 
+use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -13,7 +17,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use userspace_cni::node_paths::{Propagation, NODE_PATHS};
-use userspace_cni::rbac::API_ACCESS;
+use userspace_cni::rbac::{Identity, API_ACCESS, NAMESPACE};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kubernetes");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -340,6 +344,8 @@ struct Manifests {
     service_accounts: Vec<ServiceAccount>,
     cluster_roles: Vec<ClusterRole>,
     bindings: Vec<ClusterRoleBinding>,
+    policies: Vec<ValidatingAdmissionPolicy>,
+    policy_bindings: Vec<ValidatingAdmissionPolicyBinding>,
     daemonsets: Vec<DaemonSet>,
     pods: Vec<Pod>,
     nads: Vec<(PathBuf, Nad)>,
@@ -358,6 +364,10 @@ fn type_all(docs: &[Doc]) -> Result<Manifests, String> {
             ("v1", "Pod") => typed(doc).map(|t| m.pods.push(t)),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => typed(doc).map(|t| m.cluster_roles.push(t)),
             ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => typed(doc).map(|t| m.bindings.push(t)),
+            ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => typed(doc).map(|t| m.policies.push(t)),
+            ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
+                typed(doc).map(|t| m.policy_bindings.push(t))
+            }
             ("apps/v1", "DaemonSet") => typed(doc).map(|t| m.daemonsets.push(t)),
             ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition") => {
                 typed(doc).map(|t| m.nads.push((doc.file.clone(), t)))
@@ -410,9 +420,11 @@ fn strings(v: &Option<Vec<String>>) -> Vec<&str> {
 fn every_manifest_parses_into_its_type_without_dropping_a_field() {
     let m = manifests();
     assert_eq!(m.namespaces.len(), 1);
-    assert_eq!(m.service_accounts.len(), 1);
-    assert_eq!(m.cluster_roles.len(), 1);
-    assert_eq!(m.bindings.len(), 1);
+    assert_eq!(m.service_accounts.len(), Identity::ALL.len(), "one ServiceAccount per identity");
+    assert_eq!(m.cluster_roles.len(), Identity::ALL.len(), "one ClusterRole per identity");
+    assert_eq!(m.bindings.len(), Identity::ALL.len(), "one ClusterRoleBinding per identity");
+    assert_eq!(m.policies.len(), 1, "the admission policy");
+    assert_eq!(m.policy_bindings.len(), 1, "its binding");
     assert_eq!(m.daemonsets.len(), 1);
     assert!(!m.pods.is_empty(), "the testpmd pod");
     assert!(m.nads.len() >= 4, "OVS client, OVS server, VPP memif, KubeVirt");
@@ -584,10 +596,8 @@ fn daemonset_runs_install_then_the_reconciler_with_the_agreed_probes() {
     );
 }
 
-#[test]
-fn rbac_grants_exactly_the_verbs_the_code_uses() {
-    let m = manifests();
-    let role = &m.cluster_roles[0];
+/// (group, resource, verb) a ClusterRole grants; no wildcards, no resourceNames, nothing twice.
+fn granted(role: &ClusterRole) -> BTreeSet<(String, String, String)> {
     let mut granted = BTreeSet::new();
     for rule in role.rules.iter().flatten() {
         assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none(), "{rule:?}");
@@ -600,26 +610,98 @@ fn rbac_grants_exactly_the_verbs_the_code_uses() {
             }
         }
     }
-    let used: BTreeSet<_> =
-        API_ACCESS.iter().map(|a| (a.group.to_owned(), a.resource.to_owned(), a.verb.to_owned())).collect();
-    let extra: Vec<_> = granted.difference(&used).collect();
-    let missing: Vec<_> = used.difference(&granted).collect();
-    assert!(extra.is_empty(), "the ClusterRole grants what no code uses (src/rbac.rs): {extra:?}");
-    assert!(missing.is_empty(), "the ClusterRole misses what the code uses (src/rbac.rs): {missing:?}");
+    granted
+}
 
-    let binding = &m.bindings[0];
-    let role_name = role.metadata.name.as_deref().unwrap();
-    assert_eq!((binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()), ("ClusterRole", role_name));
-    let sa = &m.service_accounts[0];
-    let subject = &binding.subjects.as_ref().unwrap()[0];
-    assert_eq!(subject.kind, "ServiceAccount");
-    assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
-    assert_eq!(subject.namespace, sa.metadata.namespace);
+/// Whether `granted`, as (group, resource, verb) triples, are exactly `who`'s rows of API_ACCESS;
+/// the difference otherwise.
+fn compare(who: Identity, granted: &BTreeSet<(String, String, String)>) -> Result<(), String> {
+    let used: BTreeSet<_> = API_ACCESS
+        .iter()
+        .filter(|a| a.by == who)
+        .map(|a| (a.group.to_owned(), a.resource.to_owned(), a.verb.to_owned()))
+        .collect();
+    let extra: Vec<_> = granted.difference(&used).collect();
+    let missing: Vec<_> = used.difference(granted).collect();
+    if extra.is_empty() && missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {who:?} role grants what its code does not use: {extra:?}; misses what it uses: {missing:?} \
+             (src/rbac.rs)"
+        ))
+    }
+}
+
+#[test]
+fn each_role_grants_exactly_the_verbs_its_identitys_code_uses_to_that_identity_alone() {
+    let m = manifests();
+    for who in Identity::ALL {
+        let name = who.service_account();
+        let role = m.cluster_roles.iter().find(|r| r.metadata.name.as_deref() == Some(name));
+        let role = role.unwrap_or_else(|| panic!("no ClusterRole {name} for {who:?}"));
+        compare(who, &granted(role)).unwrap_or_else(|e| panic!("{e}"));
+
+        let sa = m.service_accounts.iter().find(|s| s.metadata.name.as_deref() == Some(name));
+        let sa = sa.unwrap_or_else(|| panic!("no ServiceAccount {name} for {who:?}"));
+        assert_eq!(sa.metadata.namespace.as_deref(), Some(NAMESPACE));
+        let bindings: Vec<&ClusterRoleBinding> =
+            m.bindings.iter().filter(|b| b.role_ref.kind == "ClusterRole" && b.role_ref.name == name).collect();
+        assert_eq!(bindings.len(), 1, "exactly one binding of the ClusterRole {name}");
+        let subjects = bindings[0].subjects.clone().unwrap_or_default();
+        let got: Vec<(&str, &str, Option<&str>)> =
+            subjects.iter().map(|s| (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref())).collect();
+        assert_eq!(got, [("ServiceAccount", name, Some(NAMESPACE))], "{name} is bound to its own account only");
+    }
+    // The test above can fail: a role with the other identity's rows is refused.
+    let mut both = BTreeSet::new();
+    for role in &m.cluster_roles {
+        both.extend(granted(role));
+    }
+    let err = compare(Identity::Plugin, &both).expect_err("the union of both roles is not the plugin's");
+    assert!(err.contains("\"nodes\", \"update\""), "{err}");
+
     let ds = the_daemonset(&m);
     let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-    assert_eq!(pod.service_account_name, sa.metadata.name, "the DaemonSet runs as the bound ServiceAccount");
-    assert_eq!(ds.metadata.namespace, sa.metadata.namespace);
-    assert_eq!(ds.metadata.namespace, m.namespaces[0].metadata.name);
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some(Identity::Reconciler.service_account()),
+        "the DaemonSet (the reconciler) runs as the reconciler's account"
+    );
+    assert_eq!(ds.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(m.namespaces[0].metadata.name.as_deref(), Some(NAMESPACE));
+}
+
+#[test]
+fn the_admission_policy_applies_to_exactly_our_accounts_and_denies() {
+    let m = manifests();
+    let policy = &m.policies[0];
+    let spec = policy.spec.as_ref().expect("spec");
+    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"), "an expression that errs must refuse");
+    let conditions = spec.match_conditions.clone().unwrap_or_default();
+    assert_eq!(conditions.len(), 1, "one match condition: the username");
+    let expr = &conditions[0].expression;
+    let mut named: Vec<String> = expr.split('\'').skip(1).step_by(2).map(str::to_owned).collect();
+    named.sort();
+    let mut ours: Vec<String> = Identity::ALL.iter().map(|i| i.username()).collect();
+    ours.sort();
+    assert_eq!(named, ours, "the policy matches exactly our ServiceAccounts: {expr}");
+
+    let rules = spec.match_constraints.as_ref().and_then(|c| c.resource_rules.clone()).unwrap_or_default();
+    let resources: BTreeSet<String> = rules.iter().flat_map(|r| r.resources.clone().unwrap_or_default()).collect();
+    let operations: BTreeSet<String> = rules.iter().flat_map(|r| r.operations.clone().unwrap_or_default()).collect();
+    assert!(operations.contains("UPDATE"), "{operations:?}");
+    for written in API_ACCESS.iter().filter(|a| a.verb != "get") {
+        let wildcard = written.resource.split_once('/').map(|(base, _)| format!("{base}/*"));
+        let seen = resources.contains(written.resource) || wildcard.is_some_and(|w| resources.contains(&w));
+        assert!(seen, "the policy does not see {} {}: {resources:?}", written.verb, written.resource);
+    }
+
+    let binding = &m.policy_bindings[0];
+    let bspec = binding.spec.as_ref().expect("spec");
+    assert_eq!(bspec.policy_name.as_deref(), policy.metadata.name.as_deref());
+    assert_eq!(bspec.validation_actions.clone().unwrap_or_default(), ["Deny"]);
+    assert!(bspec.param_ref.is_none() && bspec.match_resources.is_none(), "every namespace, no parameters");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,7 +712,7 @@ fn every_nad_config_passes_the_plugins_validation() {
     let m = manifests();
     let settings = backend_api::NodeSettings::default();
     let engines: Vec<&str> =
-        userspace_cni::verbs::Registry::linked().registrations().iter().map(|r| r.engine).collect();
+        userspace_cni::pipeline::Registry::linked().registrations().iter().map(|r| r.engine).collect();
     let mut modes = BTreeSet::new();
     for (file, nad) in &m.nads {
         let at = format!("{} ({})", file.display(), nad.metadata.name.as_deref().unwrap_or("?"));

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::{Netns, Node};
-use userspace_cni::state::Record;
+use userspace_cni::plan::Record;
 use vppsim::{IfKind, Sim};
 
 use support::{vpp_env as env, VppEnv as Env};

@@ -4,12 +4,11 @@
 //! Files it cannot adopt are reported and left alone: the runtime's DEL still removes them.
 
 use crate::cni::args::CniArgs;
-use crate::cni::env::CniEnv;
 use crate::legacy::{self, cache, LegacyFile};
 use crate::netconf;
+use crate::pipeline::{attachment_of, AttachRequest, Registry};
 use crate::state::StateDir;
-use crate::verbs::{Invocation, Registry};
-use backend_api::{Adoption, AttachmentId, CniError, NodeSettings, Verb};
+use backend_api::{Adoption, AttachmentId, CniError, NodeSettings};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -175,17 +174,10 @@ async fn adopt_entry(
     // Runtimes pass IgnoreUnknown; a cache without it must not make adoption fail on extra keys.
     let text = entry.cni_args_text();
     let args = CniArgs::parse(&text).or_else(|_| CniArgs::parse(&format!("IgnoreUnknown=1;{text}")))?;
-    let env = CniEnv {
-        command: Verb::Add,
-        container_id: Some(entry.container_id.clone()),
-        netns: entry.netns.clone(),
-        ifname: Some(entry.if_name.clone()),
-        args,
-        path: cni_path.to_vec(),
-    };
-    let inv = Invocation { env: &env, stdin: &[], settings, registry };
     let state = StateDir::at(&settings.state_dir);
     let id = AttachmentId::new(entry.container_id.clone(), entry.if_name.clone());
+    let att = attachment_of(id.clone(), entry.netns.clone(), &args, &conf)?;
+    let req = AttachRequest { settings, conf: &conf, attachment: &att, cni_path, cni_args: &args };
     if state.read_record(&id)?.is_some() {
         // Adopted before, interrupted before the state file went.
         if !dry_run {
@@ -199,7 +191,7 @@ async fn adopt_entry(
         state.ensure()?;
         Some(state.lock_attachment(&id, settings.timeout()).await?)
     };
-    let (record, adoption) = crate::verbs::adopt::adopt_legacy(&inv, &conf, file, dry_run).await?;
+    let (record, adoption) = crate::pipeline::adopt::adopt_legacy(&req, registry, file, dry_run).await?;
     let result = match adoption {
         Adoption::Adopted { object, already } => {
             if dry_run {

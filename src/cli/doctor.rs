@@ -6,7 +6,7 @@ use crate::cni::version::CniVersion;
 use crate::reconcile::survey::{self, AttachmentState};
 use crate::state::StateDir;
 use crate::steps::delegate::Delegate;
-use crate::verbs::Registry;
+use crate::pipeline::Registry;
 use backend_api::NodeSettings;
 use backend_ovs_dpdk::lifecycle::{self as ovs, OvsFacts};
 use serde::Serialize;

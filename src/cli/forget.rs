@@ -10,8 +10,9 @@
 //! operator, who removes them (if the dataplane ever returns, `userspace gc` does not know them).
 
 use crate::reconcile::survey::{bridge_of, port_of};
-use crate::state::{Record, StateDir, StateError};
-use crate::verbs::build_steps;
+use crate::plan::Record;
+use crate::state::{StateDir, StateError};
+use crate::pipeline::build_steps;
 use backend_api::{
     async_trait, AttachmentId, Backend, BackendPlan, CniError, ErrorList, NodeSettings, OwnedObject, PlanRequest, Step,
     StepContext, Verb,
@@ -202,7 +203,7 @@ pub fn main(args: &[String]) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    crate::logging::init(None, None);
+    crate::logging::init(None, None, &[]);
     let state = StateDir::at(&settings.state_dir);
     let ids = match ids_of(&state, &cid, ifname.as_deref()) {
         Ok(ids) => ids,

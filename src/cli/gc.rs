@@ -6,7 +6,7 @@ use crate::reconcile::node_mark::NodeMarker;
 use crate::reconcile::pods::{ApiPods, NoKubernetes, PodOracle};
 use crate::reconcile::repair::RepairOutcome;
 use crate::reconcile::{heartbeat, Action, Keep, Options, Reconciler, Report, DEFAULT_GRACE};
-use crate::verbs::Registry;
+use crate::pipeline::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -204,7 +204,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             }
         };
     }
-    crate::logging::init(None, None);
+    crate::logging::init(None, None, &[]);
     if args.every.is_some() {
         if let Err(e) = install_stop_handlers() {
             eprintln!("userspace gc: {e}");
@@ -216,7 +216,9 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
         Err(code) => return code,
     };
     let (access, with_api) = match &args.kubeconfig {
-        Some(path) => (crate::k8s::ApiAccess::Kubeconfig { path: path.clone() }, true),
+        // The operator's file: no allow-list, file references allowed, but no credential plugin
+        // (kube would run it blocking, past every bound of a pass): k8s/kubeconfig.rs.
+        Some(path) => (crate::k8s::ApiAccess::OperatorKubeconfig { path: path.clone() }, true),
         None => (crate::k8s::ApiAccess::InCluster, args.kubernetes.enabled()),
     };
     let api = ApiPods { access: access.clone(), timeout: settings.timeout() };

@@ -8,7 +8,7 @@ pub mod gc;
 pub mod inspect;
 pub mod install;
 
-use crate::verbs::Registry;
+use crate::pipeline::Registry;
 
 const USAGE: &str = "userspace: a CNI plugin for userspace (DPDK) interfaces.
 Run by a container runtime with CNI_COMMAND set; by hand:

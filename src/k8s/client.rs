@@ -3,8 +3,8 @@
 //! pod travels as raw JSON, so a PUT never drops a field this build's k8s-openapi types do not
 //! know (a newer API server's status fields). Every request is bounded.
 
+use super::kubeconfig::{self, Trust};
 use super::{ApiAccess, Budget, K8sError, PodName, MAX_CONFLICT_RETRIES};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::params::{GetParams, PostParams};
 use kube::core::Request;
 use serde_json::{Map, Value};
@@ -34,27 +34,11 @@ impl Api {
             return Ok(Api { client, access: access.clone() });
         }
         let mut config = match access {
-            ApiAccess::Kubeconfig { path } => {
-                let bad = |reason: String| K8sError::Kubeconfig { path: path.clone(), reason };
-                let kc = Kubeconfig::read_from(path).map_err(|e| bad(chain(&e)))?;
-                // May run an exec credential plugin: bounded like any request.
-                match tokio::time::timeout(
-                    budget.next(),
-                    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()),
-                )
-                .await
-                {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return Err(bad(chain(&e))),
-                    Err(_) => {
-                        return Err(K8sError::Timeout {
-                            access: access.to_string(),
-                            what: "loading the kubeconfig's credentials".into(),
-                            waited_ms: budget.timeout.as_millis() as u64,
-                        })
-                    }
-                }
-            }
+            // Read bounded and checked before kube sees it: no plugin runs, no other file is
+            // opened for a network config's file, and no error quotes its contents
+            // (kubeconfig.rs). Nothing here waits, so no timeout is needed around it.
+            ApiAccess::Kubeconfig { path } => kubeconfig::load(path, Trust::NetworkConfig).await?,
+            ApiAccess::OperatorKubeconfig { path } => kubeconfig::load(path, Trust::Operator).await?,
             ApiAccess::InCluster => {
                 kube::Config::incluster().map_err(|e| K8sError::NoCredentials { reason: chain(&e) })?
             }
@@ -63,7 +47,9 @@ impl Api {
         config.read_timeout = Some(budget.timeout);
         config.write_timeout = Some(budget.timeout);
         let client = kube::Client::try_from(config).map_err(|e| match access {
-            ApiAccess::Kubeconfig { path } => K8sError::Kubeconfig { path: path.clone(), reason: chain(&e) },
+            ApiAccess::Kubeconfig { path } | ApiAccess::OperatorKubeconfig { path } => {
+                K8sError::Kubeconfig { path: path.clone(), reason: chain(&e) }
+            }
             ApiAccess::InCluster => K8sError::NoCredentials { reason: chain(&e) },
         })?;
         if let Ok(mut c) = CLIENTS.lock() {
@@ -117,7 +103,9 @@ impl Api {
                 let reason = chain(&other);
                 // A certificate the kubeconfig does not trust will not start working on a retry.
                 let untrusted = reason.contains("certificate") || reason.contains("Certificate");
-                if let (true, ApiAccess::Kubeconfig { path }) = (untrusted, &self.access) {
+                if let (true, ApiAccess::Kubeconfig { path } | ApiAccess::OperatorKubeconfig { path }) =
+                    (untrusted, &self.access)
+                {
                     K8sError::Kubeconfig { path: path.clone(), reason }
                 } else if untrusted {
                     K8sError::NoCredentials { reason }

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "kubernetes")]
 mod client;
+pub mod kubeconfig;
 pub mod node;
 pub mod pod;
 
@@ -25,10 +26,15 @@ pub const BUILT: bool = cfg!(feature = "kubernetes");
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ApiAccess {
-    /// The network config's `kubeconfig` (e.g. Multus's own).
+    /// The network config's `kubeconfig` (e.g. Multus's own): a namespace-scoped user chose
+    /// it, so it is read with `kubeconfig::Trust::NetworkConfig`'s rules. Records hold this one.
     Kubeconfig { path: PathBuf },
     /// The in-cluster service account (the setting `annotations = "in-cluster"`).
     InCluster,
+    /// `userspace gc --kubeconfig PATH`: the operator's file (`kubeconfig::Trust::Operator`).
+    /// Never in a record (`serde(skip)`), so no config or record can claim the operator's trust.
+    #[serde(skip)]
+    OperatorKubeconfig { path: PathBuf },
 }
 
 impl std::fmt::Display for ApiAccess {
@@ -36,6 +42,7 @@ impl std::fmt::Display for ApiAccess {
         match self {
             ApiAccess::Kubeconfig { path } => write!(f, "kubeconfig {}", path.display()),
             ApiAccess::InCluster => f.write_str("the in-cluster service account"),
+            ApiAccess::OperatorKubeconfig { path } => write!(f, "kubeconfig {} (--kubeconfig)", path.display()),
         }
     }
 }
@@ -101,6 +108,9 @@ pub enum K8sError {
          use a build with it, or remove `kubeconfig` from the network config and set annotations = \"off\""
     )]
     NotBuilt { what: &'static str },
+    /// The kubeconfig file itself, refused before any connection (`kubeconfig.rs` maps its codes).
+    #[error(transparent)]
+    File(#[from] kubeconfig::KubeconfigError),
     #[error("cannot use kubeconfig {}: {reason}", path.display())]
     Kubeconfig { path: PathBuf, reason: String },
     #[error("no in-cluster Kubernetes credentials ({reason})")]
@@ -134,6 +144,7 @@ pub enum K8sError {
 impl From<K8sError> for CniError {
     fn from(e: K8sError) -> Self {
         let code = match &e {
+            K8sError::File(f) => return f.clone().into(),
             K8sError::NotBuilt { .. } => codes::UNSUPPORTED_FIELD,
             // The runtime's CNI_ARGS.
             K8sError::BadName { .. } => codes::INVALID_ENV,

@@ -78,7 +78,11 @@ fn get<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
 }
 
 fn read_entry(path: &Path, cid12: &str, ifname: &str) -> Result<Option<CacheEntry>, LegacyError> {
-    let f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path);
+    let f = match open {
         Ok(f) => f,
         Err(_) => return Ok(None),
     };

@@ -179,8 +179,11 @@ pub fn read(path: &Path) -> Result<Option<LegacyFile>, LegacyError> {
     };
     let raw: Value = serde_json::from_slice(&bytes)
         .map_err(|e| LegacyError::BadJson { path: path.to_path_buf(), reason: e.to_string() })?;
-    let object = classify(&raw)
-        .ok_or_else(|| LegacyError::UnknownShape { path: path.to_path_buf(), found: shorten(&raw.to_string()) })?;
+    // The error names the file and what is missing, never its contents (docs/security.md).
+    let object = classify(&raw).ok_or_else(|| LegacyError::UnknownShape {
+        path: path.to_path_buf(),
+        found: "a document with neither a vhostname nor a swIfIndex".into(),
+    })?;
     Ok(Some(LegacyFile { path: path.to_path_buf(), cid12, ifname, object, raw }))
 }
 
@@ -195,11 +198,6 @@ fn classify(doc: &Value) -> Option<LegacyObject> {
     let index = get("swIfIndex").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())?;
     let socket = get("memifSocketId").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
     Some(LegacyObject::Vpp { sw_if_index: index, memif_socket_id: socket })
-}
-
-fn shorten(s: &str) -> String {
-    let end = s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len());
-    s[..end].to_owned()
 }
 
 /// Every upstream state file on the node, each parsed or with the reason it cannot be.

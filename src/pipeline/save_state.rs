@@ -2,7 +2,8 @@
 //! record as being torn down; the record file itself is removed by the verb once every other
 //! undo has succeeded, so it keeps naming what is left until nothing is.
 
-use crate::state::{Record, StateDir};
+use crate::plan::Record;
+use crate::state::StateDir;
 use backend_api::{async_trait, CniError, Step, StepContext};
 
 pub struct SaveState {
@@ -13,7 +14,7 @@ pub struct SaveState {
 #[async_trait]
 impl Step for SaveState {
     fn name(&self) -> &'static str {
-        "save-state"
+        crate::plan::stages::SAVE_STATE
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

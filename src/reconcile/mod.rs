@@ -12,12 +12,9 @@ pub mod node_mark;
 pub mod pods;
 pub mod repair;
 pub mod survey;
-pub mod sweep;
 
-use crate::cni::args::CniArgs;
-use crate::cni::env::CniEnv;
+use crate::pipeline::{teardown, Registry};
 use crate::state::{StateDir, StateError};
-use crate::verbs::{teardown, Invocation, Registry};
 use backend_api::{AttachmentId, CniError, NodeSettings, Verb};
 use netns::NetnsState;
 use pods::{PodOracle, PodPresence};
@@ -265,7 +262,7 @@ impl Reconciler<'_> {
             let down = node_mark::engines_down(&engines, &report.repairs, self.registry, self.settings).await;
             report.node_mark = Some(node_mark::mark(marker, &down, self.options.dry_run).await);
         }
-        let (swept, errors) = sweep::sweep_state_files(&state, self.options.dry_run).await;
+        let (swept, errors) = state.sweep_stray_files(self.options.dry_run).await;
         report.swept_files = swept;
         report.errors.extend(errors.0.into_iter().map(|e| e.to_string()));
         if !self.options.dry_run {
@@ -285,16 +282,7 @@ impl Reconciler<'_> {
             lock.release_and_remove();
             return Ok(false);
         };
-        let env = CniEnv {
-            command: Verb::Del,
-            container_id: Some(id.container_id.clone()),
-            netns: record.attachment.netns.clone(),
-            ifname: Some(id.ifname.clone()),
-            args: CniArgs::default(),
-            path: record.plan.cni_path.clone(),
-        };
-        let inv = Invocation { env: &env, stdin: &[], settings: self.settings, registry: self.registry };
-        teardown(&inv, state, &record).await?;
+        teardown(Verb::Del, self.settings, self.registry, state, &record).await?;
         lock.release_and_remove();
         Ok(true)
     }

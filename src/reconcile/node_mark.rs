@@ -11,7 +11,7 @@
 
 use super::repair::{RepairOutcome, RepairReport};
 use crate::k8s::{self, ApiAccess};
-use crate::verbs::Registry;
+use crate::pipeline::Registry;
 use backend_api::{codes, NodeSettings};
 use serde::Serialize;
 use std::collections::BTreeSet;

@@ -14,7 +14,7 @@
 use super::survey::{AttachmentState, Entry};
 use super::NetnsState;
 use crate::state::{StateDir, StateError};
-use crate::verbs::Registry;
+use crate::pipeline::Registry;
 use backend_api::{codes, CniError, NodeSettings, Repair, Verb};
 use serde::Serialize;
 use std::collections::BTreeSet;

@@ -3,12 +3,10 @@
 //! longer than a probe, or changes a file.
 
 use super::netns::{probe, NetnsState};
-use crate::state::{Record, StateDir, StateError};
-use backend_api::AttachmentId;
+use crate::plan::Record;
+use crate::state::{StateDir, StateError};
 use serde::Serialize;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where an attachment is in its life.
@@ -51,27 +49,6 @@ pub struct Survey {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
-/// The lock file of an attachment: the record's name with `.lock` (state/mod.rs's layout).
-pub fn lock_path(state: &StateDir, id: &AttachmentId) -> PathBuf {
-    state.record_path(id).with_extension("lock")
-}
-
-/// Whether nobody holds the lock at `path`, without creating the file (a missing one is free).
-pub fn lock_is_free(path: &Path) -> bool {
-    let f: File = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
-        // Unreadable: someone may be using it; claim nothing.
-        Err(_) => return false,
-    };
-    match f.try_lock() {
-        Ok(()) => {
-            let _ = f.unlock();
-            true
-        }
-        Err(TryLockError::WouldBlock) | Err(TryLockError::Error(_)) => false,
-    }
-}
 
 pub fn age_of(record: &Record, now: SystemTime) -> Duration {
     let now_ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -85,7 +62,7 @@ pub fn survey(state: &StateDir, now: SystemTime) -> Result<Survey, StateError> {
         match rec {
             Ok(record) => {
                 let path = state.record_path(&record.attachment.id);
-                let lock_free = lock_is_free(&lock_path(state, &record.attachment.id));
+                let lock_free = state.lock_is_free(&record.attachment.id);
                 let status = match (record.complete, lock_free) {
                     (true, _) => AttachmentState::Complete,
                     (false, false) => AttachmentState::InProgress,
@@ -158,18 +135,5 @@ mod tests {
         assert_eq!(human(Duration::from_secs(61)), "1m");
         assert_eq!(human(Duration::from_secs(3 * 3600 + 5 * 60)), "3h05m");
         assert_eq!(human(Duration::from_secs(2 * 86400 + 4 * 3600)), "2d04h");
-    }
-
-    #[test]
-    fn a_missing_lock_file_is_free_and_a_held_one_is_not() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = dir.path().join("x.lock");
-        assert!(lock_is_free(&p));
-        assert!(!p.exists(), "probing creates nothing");
-        let held = File::create(&p).expect("create");
-        held.lock().expect("lock");
-        assert!(!lock_is_free(&p));
-        held.unlock().expect("unlock");
-        assert!(lock_is_free(&p));
     }
 }

@@ -74,3 +74,38 @@ pub(super) async fn acquire(path: &Path, timeout: Duration, removable: bool) -> 
         pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
+
+/// Whether nobody holds the lock at `path`, without creating the file (a missing one is free).
+pub fn is_free(path: &Path) -> bool {
+    let f: File = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        // Unreadable: someone may be using it; claim nothing.
+        Err(_) => return false,
+    };
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.unlock();
+            true
+        }
+        Err(TryLockError::WouldBlock) | Err(TryLockError::Error(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_lock_file_is_free_and_a_held_one_is_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("x.lock");
+        assert!(is_free(&p));
+        assert!(!p.exists(), "probing creates nothing");
+        let held = File::create(&p).expect("create");
+        held.lock().expect("lock");
+        assert!(!is_free(&p));
+        held.unlock().expect("unlock");
+        assert!(is_free(&p));
+    }
+}

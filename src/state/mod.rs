@@ -17,10 +17,11 @@
 //! (`Mismatch`, code 3), and ADD refuses a name another attachment holds (code 101).
 
 mod lock;
-mod record;
+mod sweep;
 
 pub use lock::LockGuard;
-pub use record::{Plan, Record, RECORD_FORMAT};
+
+use crate::plan::Record;
 
 use backend_api::{codes, AttachmentId, CniError};
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -106,6 +107,17 @@ impl StateDir {
 
     fn temp_path(&self, id: &AttachmentId) -> PathBuf {
         self.root.join(format!(".{}.json.tmp", id.file_stem()))
+    }
+
+    /// Whether nobody holds `id`'s lock, without creating the lock file (a missing one is free).
+    pub fn lock_is_free(&self, id: &AttachmentId) -> bool {
+        lock::is_free(&self.lock_path(id))
+    }
+
+    /// Lock and temp files that belong to no record (a process killed between its lock and its
+    /// record): removed under their lock, or listed with `dry_run`.
+    pub async fn sweep_stray_files(&self, dry_run: bool) -> (Vec<PathBuf>, backend_api::ErrorList) {
+        sweep::sweep_state_files(self, dry_run).await
     }
 
     fn lock_path(&self, id: &AttachmentId) -> PathBuf {

@@ -5,38 +5,15 @@
 //! never fails a DEL or a rollback for an API server that is away (the entry is best effort).
 
 use crate::k8s::{self, ApiAccess, Budget, K8sError, PodName, PodView};
+pub use crate::plan::{mapped_dir_of, AnnotationPlan};
 use crate::steps::config_file;
 use backend_api::{async_trait, AnnotationMode, CniError, NodeSettings, PodRef, Step, StepContext};
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Map, Value};
 use std::path::Path;
 
 pub const CONFIG_DATA: &str = "userspace/configuration-data";
 pub const MAPPED_DIR: &str = "userspace/mapped-dir";
-
-/// What the record says about the annotations of this attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AnnotationPlan {
-    pub access: ApiAccess,
-    pub pod: PodName,
-    /// The pod's uid (CNI_ARGS, else the API's at ADD): a pod re-created under the same name is
-    /// not annotated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    /// `userspace/mapped-dir`: the socket's directory as the pod sees it, ending in `/` (consumers
-    /// concatenate it with the socket file name).
-    pub mapped_dir: String,
-}
-
-/// The mapped-dir value for a socket's pod-side path.
-pub fn mapped_dir_of(pod_socket: &Path) -> String {
-    let dir = pod_socket.parent().map(|d| d.display().to_string()).unwrap_or_default();
-    if dir.ends_with('/') {
-        dir
-    } else {
-        format!("{dir}/")
-    }
-}
 
 /// Which API access this attachment asks for: the config's `kubeconfig`, or the setting
 /// `annotations = "in-cluster"`; `None` when off, or when CNI_ARGS names no pod (a runtime
@@ -176,7 +153,7 @@ fn budget(ctx: &StepContext) -> Budget {
 #[async_trait]
 impl Step for AnnotationStep {
     fn name(&self) -> &'static str {
-        "annotations"
+        crate::plan::stages::ANNOTATIONS
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

@@ -5,7 +5,7 @@
 
 use crate::cni::version::CniVersion;
 use crate::steps::publish;
-use backend_api::confine::{self, Dir, Kind};
+use backend_api::confine::{self, Dir, Kind, Removal};
 use backend_api::{async_trait, Attachment, CniError, SocketDescriptor, SocketKind, Step, StepContext};
 use serde_json::{json, Map, Value};
 use std::ffi::{OsStr, OsString};
@@ -119,13 +119,10 @@ fn temp_name(name: &OsStr) -> OsString {
 /// Remove our regular file `name`; anything else the pod put there is left with a warning.
 fn unlink(dir: &Dir, name: &OsStr) -> Result<(), ConfigFileError> {
     let path = dir.path().join(name);
-    match dir.entry(name) {
-        Ok(None) => Ok(()),
-        Ok(Some(e)) if e.kind == Kind::File => {
-            dir.unlink(name).map(|_| ()).map_err(|e| ConfigFileError::Remove { path, reason: e.to_string() })
-        }
-        Ok(Some(e)) => {
-            tracing::warn!(path = %path.display(), kind = e.kind.as_str(), "not our configuration data file; left");
+    match dir.remove_if(name, Kind::File) {
+        Ok(Removal::Removed | Removal::Absent) => Ok(()),
+        Ok(Removal::Left(kind)) => {
+            tracing::warn!(path = %path.display(), kind = kind.as_str(), "not our configuration data file; left");
             Ok(())
         }
         Err(e) => Err(ConfigFileError::Remove { path, reason: e.to_string() }),
@@ -135,7 +132,7 @@ fn unlink(dir: &Dir, name: &OsStr) -> Result<(), ConfigFileError> {
 #[async_trait]
 impl Step for ConfigFileStep {
     fn name(&self) -> &'static str {
-        "config-file"
+        crate::plan::stages::CONFIG_FILE
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

@@ -6,7 +6,7 @@ use crate::cni::args::CniArgs;
 use crate::cni::describe;
 use crate::cni::result::{CniResult, ResultError};
 use crate::cni::version::CniVersion;
-use crate::state::Record;
+use crate::plan::Record;
 use backend_api::{async_trait, codes, AttachmentId, CniError, NodeSettings, Step, StepContext};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -324,7 +324,7 @@ impl IpamStep {
 #[async_trait]
 impl Step for IpamStep {
     fn name(&self) -> &'static str {
-        "ipam"
+        crate::plan::stages::IPAM
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {

@@ -3,7 +3,7 @@
 //! if ours and empty. The dir is resolved below its root without following symlinks and changed
 //! only through held descriptors: a pod-writable dir is never walked by path (docs/security.md).
 
-use backend_api::confine::{self, Dir, Kind};
+use backend_api::confine::{self, Dir, Kind, Removal};
 use backend_api::{async_trait, CniError, NodeSettings, SharedDir, Step, StepContext};
 use std::ffi::OsStr;
 use std::io;
@@ -25,7 +25,7 @@ pub const DIR_MODE: u32 = 0o755;
 #[async_trait]
 impl Step for SharedDirStep {
     fn name(&self) -> &'static str {
-        "shared-dir"
+        crate::plan::stages::SHARED_DIR
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
@@ -93,21 +93,21 @@ pub fn open_existing(settings: &NodeSettings, host: &Path) -> Result<Option<Dir>
     }
 }
 
-/// Remove the socket `name` in the held dir. Anything else under that name (a file, a symlink,
-/// a dir the pod put there) is the pod's: left alone with a warning, never followed.
+/// Remove the socket `name` in the held dir. Anything else under that name (a file or a symlink
+/// the pod put there) is the pod's: left alone with a warning, never followed. A directory there
+/// is an error, as it always was, so the record stays and an operator sees it.
 pub fn remove_socket(dir: &Dir, name: &OsStr) -> Result<(), CniError> {
     let path = dir.path().join(name);
-    match dir.entry(name) {
-        Ok(None) => Ok(()),
-        Ok(Some(e)) if e.kind == Kind::Socket => match dir.unlink(name) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(io_err("cannot remove", &path, &e)),
-        },
-        Ok(Some(e)) => {
-            tracing::warn!(path = %path.display(), kind = e.kind.as_str(), "expected a socket; left in place");
+    match dir.remove_if(name, Kind::Socket) {
+        Ok(Removal::Removed | Removal::Absent) => Ok(()),
+        Ok(Removal::Left(Kind::Dir)) => {
+            Err(CniError::io(format!("{} should be a socket but is a directory; not removing it", path.display())))
+        }
+        Ok(Removal::Left(kind)) => {
+            tracing::warn!(path = %path.display(), kind = kind.as_str(), "expected a socket; left in place");
             Ok(())
         }
-        Err(e) => Err(io_err("cannot inspect", &path, &e)),
+        Err(e) => Err(io_err("cannot remove", &path, &e)),
     }
 }
 

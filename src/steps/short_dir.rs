@@ -5,22 +5,13 @@
 //! of the same pod) refers to it. Never follows a path from the pod: both ends come from settings
 //! and the pod uid.
 
+pub use crate::plan::ShortDir;
 use crate::state::StateDir;
 use backend_api::confine::{self, Dir};
 use backend_api::{async_trait, CniError, Step, StepContext};
-use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-
-/// A bind mount of the pod's long shared dir onto a short alias.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShortDir {
-    /// `<short_socket_dir>/<pod uid>`: where sockets are addressed from the host.
-    pub short: PathBuf,
-    /// The pod's own shared dir (its emptyDir), which the pod sees.
-    pub long: PathBuf,
-}
+use std::path::Path;
 
 pub struct ShortDirStep {
     pub dir: ShortDir,
@@ -43,7 +34,7 @@ pub fn is_mount_point(path: &Path) -> bool {
 #[async_trait]
 impl Step for ShortDirStep {
     fn name(&self) -> &'static str {
-        "short-dir"
+        crate::plan::stages::SHORT_DIR
     }
 
     /// Sibling interfaces of one pod race to mount the same dir; the node lock orders them.

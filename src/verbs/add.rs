@@ -2,12 +2,14 @@
 //! return the result. On failure the applied prefix is undone and the record removed, unless an
 //! undo failed: then the record stays so the runtime's DEL can finish the clean-up.
 
-use super::plan::{attachment, build_steps, engine_of, make_plan};
+use super::plan::{attachment, request};
+use crate::pipeline::{build_steps, engine_of, make_plan};
 use super::Invocation;
 use crate::cni::version::CniVersion;
 use crate::netconf::NetConf;
 use crate::pipeline::apply_all;
-use crate::state::{Record, StateDir, RECORD_FORMAT};
+use crate::plan::{Record, RECORD_FORMAT};
+use crate::state::StateDir;
 use crate::steps::publish;
 use backend_api::{CniError, Outputs, StepContext};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ pub async fn add(inv: &Invocation<'_>, conf: &NetConf, version: CniVersion) -> R
     let att = attachment(inv, conf)?;
     crate::steps::netns::check(att.netns.as_deref())?;
     let backend = inv.registry.get(engine_of(conf)?)?;
-    let plan = make_plan(inv, conf, backend.as_ref(), &att).await?;
+    let plan = make_plan(&request(inv, conf, &att), backend.as_ref()).await?;
 
     // 2. The record, created exclusively before the first side effect.
     let state = StateDir::at(&inv.settings.state_dir);

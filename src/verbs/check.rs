@@ -2,11 +2,12 @@
 //! planned (IPAM CHECK delegated); reports every finding, each naming what is wrong. Never connects
 //! to a vhost-user socket (that would start a session with the workload's peer).
 
-use super::plan::{build_steps, engine_of};
+use crate::pipeline::{build_steps, engine_of};
 use super::Invocation;
 use crate::cni::result::CniResult;
 use crate::netconf::NetConf;
-use crate::state::{Record, StateDir};
+use crate::plan::Record;
+use crate::state::StateDir;
 use crate::steps::ipam::Budget;
 use crate::steps::{publish, IpamStep};
 use backend_api::{codes, CniError, ErrorList};

@@ -3,11 +3,10 @@
 //! harmless IPAM DEL (DESIGN.md §3.3), then succeed, unless the upstream plugin left a state
 //! file for the attachment: then the record its ADD would have had is built and torn down.
 
-use super::plan::{build_steps, engine_of};
+use crate::pipeline::engine_of;
 use super::Invocation;
 use crate::legacy::LegacyFile;
 use crate::netconf::NetConf;
-use crate::pipeline::undo_all;
 use crate::state::StateDir;
 use crate::steps::ipam::{cni_args_text, Budget};
 use crate::steps::IpamStep;
@@ -54,20 +53,9 @@ pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
     Ok(())
 }
 
-/// Undo every step of a record in reverse and remove the record if all went well. The caller
-/// holds the attachment lock. Shared with GC.
-pub async fn teardown(inv: &Invocation<'_>, state: &StateDir, record: &crate::state::Record) -> Result<(), CniError> {
-    // The record's own engine decides, not today's stdin.
-    let backend = inv.registry.get(&record.plan.engine)?;
-    let steps = build_steps(backend.as_ref(), state, record)?;
-    let mut ctx = record.step_context(inv.env.command, inv.settings);
-    let errors = undo_all(&steps, &mut ctx, state).await;
-    if !errors.is_empty() {
-        // Keep the record: it names what is left, and the runtime retries DEL.
-        return errors.into_result();
-    }
-    state.remove_record(&record.attachment.id)?;
-    Ok(())
+/// Tear a record down as this invocation's verb (DEL, or GC's teardown of a stale attachment).
+pub async fn teardown(inv: &Invocation<'_>, state: &StateDir, record: &crate::plan::Record) -> Result<(), CniError> {
+    crate::pipeline::teardown(inv.env.command, inv.settings, inv.registry, state, record).await
 }
 
 /// No record: the stdin config's IPAM (if any) is asked to release the attachment. Its leases
@@ -110,7 +98,9 @@ async fn del_legacy(
     legacy: &LegacyFile,
 ) -> Result<(), CniError> {
     let id = super::plan::attachment_id(inv)?;
-    match super::adopt::adopt_legacy(inv, conf, legacy, false).await {
+    let att = super::plan::attachment(inv, conf)?;
+    let req = super::plan::request(inv, conf, &att);
+    match crate::pipeline::adopt::adopt_legacy(&req, inv.registry, legacy, false).await {
         Ok((record, Adoption::Adopted { .. } | Adoption::Missing { .. })) => {
             tracing::info!(file = %legacy.path.display(), "removing an attachment of the upstream plugin");
             teardown(inv, state, &record).await?;

@@ -8,7 +8,7 @@
 //! belong to no record are swept. Then GC is forwarded to an IPAM delegate that speaks 1.1.0.
 
 use super::del::teardown;
-use super::plan::engine_of;
+use crate::pipeline::engine_of;
 use super::Invocation;
 use crate::cni::gc::valid_attachments;
 use crate::netconf::NetConf;
@@ -88,7 +88,7 @@ pub async fn gc(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
         }
     }
 
-    let (_, sweep_errors) = crate::reconcile::sweep::sweep_state_files(&state, false).await;
+    let (_, sweep_errors) = state.sweep_stray_files(false).await;
     for e in sweep_errors.0 {
         errors.push(e.context("gc"));
     }

@@ -2,15 +2,13 @@
 //! and runs it through the pipeline. Returns the document to print; never prints itself.
 
 mod add;
-pub mod adopt;
 mod check;
 mod del;
 mod gc;
 mod plan;
 mod status;
 
-pub use del::teardown;
-pub use plan::{build_steps, Registry};
+use crate::pipeline::Registry;
 
 use crate::cni::env::CniEnv;
 use crate::cni::version::{self, CniVersion};

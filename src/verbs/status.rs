@@ -1,7 +1,7 @@
 //! STATUS: can this node serve an ADD for this network now (state dir, dataplane, IPAM delegate)?
 //! Code 50 with the reason if not; never changes anything.
 
-use super::plan::engine_of;
+use crate::pipeline::engine_of;
 use super::Invocation;
 use crate::netconf::NetConf;
 use crate::steps::ipam::Budget;

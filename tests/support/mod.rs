@@ -2,6 +2,8 @@
 //! and log dirs) and a runner that executes the plugin binary exactly as a runtime does.
 #![allow(dead_code)]
 
+pub mod envtest;
+
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -151,6 +153,80 @@ impl Node {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// Run `bin` as `exec` does, but kill it when it is still running after `limit` (a plugin
+    /// blocked on a FIFO): `Err` says so, with what it printed until then.
+    pub fn exec_bounded(
+        &self,
+        bin: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        stdin: &[u8],
+        limit: std::time::Duration,
+    ) -> Result<Run, String> {
+        use std::io::Read;
+        use std::os::unix::process::ExitStatusExt;
+        let mut cmd = Command::new(bin);
+        cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in self.settings_env().iter().chain(env.iter()) {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn plugin");
+        if let Some(mut si) = child.stdin.take() {
+            let _ = si.write_all(stdin);
+        }
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let out = drain(child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>));
+        let err = drain(child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>));
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait plugin") {
+                break Some(st);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+        match status {
+            Some(st) => Ok(Run { code: st.code(), signal: st.signal(), stdout, stderr }),
+            None => Err(format!("still running after {limit:?}, killed\nstdout: {stdout}\nstderr: {stderr}")),
+        }
+    }
+
+    /// `cni`, bounded by `limit` (see `exec_bounded`); panics when the plugin had to be killed.
+    pub fn cni_within(
+        &self,
+        limit: std::time::Duration,
+        verb: &str,
+        cid: &str,
+        ifname: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> Run {
+        let mut env: Vec<(String, String)> = vec![
+            ("CNI_COMMAND".into(), verb.into()),
+            ("CNI_CONTAINERID".into(), cid.into()),
+            ("CNI_IFNAME".into(), ifname.into()),
+            ("CNI_NETNS".into(), this_netns()),
+            ("CNI_PATH".into(), "/usr/lib/cni".into()),
+        ];
+        self.cni_env(&mut env, extra);
+        self.exec_bounded(self.bin, &[], &env, conf.to_string().as_bytes(), limit)
+            .unwrap_or_else(|e| panic!("{verb} did not return: {e}"))
     }
 
     /// A CNI call with the standard variables.

@@ -259,6 +259,15 @@ impl Entry {
     }
 }
 
+/// What `Dir::remove_if` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    Absent,
+    /// Something else stands there (its kind): left in place.
+    Left(Kind),
+}
+
 /// Why a bounded read was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -404,6 +413,18 @@ impl Dir {
         match self.entry(name)? {
             Some(e) if expect(&e) && e.kind != Kind::Dir => self.unlink(name),
             _ => Ok(false),
+        }
+    }
+
+    /// Remove `name` only if it is a `kind` (a socket we made, our regular file): anything else
+    /// under that name is a pod's and is left, reported as `Left(kind)`. Never follows a link.
+    pub fn remove_if(&self, name: &OsStr, kind: Kind) -> io::Result<Removal> {
+        match self.entry(name)? {
+            None => Ok(Removal::Absent),
+            Some(e) if e.kind == kind && kind != Kind::Dir => {
+                Ok(if self.unlink(name)? { Removal::Removed } else { Removal::Absent })
+            }
+            Some(e) => Ok(Removal::Left(e.kind)),
         }
     }
 
@@ -595,11 +616,17 @@ pub fn socket_dir(settings: &crate::NodeSettings, path: &Path) -> io::Result<Dir
 }
 
 /// Check an operator-chosen file (an allow-listed kubeconfig) and each directory above it: all
-/// owned by root and not writable by group or others, no symlink anywhere (the path is the
-/// operator's, resolved once), then read it bounded. `Ok(None)` when it does not exist.
+/// owned by root and not writable by group or others, then read it bounded. `Ok(None)` when it
+/// does not exist. The directories are the operator's path, resolved once (`/var/run` is `/run`);
+/// the file itself must not be a symlink (a link there would make the allow-list name whatever
+/// it points at). A group/other-writable directory is accepted only with the sticky bit (`/tmp`):
+/// there nobody but an entry's owner can replace it, and the next component must be root's.
 pub fn read_root_owned(path: &Path, cap: u64) -> Result<Option<Vec<u8>>, RootOwnedError> {
-    let canon = match std::fs::canonicalize(path) {
-        Ok(c) => c,
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(RootOwnedError::Io(io::Error::from_raw_os_error(libc::EISDIR)));
+    };
+    let canon = match std::fs::canonicalize(parent) {
+        Ok(c) => c.join(name),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(RootOwnedError::Io(e)),
     };
@@ -614,7 +641,8 @@ pub fn read_root_owned(path: &Path, cap: u64) -> Result<Option<Vec<u8>>, RootOwn
         if e.uid != 0 {
             return Err(RootOwnedError::NotRootOwned { path: at.to_path_buf(), uid: e.uid });
         }
-        if e.mode & 0o022 != 0 {
+        let sticky_dir = e.kind == Kind::Dir && e.mode & libc::S_ISVTX != 0;
+        if e.mode & 0o022 != 0 && !sticky_dir {
             return Err(RootOwnedError::Writable { path: at.to_path_buf(), mode: e.mode });
         }
         Ok(())

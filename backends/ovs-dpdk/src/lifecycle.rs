@@ -293,19 +293,11 @@ async fn remove_port(client: &mut OvsdbClient, settings: &NodeSettings, obj: &Ow
         // OVS leaves a dpdkvhostuser socket behind in its vhost-sock-dir; with no record we do
         // not know the pod's shared dir, but this copy's place follows from the port name.
         // The port was proven ours (tags) and its name is the socket's: only a socket is removed.
-        let sock: PathBuf = settings.ovs_sock_dir.join(&obj.name);
-        let name = std::ffi::OsStr::new(&obj.name);
-        let found = backend_api::confine::Dir::root(&settings.ovs_sock_dir).and_then(|d| d.entry(name).map(|e| (d, e)));
-        match found {
-            Ok((d, Some(e))) if e.kind == backend_api::confine::Kind::Socket => {
-                d.unlink(name).map_err(|e| CniError::io(format!("GC: cannot remove {}: {e}", sock.display())))?;
-            }
-            Ok((_, Some(e))) => {
-                tracing::warn!(path = %sock.display(), kind = e.kind.as_str(), "GC: expected a socket; left in place")
-            }
-            Ok((_, None)) => {}
+        let dir = backend_api::confine::Dir::root(&settings.ovs_sock_dir);
+        match dir {
+            Ok(d) => crate::steps::remove_socket_in(&d, &obj.name).map_err(|e| e.context("GC"))?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(CniError::io(format!("GC: cannot inspect {}: {e}", sock.display()))),
+            Err(e) => return Err(CniError::io(format!("GC: cannot open {}: {e}", settings.ovs_sock_dir.display()))),
         }
     }
     Ok(())

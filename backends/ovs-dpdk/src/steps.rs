@@ -9,7 +9,7 @@ use crate::ovsdb::datum::{
 };
 use crate::ovsdb::{row, Condition, Mutation, Op, OpResult, Row, WaitUntil, OPEN_VSWITCH_DB};
 use crate::tags;
-use backend_api::confine::{self, Dir, Kind};
+use backend_api::confine::{self, Dir, Kind, Removal};
 use backend_api::failpoint::{self, Phase};
 use backend_api::spec::VhostMode;
 use backend_api::{async_trait, codes, CniError, HostInterface, NodeSettings, Step, StepContext};
@@ -294,19 +294,16 @@ fn precheck_socket_name(p: &OvsPlan) -> Result<(), CniError> {
 }
 
 /// Remove `<dir>/<name>` if it is a socket; anything else there is left with a warning.
-fn remove_socket_in(dir: &Dir, name: &str) -> Result<(), CniError> {
+pub fn remove_socket_in(dir: &Dir, name: &str) -> Result<(), CniError> {
     let name = std::ffi::OsStr::new(name);
     let path = dir.path().join(name);
-    match dir.entry(name) {
-        Ok(None) => Ok(()),
-        Ok(Some(e)) if e.kind == Kind::Socket => {
-            dir.unlink(name).map(|_| ()).map_err(|e| CniError::io(format!("cannot remove {}: {e}", path.display())))
-        }
-        Ok(Some(e)) => {
-            tracing::warn!(path = %path.display(), kind = e.kind.as_str(), "expected a socket; left in place");
+    match dir.remove_if(name, Kind::Socket) {
+        Ok(Removal::Removed | Removal::Absent) => Ok(()),
+        Ok(Removal::Left(kind)) => {
+            tracing::warn!(path = %path.display(), kind = kind.as_str(), "expected a socket; left in place");
             Ok(())
         }
-        Err(e) => Err(CniError::io(format!("cannot inspect {}: {}", path.display(), confine::explain(&e)))),
+        Err(e) => Err(CniError::io(format!("cannot remove {}: {}", path.display(), confine::explain(&e)))),
     }
 }
 

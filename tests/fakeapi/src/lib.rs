@@ -67,6 +67,7 @@ struct State {
     seen: Vec<Seen>,
     /// PUTs that will find the pod changed by "someone else" just before they land.
     concurrent_writes: u32,
+    authorizations: Vec<String>,
 }
 
 impl State {
@@ -155,20 +156,29 @@ impl FakeApi {
         format!("https://{}", self.addr)
     }
 
-    /// A kubeconfig for this server (its CA, the token), as Multus's would be.
+    /// A kubeconfig for this server (its CA, the token), as Multus's would be: inline data only,
+    /// in a file of mode 0600 whose missing directories are made 0755 (whatever the umask), so a
+    /// tree owned by root (the tests run as root) passes the plugin's root-owned check.
     pub fn write_kubeconfig(&self, path: &Path) {
+        write_private(path, self.kubeconfig_text(&format!("    token: {TOKEN}\n")).as_bytes());
+    }
+
+    /// A kubeconfig for this server whose one user's body is `user` (indented lines, e.g.
+    /// `"    token: ...\n"`): hostile variants are written from it with `write_private`.
+    pub fn kubeconfig_text(&self, user: &str) -> String {
         use base64::Engine;
         let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
-        let text = format!(
+        format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n    \
-             certificate-authority-data: {ca}\nusers:\n- name: multus\n  user:\n    token: {TOKEN}\n\
+             certificate-authority-data: {ca}\nusers:\n- name: multus\n  user:\n{user}\
              contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: multus\ncurrent-context: fake\n",
             self.url()
-        );
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("kubeconfig dir");
-        }
-        std::fs::write(path, text).expect("write kubeconfig");
+        )
+    }
+
+    /// The server's CA certificate (PEM), for a kubeconfig that names it as a file.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     /// Add (or replace) a pod; `spec` is the pod's spec. Returns its uid.
@@ -257,6 +267,11 @@ impl FakeApi {
         lock(&self.state).concurrent_writes = n;
     }
 
+    /// Every `Authorization` header value received, in order (also the ones answered 401).
+    pub fn authorizations(&self) -> Vec<String> {
+        lock(&self.state).authorizations.clone()
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         lock(&self.state).seen.clone()
     }
@@ -280,6 +295,29 @@ impl Drop for FakeApi {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Write `bytes` to `path` with mode 0600, its missing directories 0755, modes set explicitly.
+pub fn write_private(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        let mut missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        missing.reverse();
+        for d in missing {
+            std::fs::create_dir(d).expect("kubeconfig dir");
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod kubeconfig dir");
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create kubeconfig");
+    f.set_permissions(std::fs::Permissions::from_mode(0o600)).expect("chmod kubeconfig");
+    f.write_all(bytes).expect("write kubeconfig");
 }
 
 fn status_body(code: u16, reason: &str, message: &str) -> Value {
@@ -321,8 +359,12 @@ fn route(path: &str) -> Option<(String, String, Option<String>)> {
 async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let authorized = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
+    let authorization =
+        req.headers().get(hyper::header::AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let authorized = authorization.as_deref() == Some(&format!("Bearer {TOKEN}"));
+    if let Some(a) = authorization {
+        lock(&state).authorizations.push(a);
+    }
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let put_body: Option<Value> = (method == Method::PUT).then(|| serde_json::from_slice(&body).ok()).flatten();
     let put_rv = put_body

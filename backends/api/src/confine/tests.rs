@@ -207,14 +207,54 @@ fn confine_matches_a_root_through_its_resolved_spelling() {
 #[test]
 fn read_root_owned_refuses_writable_or_foreign_ancestors() {
     let f = Fixture::new();
-    std::fs::write(f.root().join("kc"), b"apiVersion: v1").unwrap();
-    // The temp dir's parent (/tmp) is writable by everyone: refused, and the message names it,
-    // never the file's contents.
-    let e = read_root_owned(&f.root().join("kc"), 1 << 20).unwrap_err();
+    // A world-writable directory without the sticky bit: anyone could swap the file. Refused,
+    // and the message names that directory, never the file's contents.
+    let open = f.root().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(open.join("kc"), b"apiVersion: v1").unwrap();
+    let e = read_root_owned(&open.join("kc"), 1 << 20).unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("writable by group or others"), "{text}");
+    assert!(text.contains("writable by group or others") && text.contains("/open"), "{text}");
     assert!(!text.contains("apiVersion"), "{text}");
+    // A directory owned by someone else, even 0755.
+    let foreign = f.root().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(foreign.join("kc"), b"apiVersion: v1").unwrap();
+    if std::os::unix::fs::chown(&foreign, Some(65534), None).is_ok() {
+        let e = read_root_owned(&foreign.join("kc"), 1 << 20).unwrap_err();
+        assert!(matches!(e, RootOwnedError::NotRootOwned { uid: 65534, .. }), "{e}");
+    }
+    // The file itself a symlink (to a root-only file): refused, the target never read.
+    std::fs::set_permissions(f.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    symlink(f.outside().join("secret"), f.root().join("link")).unwrap();
+    let e = read_root_owned(&f.root().join("link"), 1 << 20).unwrap_err();
+    assert!(!e.to_string().contains("DECOY"), "{e}");
     assert!(read_root_owned(&f.root().join("absent"), 1 << 20).unwrap().is_none());
+}
+
+#[test]
+fn read_root_owned_accepts_a_sticky_world_writable_ancestor() {
+    // The temp dir lives under /tmp (1777): sticky, so only an entry's owner can replace it,
+    // and the next component (ours, root's when the tests run as root) is checked in turn.
+    let f = Fixture::new();
+    for d in [f.t.path(), &f.root()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(f.root().join("kc"), b"apiVersion: v1").unwrap();
+    std::fs::set_permissions(f.root().join("kc"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sticky = std::fs::metadata(std::env::temp_dir()).unwrap().mode() & 0o1000 != 0;
+    match read_root_owned(&f.root().join("kc"), 1 << 20) {
+        Ok(bytes) => assert_eq!(bytes.unwrap(), b"apiVersion: v1"),
+        Err(RootOwnedError::NotRootOwned { .. }) => eprintln!("skipped: not running as root"),
+        Err(e) if !sticky => eprintln!("skipped: the temp dir is not sticky ({e})"),
+        Err(e) => panic!("a file under a sticky /tmp in a root-owned dir was refused: {e}"),
+    }
+    // A group-writable file is refused even there.
+    std::fs::set_permissions(f.root().join("kc"), std::fs::Permissions::from_mode(0o620)).unwrap();
+    let e = read_root_owned(&f.root().join("kc"), 1 << 20).unwrap_err();
+    assert!(matches!(e, RootOwnedError::Writable { .. } | RootOwnedError::NotRootOwned { .. }), "{e}");
 }
 
 #[test]

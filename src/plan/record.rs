@@ -1,9 +1,12 @@
-//! The attachment record: the intent (plan) written before ADD's first side effect, completed
-//! with the outputs at the end. DEL, CHECK and GC work from it; it never holds secrets.
+//! The attachment record, as it is on disk: the intent (plan) written before ADD's first side
+//! effect, completed with the outputs at the end. DEL, CHECK, GC, the reconciler and `forget` work
+//! from it; it never holds secrets. Every type a record holds is defined here, so a change to
+//! the format is a change to this file (and a new fixture under tests/fixtures/records/).
 
+use crate::k8s::{ApiAccess, PodName};
 use backend_api::{Attachment, BackendPlan, NodeSettings, Outputs, SharedDir, StepContext, Verb};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Bumped when the layout changes incompatibly; readers reject newer formats.
 pub const RECORD_FORMAT: u32 = 1;
@@ -21,7 +24,7 @@ pub struct Plan {
     /// KubeVirt: the short alias bind-mounted onto the pod's deep shared dir, when the socket
     /// path would not fit `sun_path` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub short_dir: Option<crate::steps::short_dir::ShortDir>,
+    pub short_dir: Option<ShortDir>,
     pub backend: BackendPlan,
     /// Device-info file to write (runtimeConfig.CNIDeviceInfoFile), if asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,7 +35,7 @@ pub struct Plan {
     pub device_info_given: bool,
     /// The pod whose `userspace/*` annotations this attachment maintains (compatibility mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<crate::steps::annotations::AnnotationPlan>,
+    pub annotations: Option<AnnotationPlan>,
     /// `configData-<cid12>-<ifname>.json` in the shared dir (host path), when annotations are off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_file: Option<PathBuf>,
@@ -49,6 +52,39 @@ pub struct Plan {
     pub cni_args: Option<String>,
     /// Step names in ADD order, for `inspect` and for humans reading the file.
     pub steps: Vec<String>,
+}
+
+/// KubeVirt: a bind mount of the pod's long shared dir onto a short alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShortDir {
+    /// `<short_socket_dir>/<pod uid>`: where sockets are addressed from the host.
+    pub short: PathBuf,
+    /// The pod's own shared dir (its emptyDir), which the pod sees.
+    pub long: PathBuf,
+}
+
+/// What the record says about the annotations of this attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnotationPlan {
+    pub access: ApiAccess,
+    pub pod: PodName,
+    /// The pod's uid (CNI_ARGS, else the API's at ADD): a pod re-created under the same name is
+    /// not annotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// `userspace/mapped-dir`: the socket's directory as the pod sees it, ending in `/` (consumers
+    /// concatenate it with the socket file name).
+    pub mapped_dir: String,
+}
+
+/// The mapped-dir value for a socket's pod-side path.
+pub fn mapped_dir_of(pod_socket: &Path) -> String {
+    let dir = pod_socket.parent().map(|d| d.display().to_string()).unwrap_or_default();
+    if dir.ends_with('/') {
+        dir
+    } else {
+        format!("{dir}/")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,15 +1,14 @@
 //! Adoption of an attachment the upstream plugin created (DESIGN.md §3.3, docs/upgrading.md):
-//! build the record our ADD would have written, from a config and environment (DEL's own, or the
-//! libcni cache's for `userspace adopt`) through the same planning code ADD uses, and let the
+//! build the record our ADD would have written, from a config and an attachment (DEL's own, or
+//! the libcni cache's for `userspace adopt`) through the same planning code ADD uses, and let the
 //! backend verify and tag the dataplane object the upstream state file names. Writes nothing on
 //! disk itself; the caller decides whether to tear the record down (DEL) or save it (adopt).
 
-use super::plan::{attachment, engine_of, make_plan};
-use super::Invocation;
+use super::planner::{make_plan, AttachRequest};
+use super::Registry;
 use crate::cni::version;
 use crate::legacy::{LegacyFile, LegacyObject};
-use crate::netconf::NetConf;
-use crate::state::{Record, RECORD_FORMAT};
+use crate::plan::{Record, RECORD_FORMAT};
 use backend_api::{codes, Adoption, CniError, Outputs};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,13 +16,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Returns `Adoption::Mismatch` without asking the backend when the config's engine is not the
 /// one that wrote the file.
 pub async fn adopt_legacy(
-    inv: &Invocation<'_>,
-    conf: &NetConf,
+    req: &AttachRequest<'_>,
+    registry: &Registry,
     legacy: &LegacyFile,
     dry_run: bool,
 ) -> Result<(Record, Adoption), CniError> {
-    let engine = engine_of(conf)?;
-    let att = attachment(inv, conf)?;
+    let conf = req.conf;
+    let engine = super::engine_of(conf)?;
+    let att = req.attachment;
     if !att.id.container_id.starts_with(&legacy.cid12) || att.id.ifname != legacy.ifname {
         return Err(CniError::new(
             codes::INTERNAL,
@@ -42,15 +42,15 @@ pub async fn adopt_legacy(
     if let LegacyObject::Ovs { vhostname } = &legacy.object {
         planned.host.vhost.get_or_insert_with(Default::default).socketfile = Some(vhostname.clone());
     }
-    let backend = inv.registry.get(engine)?;
-    let plan = make_plan(inv, &planned, backend.as_ref(), &att).await?;
+    let backend = registry.get(engine)?;
+    let plan = make_plan(&AttachRequest { conf: &planned, ..*req }, backend.as_ref()).await?;
     let adoption = if legacy.object.engine() != engine {
         Adoption::Mismatch {
             object: legacy.path.display().to_string(),
             reason: format!("written by engine {}, the config selects {engine}", legacy.object.engine()),
         }
     } else {
-        backend.adopt(inv.settings, &att, &plan.backend, &legacy.raw, dry_run).await?
+        backend.adopt(req.settings, att, &plan.backend, &legacy.raw, dry_run).await?
     };
     let cni_version = version::negotiate(&conf.raw)?.as_str().to_owned();
     let outputs = Outputs { socket: plan.backend.socket.clone(), ..Outputs::default() };
@@ -59,7 +59,7 @@ pub async fn adopt_legacy(
         complete: true,
         created_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         cni_version,
-        attachment: att,
+        attachment: att.clone(),
         config: conf.raw.clone(),
         plan,
         outputs: Some(outputs),

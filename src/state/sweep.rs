@@ -2,7 +2,7 @@
 //! gone (a process killed between taking the lock and creating the record, or after removing it).
 //! Removed only under that attachment's lock, never while anyone holds it.
 
-use crate::state::StateDir;
+use super::StateDir;
 use backend_api::{AttachmentId, CniError, ErrorList};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,7 +26,7 @@ fn id_of(stem: &str) -> Option<AttachmentId> {
 }
 
 /// Remove (or, with `dry_run`, list) lock and temp files that belong to no record.
-pub async fn sweep_state_files(state: &StateDir, dry_run: bool) -> (Vec<PathBuf>, ErrorList) {
+pub(super) async fn sweep_state_files(state: &StateDir, dry_run: bool) -> (Vec<PathBuf>, ErrorList) {
     let mut removed = Vec::new();
     let mut errors = ErrorList::default();
     let entries = match std::fs::read_dir(state.root()) {
@@ -52,7 +52,7 @@ pub async fn sweep_state_files(state: &StateDir, dry_run: bool) -> (Vec<PathBuf>
             .filter(|p| p.exists())
             .collect();
         if dry_run {
-            if super::survey::lock_is_free(&super::survey::lock_path(state, &id)) {
+            if state.lock_is_free(&id) {
                 removed.extend(files);
             }
             continue;
