@@ -10,10 +10,11 @@
 
 pub mod cache;
 
+use backend_api::confine::{self, Dir, Kind, ReadError};
 use backend_api::{codes, AttachmentId, CniError, NodeSettings};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::ErrorKind;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The upstream files are a few dozen bytes; anything larger is not one of them.
@@ -107,13 +108,40 @@ pub fn for_attachment(settings: &NodeSettings, id: &AttachmentId) -> Result<Opti
 /// i.e. interfaces of the same pod the upstream plugin added and nobody has removed yet. Only file
 /// names are read; an unreadable `data` dir counts as none.
 pub fn sibling_ifnames(settings: &NodeSettings, id: &AttachmentId) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(data_dir(settings)) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| parse_file_name(e.file_name().to_str()?))
+    let Ok(Some(names)) = open_data_dir(&data_dir(settings)).map(|d| d.map(|d| names_in(&d))) else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter_map(|n| parse_file_name(n))
         .filter(|(cid12, ifname)| cid12 == id.cid12() && *ifname != id.ifname)
         .map(|(_, ifname)| ifname)
         .collect()
+}
+
+/// The `data` dir at `dir` (`<shared_dir>/data`): the operator's `shared_dir` opened as a root,
+/// `data` below it without following a symlink. `Ok(None)` when it does not exist.
+fn open_data_dir(dir: &Path) -> std::io::Result<Option<Dir>> {
+    let (Some(base), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    match Dir::root(base).and_then(|b| b.open_dir(Path::new(name))) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The names in a held directory (read through its descriptor, never by path).
+fn names_in(dir: &Dir) -> Vec<String> {
+    std::fs::read_dir(dir.proc_path())
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// An I/O error with the reason a resolver gives (a planted symlink says so).
+fn explained(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), confine::explain(e))
 }
 
 /// `(cid12, ifname)` from a file name `local-<cid12>-<ifname>.json`. The container id part is
@@ -137,22 +165,18 @@ pub fn read(path: &Path) -> Result<Option<LegacyFile>, LegacyError> {
         found: "a file name that is not local-<cid12>-<ifname>.json".into(),
     })?;
     let read_err = |source| LegacyError::Read { path: path.to_path_buf(), source };
-    // O_NOFOLLOW: a symlink in place of the file must not make us read (or later remove)
-    // another; O_NONBLOCK and the regular-file check: a FIFO or device never blocks or floods us.
-    let open = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path);
-    let f = match open {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_err(e)),
+    let Some(dir) = path.parent().map(open_data_dir).transpose().map_err(|e| read_err(explained(&e)))?.flatten() else {
+        return Ok(None);
     };
-    let bytes = backend_api::confine::read_bounded(f, MAX_STATE_FILE).map_err(|e| match e {
-        backend_api::confine::ReadError::Io(e) => read_err(e),
-        backend_api::confine::ReadError::TooLarge(_) => LegacyError::TooLarge { path: path.to_path_buf() },
-        other => read_err(std::io::Error::other(other.to_string())),
-    })?;
+    // No symlink, FIFO or device in place of the file: a pod must not make us read (and later
+    // remove) another file, nor block on a FIFO forever.
+    let bytes = match dir.read_file(Path::new(OsStr::new(name)), MAX_STATE_FILE) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(ReadError::TooLarge(_)) => return Err(LegacyError::TooLarge { path: path.to_path_buf() }),
+        Err(ReadError::Io(e)) => return Err(read_err(explained(&e))),
+        Err(e @ ReadError::NotRegular(_)) => return Err(read_err(std::io::Error::other(e.to_string()))),
+    };
     let raw: Value = serde_json::from_slice(&bytes)
         .map_err(|e| LegacyError::BadJson { path: path.to_path_buf(), reason: e.to_string() })?;
     // The error names the file and what is missing, never its contents (docs/security.md).
@@ -179,27 +203,40 @@ fn classify(doc: &Value) -> Option<LegacyObject> {
 /// Every upstream state file on the node, each parsed or with the reason it cannot be.
 pub fn list(settings: &NodeSettings) -> Result<Vec<Result<LegacyFile, LegacyError>>, LegacyError> {
     let dir = data_dir(settings);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(LegacyError::List { path: dir, source: e }),
+    let held = match open_data_dir(&dir) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => return Err(LegacyError::List { path: dir, source: explained(&e) }),
     };
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("local-") && n.ends_with(".json")))
-        .map(|e| e.path())
+    let mut paths: Vec<PathBuf> = names_in(&held)
+        .into_iter()
+        .filter(|n| n.starts_with("local-") && n.ends_with(".json"))
+        .map(|n| dir.join(n))
         .collect();
     paths.sort();
     Ok(paths.iter().filter_map(|p| read(p).transpose()).collect())
 }
 
-/// Remove a state file once what it names is ours (or gone); "not found" is success. The
-/// `data` dir itself stays: it is the upstream plugin's.
+/// Remove a state file once what it names is ours (or gone); "not found" is success. Only a
+/// regular file is removed, through the held `data` dir; anything else under its name (a pod's
+/// symlink, a FIFO) is left with a warning. The `data` dir itself stays: it is the upstream
+/// plugin's.
 pub fn remove(path: &Path) -> Result<(), LegacyError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(LegacyError::Remove { path: path.to_path_buf(), source: e }),
+    let remove_err = |source| LegacyError::Remove { path: path.to_path_buf(), source };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
+    let Some(dir) = open_data_dir(parent).map_err(|e| remove_err(explained(&e)))? else { return Ok(()) };
+    match dir.entry(name) {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) if e.kind == Kind::File => match dir.unlink(name) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(remove_err(e)),
+        },
+        Ok(Some(e)) => {
+            tracing::warn!(path = %path.display(), kind = e.kind.as_str(), "not an upstream state file; left in place");
+            Ok(())
+        }
+        Err(e) => Err(remove_err(e)),
     }
 }
 

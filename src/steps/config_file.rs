@@ -137,7 +137,7 @@ impl Step for ConfigFileStep {
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         let doc = entry(ctx, &self.config, &self.cni_version)?;
-        let werr = |e: std::io::Error| ConfigFileError::Write { path: self.path.clone(), reason: e.to_string() };
+        let werr = |e: std::io::Error| ConfigFileError::Write { path: self.path.clone(), reason: confine::explain(&e) };
         let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| werr(std::io::Error::other(e)))?;
         let Some((dir, name)) = open_dir(ctx, &self.path)? else {
             return Err(werr(std::io::Error::from_raw_os_error(libc::ENOENT)).into());
@@ -146,21 +146,33 @@ impl Step for ConfigFileStep {
         // a planted link, given its mode through its descriptor, then renamed over whatever has
         // our file's name, all relative to the held dir.
         let tmp = temp_name(&name);
-        // Our temp name: whatever the pod put there goes (unlinkat removes a link itself, never
-        // its target); a directory makes the exclusive create below fail.
-        if dir.entry(&tmp).map_err(werr)?.is_some_and(|e| e.kind != Kind::Dir) {
-            dir.unlink(&tmp).map_err(werr)?;
+        // The temp name is ours (docs/socket-discovery.md): a crash's leftover, or a link or FIFO
+        // the pod put there, is unlinked (unlinkat never follows); a directory there fails the
+        // exclusive create below.
+        match dir.entry(&tmp) {
+            Ok(Some(e)) if e.kind != Kind::Dir => {
+                dir.unlink(&tmp).map_err(|e| CniError::from(werr(e)))?;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(werr(e).into()),
         }
-        dir.write_new(&tmp, &bytes, 0o444).and_then(|()| dir.rename_from(&dir, &tmp, &name)).map_err(|e| {
-            let _ = dir.unlink(&tmp);
+        // A failed exclusive create made nothing: whatever holds the temp name is not ours to
+        // remove. Only our own temp file goes when the rename fails.
+        dir.write_new(&tmp, &bytes, 0o444).map_err(|e| CniError::from(werr(e)))?;
+        dir.rename_from(&dir, &tmp, &name).map_err(|e| {
+            let _ = dir.unlink_if(&tmp, |en| en.kind == Kind::File);
             CniError::from(werr(e))
         })
     }
 
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
-        if let Some((dir, name)) = open_dir(ctx, &self.path)? {
-            unlink(&dir, &temp_name(&name))?;
-            unlink(&dir, &name)?;
+        // A shared dir the pod swapped for a symlink (or anything not a directory below its
+        // root) holds nothing of ours: skip it with a warning, as the shared-dir step does, or
+        // DEL could never finish and the pod would stay Terminating.
+        let (Some(parent), Some(name)) = (self.path.parent(), self.path.file_name()) else { return Ok(()) };
+        if let Some(dir) = crate::steps::shared_dir::open_existing(&ctx.settings, parent)? {
+            unlink(&dir, &temp_name(name))?;
+            unlink(&dir, name)?;
         }
         Ok(())
     }
@@ -173,6 +185,7 @@ impl Step for ConfigFileStep {
         let bytes = match dir.read_file(Path::new(&name), 1 << 20) {
             Ok(Some(b)) => b,
             Ok(None) => return Err(problem("is missing".into())),
+            Err(confine::ReadError::Io(e)) => return Err(problem(format!("cannot be read: {}", confine::explain(&e)))),
             Err(e) => return Err(problem(format!("cannot be read: {e}"))),
         };
         let doc: Value = serde_json::from_slice(&bytes).map_err(|e| problem(format!("is not JSON: {e}")))?;

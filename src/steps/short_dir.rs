@@ -112,6 +112,16 @@ impl Step for ShortDirStep {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(CniError::io(format!("cannot open {}: {e}", base.display()))),
         };
+        // Not a directory (a symlink or file planted in its place): nothing we made, and rmdir
+        // would fail on it forever, keeping the record; left with a warning, never followed.
+        match base.entry(name) {
+            Ok(Some(e)) if e.kind != confine::Kind::Dir => {
+                tracing::warn!(dir = %short.display(), kind = e.kind.as_str(), "short socket dir replaced; left in place");
+                return Ok(());
+            }
+            Ok(None) => return Ok(()),
+            _ => {}
+        }
         // Not empty (something outside our knowledge is in it): left in place.
         base.rmdir(name)
             .map(|_| ())

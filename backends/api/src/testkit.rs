@@ -311,9 +311,17 @@ impl Step for PortStep {
         })?;
         failpoint::hit("port", Phase::During)?;
         if let Some(sock) = &self.plan.delivered_socket {
-            // A real (unserved) socket file, as a dataplane in server mode leaves in the dir.
-            std::os::unix::net::UnixListener::bind(sock)
-                .map_err(|e| CniError::io(format!("deliver {}: {e}", sock.display())))?;
+            // A real (unserved) socket file, as a dataplane in server mode leaves in the dir,
+            // bound through the held dir like the real delivery (renameat between held dirs): a
+            // pod that swapped its dir for a symlink must not get a socket made elsewhere.
+            let deliver_err = |e: std::io::Error| {
+                CniError::io(format!("deliver {}: {}", sock.display(), crate::confine::explain(&e)))
+            };
+            let (Some(parent), Some(name)) = (sock.parent(), sock.file_name()) else {
+                return Err(CniError::io(format!("deliver {}: not a file path", sock.display())));
+            };
+            let dir = crate::confine::socket_dir(&ctx.settings, parent).map_err(deliver_err)?;
+            std::os::unix::net::UnixListener::bind(dir.proc_path().join(name)).map_err(deliver_err)?;
         }
         ctx.outputs.host_interfaces.push(crate::attachment::HostInterface { name: self.plan.port.clone(), mac: None });
         Ok(())
