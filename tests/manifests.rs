@@ -763,11 +763,15 @@ fn kubevirt_example_is_consistent() {
         for cap in ["mac", "deviceID", "CNIDeviceInfoFile"] {
             assert_eq!(conf["capabilities"][cap], true, "{name}: capability {cap}");
         }
-        // Multus passes CNIDeviceInfoFile only for a network with a device: the VMI must request it.
+        // Multus passes CNIDeviceInfoFile only for a network with a device (resourceName); KubeVirt
+        // requests that resource for the launcher pod itself, one per network, so the VMI must not
+        // (an explicit value under-requests for two such NICs).
         let annotations = nad.metadata.annotations.as_ref();
         let resource = annotations.and_then(|a| a.get("k8s.v1.cni.cncf.io/resourceName")).expect("resourceName");
         let requests = vmi.spec.domain.resources.as_ref().and_then(|r| r.requests.as_ref());
-        assert!(requests.is_some_and(|r| r.contains_key(resource)), "the VMI requests {resource}");
+        assert!(!requests.is_some_and(|r| r.contains_key(resource)), "the VMI must not request {resource} itself");
+        let limits = vmi.spec.domain.resources.as_ref().and_then(|r| r.limits.as_ref());
+        assert!(!limits.is_some_and(|r| r.contains_key(resource)), "the VMI must not limit {resource} itself");
     }
     assert_eq!(vhost, 1, "one vhost-user interface");
     assert!(vmi.spec.domain.memory.as_ref().and_then(|m| m.hugepages.as_ref()).is_some(), "vhost-user needs hugepages");
