@@ -25,6 +25,7 @@ pub trait FsProbe {
 }
 
 /// Where the pod's shared directory is, and who owns it.
+#[derive(Debug)]
 pub struct SharedDirRoute {
     pub dir: SharedDir,
     /// The plugin creates `<base>/<cid12>` and removes it when empty.
@@ -156,6 +157,21 @@ pub fn shared_dir(
         probe.check_shared_base(given)?;
     }
     let host = base.join(att.id.cid12());
+    // `<shared_dir>/data` holds the upstream plugin's state files (docs/upgrading.md): a
+    // container id `data` must not make that the pod's writable dir.
+    if backend_api::names::lexical_normal(&host)
+        == backend_api::names::lexical_normal(&settings.shared_dir.join("data"))
+    {
+        return Err(CniError::new(
+            backend_api::codes::INVALID_ENV,
+            format!(
+                "container id {:?} would make {} its shared dir, where the upstream plugin keeps its state; \
+                 the runtime must use another id, or the network another sharedDir",
+                att.id.container_id,
+                host.display()
+            ),
+        ));
+    }
     // The dir is pod-writable once it exists: a symlink (or file) planted in its place must not
     // redirect where we create or delete sockets (the steps never follow one; say so up front).
     if let Some(kind) = probe.non_dir_at(&host)? {
@@ -400,6 +416,19 @@ mod tests {
             let r = shared_dir(&conf, settings, &att, pod.as_ref(), &table).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(summary(&r), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_container_id_data_never_gets_the_upstream_state_dir() {
+        let s = NodeSettings::default();
+        let mut a = att(None);
+        a.id = AttachmentId::new("data", "net1");
+        let err = shared_dir(&conf(json!({})), &s, &a, None, &Table::default()).expect_err("refused");
+        assert_eq!(err.code, codes::INVALID_ENV, "{err}");
+        assert!(err.msg.contains("/var/lib/cni/usrspcni/data"), "{err}");
+        // Under another sharedDir the name is harmless.
+        let c = conf(json!({"sharedDir": "/var/lib/cni/usrspcni/vms"}));
+        assert!(shared_dir(&c, &s, &a, None, &Table::default()).is_ok());
     }
 
     #[test]
