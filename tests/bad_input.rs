@@ -5,27 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{recording_conf, this_netns, Node, TESTKIT_BIN};
-
-fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Default::default());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
+use support::{merge_patch, recording_conf, this_netns, Node, TESTKIT_BIN};
 
 fn fill(s: &str, node: &Node) -> String {
     s.replace("{root}", &node.root.path().display().to_string())

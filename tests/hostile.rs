@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{recording_conf, run_in_private_mount_ns, this_netns, Node, PLUGIN_BIN, TESTKIT_BIN};
+use support::{merge_patch, recording_conf, run_in_private_mount_ns, this_netns, Node, PLUGIN_BIN, TESTKIT_BIN};
 use testlab::Lab;
 
 /// The container id most cases use (64 characters, as runtimes make them).
@@ -525,26 +525,6 @@ fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) -> Result<(), String> {
         return Err(format!("mknod {}: {}", p.display(), std::io::Error::last_os_error()));
     }
     Ok(())
-}
-
-fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Default::default());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
 }
 
 /// The case's network config: the recording backend's, with the step's merge patch.

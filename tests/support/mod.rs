@@ -217,20 +217,19 @@ impl Node {
         conf: &Value,
         extra: &[(&str, &str)],
     ) -> Run {
-        let mut env: Vec<(String, String)> = vec![
-            ("CNI_COMMAND".into(), verb.into()),
-            ("CNI_CONTAINERID".into(), cid.into()),
-            ("CNI_IFNAME".into(), ifname.into()),
-            ("CNI_NETNS".into(), this_netns()),
-            ("CNI_PATH".into(), "/usr/lib/cni".into()),
-        ];
-        self.cni_env(&mut env, extra);
+        let env = self.cni_vars(verb, cid, ifname, extra);
         self.exec_bounded(self.bin, &[], &env, conf.to_string().as_bytes(), limit)
             .unwrap_or_else(|e| panic!("{verb} did not return: {e}"))
     }
 
     /// A CNI call with the standard variables.
     pub fn cni(&self, verb: &str, cid: &str, ifname: &str, conf: &Value, extra: &[(&str, &str)]) -> Run {
+        let env = self.cni_vars(verb, cid, ifname, extra);
+        self.exec(self.bin, &env, conf.to_string().as_bytes())
+    }
+
+    /// The standard CNI variables of a call, with `extra` overriding them.
+    fn cni_vars(&self, verb: &str, cid: &str, ifname: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = vec![
             ("CNI_COMMAND".into(), verb.into()),
             ("CNI_CONTAINERID".into(), cid.into()),
@@ -239,7 +238,7 @@ impl Node {
             ("CNI_PATH".into(), "/usr/lib/cni".into()),
         ];
         self.cni_env(&mut env, extra);
-        self.exec(self.bin, &env, conf.to_string().as_bytes())
+        env
     }
 
     fn cni_env(&self, env: &mut Vec<(String, String)>, extra: &[(&str, &str)]) {
@@ -341,6 +340,27 @@ pub fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(prefix))
         .collect()
+}
+
+/// RFC 7386 JSON merge patch (`null` deletes a key): the data-driven tables' config patches.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Default::default());
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
 }
 
 /// A real network namespace path that always exists: the test process's own.
