@@ -803,6 +803,20 @@ fn unmount_under(root: &Path) {
 /// Run one case on a fresh node under `resolver`; the failures found.
 fn run_case(case: &Value, resolver: Resolver, lab: Option<Arc<Lab>>) -> Vec<String> {
     let name = case["name"].as_str().unwrap_or("?");
+    if let Some(lab) = &lab {
+        // Every lab row uses the same container id, so the same port and socket names: wait until
+        // ovs-vswitchd has applied the previous row's deletions (DEL does not wait for it), or its
+        // late unlink of the previous port's socket removes this row's decoy of the same name.
+        // ovs-vsctl without --no-wait returns once vswitchd has applied this change, and
+        // vswitchd applies the database in order.
+        let mark = format!(
+            "external_ids:uscni-test-sync={}",
+            std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0)
+        );
+        if let Err(e) = lab.vsctl(&["set", "Open_vSwitch", ".", &mark]) {
+            return vec![format!("{name}: waiting for ovs-vswitchd failed: {e}")];
+        }
+    }
     let w = World::new(resolver, lab);
     let mut v = Verdict { failures: Vec::new() };
     for a in case["setup"].as_array().into_iter().flatten() {
