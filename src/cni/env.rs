@@ -17,8 +17,6 @@ const VERBS: &str = "ADD, DEL, CHECK, GC, STATUS, VERSION";
 
 /// Linux IFNAMSIZ is 16 including the terminating NUL.
 pub const MAX_IFNAME_BYTES: usize = 15;
-/// What the state dir adds around `<cid>_<ifname>` in its longest file name (`.` `_` `.json.tmp`).
-pub const DERIVED_NAME_EXTRA: usize = 11;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CniEnv {
@@ -178,19 +176,6 @@ impl CniEnv {
 
         if let Some(id) = &container_id {
             validate_container_id(id)?;
-            // The longest name derived from the id is the record's temp file
-            // `.<cid>_<ifname>.json.tmp`: it must fit NAME_MAX, checked before any side effect.
-            let longest = id.len() + ifname.as_ref().map_or(MAX_IFNAME_BYTES, String::len) + DERIVED_NAME_EXTRA;
-            if longest > backend_api::names::MAX_FILE_NAME {
-                return Err(EnvError::InvalidContainerId {
-                    value: id.clone(),
-                    reason: format!(
-                        "it is {} bytes long; with CNI_IFNAME the plugin's state file names would exceed {} bytes",
-                        id.len(),
-                        backend_api::names::MAX_FILE_NAME
-                    ),
-                });
-            }
         }
         if let Some(name) = &ifname {
             validate_ifname(name)?;

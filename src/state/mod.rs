@@ -101,6 +101,23 @@ impl StateDir {
         &self.root
     }
 
+    /// Whether every file name this layout derives from `id` fits NAME_MAX (the longest is the
+    /// temp record `.<cid>_<ifname>.json.tmp`): checked before any side effect, so an over-long
+    /// id is refused up front instead of failing between two steps or in a rollback.
+    pub fn check_names_fit(id: &AttachmentId) -> Result<(), String> {
+        let longest = format!(".{}.json.tmp", id.file_stem()).len();
+        if longest > backend_api::names::MAX_FILE_NAME {
+            return Err(format!(
+                "CNI_CONTAINERID {:?} is {} bytes long; with CNI_IFNAME the plugin's state file names would be \
+                 {longest} bytes, over the {} a file name may have",
+                id.container_id,
+                id.container_id.len(),
+                backend_api::names::MAX_FILE_NAME
+            ));
+        }
+        Ok(())
+    }
+
     pub fn record_path(&self, id: &AttachmentId) -> PathBuf {
         self.root.join(format!("{}.json", id.file_stem()))
     }

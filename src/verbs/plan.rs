@@ -10,10 +10,12 @@ use backend_api::{codes, Attachment, AttachmentId, CniError};
 /// (CNI_CONTAINERID, CNI_IFNAME): the env parser already required them for ADD, DEL and CHECK.
 pub fn attachment_id(inv: &Invocation<'_>) -> Result<AttachmentId, CniError> {
     let env = inv.env;
-    Ok(AttachmentId::new(
+    let id = AttachmentId::new(
         env.container_id.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_CONTAINERID is required"))?,
         env.ifname.clone().ok_or_else(|| CniError::new(codes::INVALID_ENV, "CNI_IFNAME is required"))?,
-    ))
+    );
+    crate::state::StateDir::check_names_fit(&id).map_err(|m| CniError::new(codes::INVALID_ENV, m))?;
+    Ok(id)
 }
 
 /// The attachment from the environment, CNI_ARGS and the config.
