@@ -496,6 +496,6 @@ fn both_device_info_mode_conventions_connect_with_testpmd_on_the_pod_side() {
         b.del();
         assert!(!file_b.exists(), "{side}: DEL removed the file it wrote in this convention");
         assert!(file_a.exists(), "{side}: the device plugin's file stays");
-        assert!(!lab.bridges().expect("bridges").iter().any(|br| *br == bridge), "{side}: bridge gone");
+        assert!(!lab.bridges().expect("bridges").contains(&bridge), "{side}: bridge gone");
     }
 }

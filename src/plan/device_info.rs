@@ -48,17 +48,11 @@ pub enum DeviceInfoError {
     )]
     PathConflict { path: PathBuf, given: PathBuf, planned: PathBuf, remedy: String },
     #[error(
-        "device-info file {} (written before ADD) says the {whose} {what} is {given:?}, but this network's \
+        "device-info file {} (written before ADD) says the {what} is {given:?}, but this network's \
          config makes it {planned:?}: {remedy}", path.display()
     )]
-    ModeConflict {
-        path: PathBuf,
-        whose: &'static str,
-        what: &'static str,
-        given: String,
-        planned: String,
-        remedy: String,
-    },
+    /// `what`: whose mode or role, e.g. "workload's vhost-user mode".
+    ModeConflict { path: PathBuf, what: &'static str, given: String, planned: String, remedy: String },
     #[error("cannot write device-info file {}: {reason}", path.display())]
     Write { path: PathBuf, reason: String },
     #[error(
@@ -116,11 +110,12 @@ fn inverse_vhost(mode: &str) -> &'static str {
     }
 }
 
-/// Whose side a file's mode states, in words for messages.
-fn whose(kind: SocketKind, side: ModeSide) -> &'static str {
+/// What a file's mode or role states, and whose, in words for messages.
+fn what_mode(kind: SocketKind, side: ModeSide) -> &'static str {
     match (kind, side) {
-        (SocketKind::VhostUser, ModeSide::Host) => "host port's (deviceInfoVhostMode \"host\")",
-        _ => "workload's",
+        (SocketKind::VhostUser, ModeSide::Host) => "host port's vhost-user mode (deviceInfoVhostMode \"host\")",
+        (SocketKind::VhostUser, ModeSide::Workload) => "workload's vhost-user mode",
+        (SocketKind::Memif, _) => "workload's memif role",
     }
 }
 
@@ -290,22 +285,26 @@ pub fn check_honoured(
         }
         .into());
     }
-    let (what, key) = match given.kind {
-        SocketKind::VhostUser => ("vhost-user mode", "host.vhost.mode"),
-        SocketKind::Memif => ("memif role", "host.memif.role"),
+    let key = match given.kind {
+        SocketKind::VhostUser => "host.vhost.mode",
+        SocketKind::Memif => "host.memif.role",
     };
     if planned.mode != given.mode {
-        let remedy = match side {
-            ModeSide::Workload => format!(
+        let remedy = match (given.kind, side) {
+            (SocketKind::Memif, _) => {
+                format!("leave {key} out (the file decides) or set it to the inverse of the file's")
+            }
+            (SocketKind::VhostUser, ModeSide::Workload) => format!(
                 "leave {key} out (the file decides) or set it to the inverse of the file's; if the device plugin \
                  states the host port's side (as virtio-device-plugin does), set deviceInfoVhostMode \"host\""
             ),
-            ModeSide::Host => format!("leave {key} out (the file decides) or set it to the file's"),
+            (SocketKind::VhostUser, ModeSide::Host) => {
+                format!("leave {key} out (the file decides) or set it to the file's")
+            }
         };
         return Err(DeviceInfoError::ModeConflict {
             path: file.into(),
-            whose: whose(given.kind, side),
-            what,
+            what: what_mode(given.kind, side),
             given: given.mode.clone(),
             planned: planned.mode,
             remedy,
@@ -316,8 +315,7 @@ pub fn check_honoured(
         if g != p {
             return Err(DeviceInfoError::ModeConflict {
                 path: file.into(),
-                whose: "workload's",
-                what: "memif mode",
+                what: "workload's memif mode",
                 given: g.clone(),
                 planned: p.clone(),
                 remedy: "leave host.memif.mode out (the file decides) or set it to the file's".into(),
