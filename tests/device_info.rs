@@ -312,7 +312,7 @@ fn the_examples_pass_the_plugins_validation() {
 }
 
 /// config/examples/device-plugin-vhost.yaml against a real OVS: the device plugin's file decides
-/// where OVS connects and is left as it was.
+/// where OVS connects and is left as it was; the port is named `<cid12>-<ifname>`.
 #[test]
 fn device_plugin_example_against_ovs() {
     let lab = testlab::Lab::shared("devinfo").expect("start the private OVS-DPDK lab");
@@ -324,13 +324,178 @@ fn device_plugin_example_against_ovs() {
     let mut c = nad_config("device-plugin-vhost.yaml");
     c["host"]["bridge"]["bridgeName"] = json!("br-di-dp");
     c["runtimeConfig"] = json!({"deviceID": "dev-a1", "CNIDeviceInfoFile": file.display().to_string()});
-    let res = node.cni("ADD", CID, "net1", &c, &[]).expect_ok();
+    let cid = "e1a0000000000000000000000000000e";
+    let res = node.cni("ADD", cid, "net1", &c, &[]).expect_ok();
     assert_eq!(sandbox(&res)["socketPath"], "/var/run/vhost-dp/dev-a1.sock");
-    assert_eq!(lab.interface_column("dev-a1.sock", "type").expect("type"), "dpdkvhostuserclient", "the pod serves");
-    let opts = lab.interface_column("dev-a1.sock", "options").expect("options");
+    // The port is named by the attachment, not by the device plugin's socket name.
+    let port = "e1a000000000-net1";
+    assert_eq!(lab.interface_column(port, "type").expect("type"), "dpdkvhostuserclient", "the pod serves");
+    let opts = lab.interface_column(port, "options").expect("options");
     let host = node.path("dp/dev-a1/dev-a1.sock");
     assert!(opts.contains(&host.display().to_string()), "OVS connects in the device's host dir: {opts}");
-    node.cni("DEL", CID, "net1", &c, &[]).expect_ok();
+    node.cni("DEL", cid, "net1", &c, &[]).expect_ok();
     assert_eq!(std::fs::read(&file).expect("given"), before, "the device plugin's file is untouched");
     assert!(!lab.bridges().expect("bridges").iter().any(|b| b == "br-di-dp"));
+}
+
+/// An attachment that is DELeted when the test ends, also when it fails half-way, so a failed
+/// run leaves no port on the shared lab's bridge for the next test to trip over.
+struct Attached<'a> {
+    node: &'a Node,
+    cid: &'static str,
+    conf: Value,
+    result: Value,
+    deleted: bool,
+}
+
+impl<'a> Attached<'a> {
+    fn add(node: &'a Node, cid: &'static str, conf: Value) -> Attached<'a> {
+        let result = node.cni("ADD", cid, "net1", &conf, &[]).expect_ok();
+        Attached { node, cid, conf, result, deleted: false }
+    }
+
+    fn del(mut self) {
+        self.deleted = true;
+        self.node.cni("DEL", self.cid, "net1", &self.conf, &[]).expect_ok();
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        if !self.deleted {
+            let _ = self.node.cni("DEL", self.cid, "net1", &self.conf, &[]);
+        }
+    }
+}
+
+/// The OVS config of a device plugin's network (config/examples/device-plugin-vhost.yaml) on
+/// `bridge`, as Multus calls it for `deviceID` with the device-info file at `file`.
+fn device_plugin_conf(bridge: &str, file: &Path, device_id: &str) -> Value {
+    let mut c = nad_config("device-plugin-vhost.yaml");
+    c["host"]["bridge"]["bridgeName"] = json!(bridge);
+    c["runtimeConfig"] = json!({"deviceID": device_id, "CNIDeviceInfoFile": file.display().to_string()});
+    c
+}
+
+/// A node whose device plugin keeps device `<id>`'s socket dir at `<root>/vdp/vhost-phy0_<id>`,
+/// as virtio-device-plugin's `<baseDir>/<resourceName>_<deviceID>`.
+fn virtio_dp_node(lab: &testlab::Lab) -> Node {
+    let mut node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let dir = node.path("vdp/vhost-phy0_{deviceID}").display().to_string();
+    node.overrides.push(("USERSPACE_CNI_DEVICE_HOST_DIR".into(), dir));
+    node
+}
+
+fn send_32(from: testlab::VhostPort, to: testlab::VhostPort) -> (u64, u64) {
+    testlab::Testpmd::send_packets(&from, &to, 32, std::time::Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("testpmd from {from:?} to {to:?}: {e}"))
+}
+
+/// virtio-device-plugin names every device's socket `vhost.sock`, each in the device's own dir.
+/// The OVS port names must not come from that name (OVS port names are node-wide): each port is
+/// `<cid12>-<ifname>`, the socket keeps the device plugin's name in the device's dir. Pod A's
+/// file makes OVS the client (testpmd serves the socket), pod B's makes OVS the server (the
+/// socket OVS creates under the port's name is delivered as `vhost.sock`); packets cross both.
+#[test]
+fn two_pods_whose_device_plugin_names_every_socket_vhost_sock_both_attach_and_forward_packets() {
+    use testlab::VhostPort;
+    let lab = testlab::Lab::shared("devinfo").expect("start the private OVS-DPDK lab");
+    let node = virtio_dp_node(&lab);
+    let (cid_a, cid_b) = ("a5000000000000000000000000000001", "b5000000000000000000000000000002");
+    let (port_a, port_b) = ("a50000000000-net1", "b50000000000-net1");
+    let (file_a, file_b) = (node.path("devinfo/cni/pod-a-net1.json"), node.path("devinfo/cni/pod-b-net1.json"));
+    // As the spec's text reads mode (the workload's side): A's workload serves, B's connects.
+    plant_given(&file_a, "server", "/var/run/virtio-dp/vhost-phy0_0/vhost.sock");
+    plant_given(&file_b, "client", "/var/run/virtio-dp/vhost-phy0_1/vhost.sock");
+    let given = (std::fs::read(&file_a).expect("a"), std::fs::read(&file_b).expect("b"));
+    let a = Attached::add(&node, cid_a, device_plugin_conf("br-di-vs", &file_a, "0"));
+    let b = Attached::add(&node, cid_b, device_plugin_conf("br-di-vs", &file_b, "1"));
+    assert_eq!(sandbox(&a.result)["socketPath"], "/var/run/virtio-dp/vhost-phy0_0/vhost.sock", "{}", a.result);
+    assert_eq!(sandbox(&b.result)["socketPath"], "/var/run/virtio-dp/vhost-phy0_1/vhost.sock", "{}", b.result);
+    let ports = lab.ports("br-di-vs").expect("ports");
+    assert_eq!(ports, vec![port_a.to_owned(), port_b.to_owned()], "one port per attachment, named by cid and ifname");
+    let (host_a, host_b) = (node.path("vdp/vhost-phy0_0/vhost.sock"), node.path("vdp/vhost-phy0_1/vhost.sock"));
+    assert_eq!(lab.interface_column(port_a, "type").expect("type"), "dpdkvhostuserclient");
+    let opts = lab.interface_column(port_a, "options").expect("options");
+    assert!(opts.contains(&format!("vhost-server-path=\"{}\"", host_a.display())), "A: OVS connects to {opts}");
+    assert_eq!(lab.interface_column(port_b, "type").expect("type"), "dpdkvhostuser");
+    use std::os::unix::fs::FileTypeExt;
+    let ft = std::fs::symlink_metadata(&host_b).unwrap_or_else(|e| panic!("{}: {e}", host_b.display())).file_type();
+    assert!(ft.is_socket(), "B: OVS's socket delivered as the device plugin's {}", host_b.display());
+    assert!(!lab.sock_dir().join(port_b).exists(), "B: moved out of OVS's dir");
+    let (sent, received) = send_32(VhostPort::Server(host_b.clone()), VhostPort::Client(host_a.clone()));
+    assert_eq!((sent, received), (32, 32), "32 packets from B's vhost.sock to A's vhost.sock, all received");
+    a.del();
+    b.del();
+    assert!(!lab.bridges().expect("bridges").iter().any(|br| br == "br-di-vs"), "our bridge went with the last port");
+    assert!(!host_b.exists() && !lab.sock_dir().join(port_b).exists(), "B's socket removed in both places");
+    assert_eq!((std::fs::read(&file_a).expect("a"), std::fs::read(&file_b).expect("b")), given, "inputs untouched");
+    let records: Vec<_> =
+        std::fs::read_dir(node.state_dir()).expect("state").flatten().map(|e| e.file_name()).collect();
+    assert!(
+        !records.iter().any(|n| n.to_string_lossy().ends_with(".json")),
+        "no attachment record is left: {records:?}"
+    );
+}
+
+/// testpmd as a reader of a device-info file that states `mode` from the side `side` names:
+/// where OVS serves, it connects; where OVS connects, it serves (`server=1`).
+fn reader_port(mode: &str, side: &str, path: std::path::PathBuf) -> testlab::VhostPort {
+    let workload_is_client = (mode == "client") == (side == "workload");
+    match workload_is_client {
+        true => testlab::VhostPort::Server(path),
+        false => testlab::VhostPort::Client(path),
+    }
+}
+
+/// `deviceInfoVhostMode` chooses whose side `vhost-user.mode` states, for the device plugin's
+/// file we read and the file we write. For each convention: pod A's device plugin file says
+/// "OVS connects" in that convention (`server` from the workload's side, `client` from the host
+/// port's, as virtio-device-plugin writes it), so A's port is a client-mode port and A's
+/// testpmd serves; pod B gets a server-mode port and a file we write in that convention, and
+/// B's testpmd reads it in that convention to know it must connect. Packets prove both ports
+/// connect; CHECK and DEL recognise the file we wrote.
+#[test]
+fn both_device_info_mode_conventions_connect_with_testpmd_on_the_pod_side() {
+    let lab = testlab::Lab::shared("devinfo").expect("start the private OVS-DPDK lab");
+    // (deviceInfoVhostMode or absent, the device plugin's word for "OVS connects", what we write
+    // for a server-mode port)
+    for (key, dp_mode, written) in [(None, "server", "client"), (Some("host"), "client", "server")] {
+        let side = key.unwrap_or("workload");
+        let node = virtio_dp_node(&lab);
+        let bridge = format!("br-di-{side}");
+        let file_a = node.path("devinfo/cni/pod-a-net1.json");
+        plant_given(&file_a, dp_mode, "/var/run/virtio-dp/vhost-phy0_0/vhost.sock");
+        let mut conf_a = device_plugin_conf(&bridge, &file_a, "0");
+        let file_b = node.path("devinfo/cni/pod-b-net1.json");
+        let mut conf_b = device_plugin_conf(&bridge, &file_b, "1");
+        conf_b["host"]["vhost"] = json!({"mode": "server"});
+        if let Some(k) = key {
+            conf_a["deviceInfoVhostMode"] = json!(k);
+            conf_b["deviceInfoVhostMode"] = json!(k);
+        }
+        let a = Attached::add(&node, "c5000000000000000000000000000001", conf_a);
+        let b = Attached::add(&node, "d5000000000000000000000000000002", conf_b);
+        let ty = lab.interface_column("c50000000000-net1", "type").expect("type");
+        assert_eq!(ty, "dpdkvhostuserclient", "{side}: the device plugin's {dp_mode:?} means OVS connects");
+        let doc = read_json(&file_b);
+        assert_eq!(doc["vhost-user"]["mode"], written, "{side}: the file we write for a dpdkvhostuser port: {doc}");
+        let path_b = doc["vhost-user"]["path"].as_str().expect("path").to_owned();
+        assert_eq!(path_b, sandbox(&b.result)["socketPath"], "{side}: the file names the result's socket");
+        let mut check = b.conf.clone();
+        check["prevResult"] = b.result.clone();
+        node.cni("CHECK", b.cid, "net1", &check, &[]).expect_ok();
+        let host_a = node.path("vdp/vhost-phy0_0/vhost.sock");
+        let to = reader_port(dp_mode, side, host_a);
+        let from = reader_port(written, side, path_b.into());
+        assert!(matches!(to, testlab::VhostPort::Client(_)), "{side}: A's testpmd serves: {to:?}");
+        assert!(matches!(from, testlab::VhostPort::Server(_)), "{side}: B's testpmd connects: {from:?}");
+        let (sent, received) = send_32(from, to);
+        assert_eq!((sent, received), (32, 32), "{side}: 32 packets from B to A, all received");
+        a.del();
+        b.del();
+        assert!(!file_b.exists(), "{side}: DEL removed the file it wrote in this convention");
+        assert!(file_a.exists(), "{side}: the device plugin's file stays");
+        assert!(!lab.bridges().expect("bridges").contains(&bridge), "{side}: bridge gone");
+    }
 }

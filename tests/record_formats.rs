@@ -101,7 +101,10 @@ fn recording_leaks(node: &Node, record: &Value) -> Vec<String> {
     out
 }
 
-const RECORDING: &[&str] = &["format1-recording-plain.json", "format1-recording-ipam-devinfo.json"];
+/// `format1-recording-devinfo-host.json`: a device-info file written with `deviceInfoVhostMode:
+/// "host"`, which DEL must still recognise as ours (the plan's `device_info_vhost_mode`).
+const RECORDING: &[&str] =
+    &["format1-recording-plain.json", "format1-recording-ipam-devinfo.json", "format1-recording-devinfo-host.json"];
 
 #[test]
 fn recording_fixtures_are_torn_down_by_del() {

@@ -35,6 +35,7 @@ pub const TOP: Schema = Schema {
         "ipam",
         "kubeconfig",
         "sharedDir",
+        "deviceInfoVhostMode",
         "logFile",
         "logLevel",
         "host",

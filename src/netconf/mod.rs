@@ -17,7 +17,7 @@ pub mod validate;
 mod tests;
 
 pub use strict_json::{JsonError, MAX_DEPTH, MAX_INPUT_BYTES};
-pub use types::{LogLevel, NetConf, RuntimeConfig, TypeError};
+pub use types::{LogLevel, ModeSide, NetConf, RuntimeConfig, TypeError};
 pub use validate::ValidateError;
 
 use backend_api::{CniError, NodeSettings};

@@ -21,6 +21,8 @@ pub struct NetConf {
     pub shared_dir: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub log_level: Option<LogLevel>,
+    /// `deviceInfoVhostMode`: whose side `vhost-user.mode` in device-info files states.
+    pub device_info_vhost_mode: ModeSide,
     /// With the host-side defaults applied (vhost mode `server`, memif role `master`, mode `ethernet`).
     pub host: InterfaceSpec,
     /// With the container-side defaults applied (the inverse of the host, the same socket name).
@@ -91,6 +93,45 @@ impl LogLevel {
             LogLevel::Debug => tracing::Level::DEBUG,
             LogLevel::Verbose => tracing::Level::TRACE,
         }
+    }
+}
+
+/// Whose side the `vhost-user.mode` of a device-info file states (`deviceInfoVhostMode`). The
+/// device-info spec's text and DPDK pod tooling read it as the workload's (`server`: the
+/// workload creates the socket); KubeVirt's prototype vhost-user binding and
+/// virtio-device-plugin as the host port's (`client`: OVS connects, the VM serves). Governs the
+/// file we write and how a device plugin's file is read; memif `role` is always the workload's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeSide {
+    /// The workload's side (the spec's text): the default.
+    #[default]
+    Workload,
+    /// The host (OVS/VPP) port's side.
+    Host,
+}
+
+impl ModeSide {
+    pub const ACCEPTED: &'static str = "workload (the default: the device-info spec's text), host (KubeVirt's \
+         prototype vhost-user binding, virtio-device-plugin)";
+
+    pub fn parse(s: &str) -> Option<ModeSide> {
+        match s {
+            "workload" => Some(ModeSide::Workload),
+            "host" => Some(ModeSide::Host),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModeSide::Workload => "workload",
+            ModeSide::Host => "host",
+        }
+    }
+
+    pub fn is_workload(&self) -> bool {
+        *self == ModeSide::Workload
     }
 }
 
@@ -281,6 +322,14 @@ pub fn from_document(raw: Value) -> Result<NetConf, TypeError> {
             accepted: LogLevel::ACCEPTED,
         })?),
     };
+    let device_info_vhost_mode = match top.string("deviceInfoVhostMode")? {
+        None => ModeSide::default(),
+        Some(s) => ModeSide::parse(&s).ok_or_else(|| TypeError::BadValue {
+            path: "deviceInfoVhostMode".into(),
+            value: quoted(&s),
+            accepted: ModeSide::ACCEPTED,
+        })?,
+    };
     let capabilities = top.object("capabilities")?.map(|o| o.map.clone());
     let runtime_config = match top.object("runtimeConfig")? {
         None => RuntimeConfig::default(),
@@ -301,6 +350,7 @@ pub fn from_document(raw: Value) -> Result<NetConf, TypeError> {
         shared_dir: top.path_buf("sharedDir")?,
         log_file: top.path_buf("logFile")?,
         log_level,
+        device_info_vhost_mode,
         host: side(&top, "host")?,
         container: side(&top, "container")?,
         capabilities,

@@ -171,6 +171,7 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
             container: &container_spec,
             shared_dir: dir,
             settings,
+            socket_name_from_device_plugin: given.is_some(),
         })
     };
     let mut backend_plan = plan_with(&dir)?;
@@ -204,7 +205,7 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
                 file.display()
             ))
         })?;
-        device_info::check_honoured(file, &g.info, sock)?;
+        device_info::check_honoured(file, &g.info, sock, conf.device_info_vhost_mode)?;
     }
     // The IPAM plugin must exist before the first side effect (code 7 otherwise).
     let ipam = IpamStep::new(&conf.raw, conf.ipam.as_ref(), req.cni_path, cni_args_text(req.cni_args))?;
@@ -238,6 +239,7 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
         backend: backend_plan,
         device_info_file: conf.runtime_config.device_info_file.clone(),
         device_info_given: given.is_some(),
+        device_info_vhost_mode: conf.device_info_vhost_mode,
         annotations,
         config_file,
         ipam: conf.ipam.clone(),

@@ -35,7 +35,7 @@ pub fn build_steps(backend: &dyn Backend, state: &StateDir, record: &Record) -> 
                 let socket = plan.backend.socket.as_ref().ok_or_else(|| missing("socket"))?;
                 steps.push(Box::new(DeviceInfoStep {
                     file: plan.device_info_file.clone().ok_or_else(|| missing("device-info"))?,
-                    info: DeviceInfo::of_socket(socket),
+                    info: DeviceInfo::of_socket(socket, plan.device_info_vhost_mode),
                     given: plan.device_info_given,
                 }));
             }

@@ -5,8 +5,11 @@
 //!
 //! File content, with mode and role stated from the workload's side:
 //! `{"type":"vhost-user","version":"1.1.0","vhost-user":{"mode":"server","path":"<pod path>"}}`
-//! or `{"type":"memif","version":"1.1.0","memif":{"role":"slave","mode":"ethernet","path":"<pod path>"}}`.
+//! or `{"type":"memif","version":"1.1.0","memif":{"role":"slave","mode":"ethernet","path":"<pod path>"}}`;
+//! with the network's `deviceInfoVhostMode: "host"`, `vhost-user.mode` states the host port's
+//! side instead (KubeVirt's prototype binding, virtio-device-plugin), in what we write and read.
 
+use crate::netconf::ModeSide;
 use backend_api::{codes, names, CniError, NodeSettings, SocketDescriptor, SocketKind};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -45,9 +48,10 @@ pub enum DeviceInfoError {
     )]
     PathConflict { path: PathBuf, given: PathBuf, planned: PathBuf, remedy: String },
     #[error(
-        "device-info file {} (written before ADD) says the workload's {what} is {given:?}, but this network's \
+        "device-info file {} (written before ADD) says the {what} is {given:?}, but this network's \
          config makes it {planned:?}: {remedy}", path.display()
     )]
+    /// `what`: whose mode or role, e.g. "workload's vhost-user mode".
     ModeConflict { path: PathBuf, what: &'static str, given: String, planned: String, remedy: String },
     #[error("cannot write device-info file {}: {reason}", path.display())]
     Write { path: PathBuf, reason: String },
@@ -80,7 +84,9 @@ impl From<DeviceInfoError> for CniError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub kind: SocketKind,
-    /// vhost-user `mode` (`client` | `server`) or memif `role` (`master` | `slave`), the workload's.
+    /// vhost-user `mode` (`client` | `server`) or memif `role` (`master` | `slave`), as the file
+    /// states it: the workload's, or for vhost-user with `deviceInfoVhostMode: "host"` the host
+    /// port's.
     pub mode: String,
     /// memif `mode` (`ethernet` | `ip` | `inject-punt`).
     pub memif_mode: Option<String>,
@@ -95,17 +101,48 @@ pub fn type_name(kind: SocketKind) -> &'static str {
     }
 }
 
+/// The other end's vhost-user mode.
+fn inverse_vhost(mode: &str) -> &'static str {
+    if mode == "client" {
+        "server"
+    } else {
+        "client"
+    }
+}
+
+/// What a file's mode or role states, and whose, in words for messages.
+fn what_mode(kind: SocketKind, side: ModeSide) -> &'static str {
+    match (kind, side) {
+        (SocketKind::VhostUser, ModeSide::Host) => "host port's vhost-user mode (deviceInfoVhostMode \"host\")",
+        (SocketKind::VhostUser, ModeSide::Workload) => "workload's vhost-user mode",
+        (SocketKind::Memif, _) => "workload's memif role",
+    }
+}
+
 impl DeviceInfo {
-    /// What publication says about `socket`: the pod-side path, the workload's mode.
-    pub fn of_socket(socket: &SocketDescriptor) -> DeviceInfo {
+    /// What publication says about `socket`: the pod-side path, the mode from the side
+    /// `side` names (vhost-user; a memif role is always the workload's).
+    pub fn of_socket(socket: &SocketDescriptor, side: ModeSide) -> DeviceInfo {
+        let mode = match (socket.kind, side) {
+            (SocketKind::VhostUser, ModeSide::Host) => inverse_vhost(&socket.workload_mode).to_owned(),
+            _ => socket.workload_mode.clone(),
+        };
         DeviceInfo {
             kind: socket.kind,
-            mode: socket.workload_mode.clone(),
+            mode,
             memif_mode: match socket.kind {
                 SocketKind::Memif => socket.memif_mode.clone(),
                 SocketKind::VhostUser => None,
             },
             path: socket.pod_path.clone(),
+        }
+    }
+
+    /// The workload's vhost-user mode or memif role, whichever side the file states.
+    pub fn workload_mode(&self, side: ModeSide) -> &str {
+        match (self.kind, side) {
+            (SocketKind::VhostUser, ModeSide::Host) => inverse_vhost(&self.mode),
+            _ => &self.mode,
         }
     }
 
@@ -229,9 +266,15 @@ pub fn route_from_given(
     })
 }
 
-/// After planning with a given file: the backend's socket must be exactly the one it describes.
-pub fn check_honoured(file: &Path, given: &DeviceInfo, socket: &SocketDescriptor) -> Result<(), CniError> {
-    let planned = DeviceInfo::of_socket(socket);
+/// After planning with a given file: the backend's socket must be exactly the one it describes,
+/// its mode read from the side `side` names.
+pub fn check_honoured(
+    file: &Path,
+    given: &DeviceInfo,
+    socket: &SocketDescriptor,
+    side: ModeSide,
+) -> Result<(), CniError> {
+    let planned = DeviceInfo::of_socket(socket, side);
     if planned.path != given.path {
         return Err(DeviceInfoError::PathConflict {
             path: file.into(),
@@ -242,17 +285,29 @@ pub fn check_honoured(file: &Path, given: &DeviceInfo, socket: &SocketDescriptor
         }
         .into());
     }
-    let (what, key) = match given.kind {
-        SocketKind::VhostUser => ("vhost-user mode", "host.vhost.mode"),
-        SocketKind::Memif => ("memif role", "host.memif.role"),
+    let key = match given.kind {
+        SocketKind::VhostUser => "host.vhost.mode",
+        SocketKind::Memif => "host.memif.role",
     };
     if planned.mode != given.mode {
+        let remedy = match (given.kind, side) {
+            (SocketKind::Memif, _) => {
+                format!("leave {key} out (the file decides) or set it to the inverse of the file's")
+            }
+            (SocketKind::VhostUser, ModeSide::Workload) => format!(
+                "leave {key} out (the file decides) or set it to the inverse of the file's; if the device plugin \
+                 states the host port's side (as virtio-device-plugin does), set deviceInfoVhostMode \"host\""
+            ),
+            (SocketKind::VhostUser, ModeSide::Host) => {
+                format!("leave {key} out (the file decides) or set it to the file's")
+            }
+        };
         return Err(DeviceInfoError::ModeConflict {
             path: file.into(),
-            what,
+            what: what_mode(given.kind, side),
             given: given.mode.clone(),
             planned: planned.mode,
-            remedy: format!("leave {key} out (the file decides) or set it to the inverse of the file's"),
+            remedy,
         }
         .into());
     }
@@ -260,7 +315,7 @@ pub fn check_honoured(file: &Path, given: &DeviceInfo, socket: &SocketDescriptor
         if g != p {
             return Err(DeviceInfoError::ModeConflict {
                 path: file.into(),
-                what: "memif mode",
+                what: "workload's memif mode",
                 given: g.clone(),
                 planned: p.clone(),
                 remedy: "leave host.memif.mode out (the file decides) or set it to the file's".into(),
@@ -352,12 +407,39 @@ mod tests {
             mac: None,
             mtu: None,
         };
-        let err = check_honoured(Path::new("/d.json"), &given, &sock).unwrap_err();
+        let err = check_honoured(Path::new("/d.json"), &given, &sock, ModeSide::Workload).unwrap_err();
         assert!(err.msg.contains("/pod/a/sock") && err.msg.contains("/pod/b/other"), "{}", err.msg);
         let sock = SocketDescriptor { pod_path: "/pod/a/sock".into(), workload_mode: "client".into(), ..sock };
-        let err = check_honoured(Path::new("/d.json"), &given, &sock).unwrap_err();
+        let err = check_honoured(Path::new("/d.json"), &given, &sock, ModeSide::Workload).unwrap_err();
         assert!(err.msg.contains("mode") && err.msg.contains("client"), "{}", err.msg);
         let sock = SocketDescriptor { workload_mode: "server".into(), ..sock };
-        assert!(check_honoured(Path::new("/d.json"), &given, &sock).is_ok());
+        assert!(check_honoured(Path::new("/d.json"), &given, &sock, ModeSide::Workload).is_ok());
+    }
+
+    #[test]
+    fn the_mode_side_governs_what_we_write_and_how_a_given_file_is_read() {
+        // OVS dpdkvhostuserclient: the workload serves.
+        let sock = SocketDescriptor {
+            kind: SocketKind::VhostUser,
+            workload_mode: "server".into(),
+            memif_mode: None,
+            host_path: "/host/dp/0/vhost.sock".into(),
+            pod_path: "/var/run/vdp/0/vhost.sock".into(),
+            mac: None,
+            mtu: None,
+        };
+        assert_eq!(DeviceInfo::of_socket(&sock, ModeSide::Workload).mode, "server", "the spec's text");
+        assert_eq!(DeviceInfo::of_socket(&sock, ModeSide::Host).mode, "client", "KubeVirt's prototype reading");
+        // virtio-device-plugin's file: "client", meaning OVS connects.
+        let given = vhost("client", "/var/run/vdp/0/vhost.sock");
+        assert_eq!(given.workload_mode(ModeSide::Host), "server");
+        assert_eq!(given.workload_mode(ModeSide::Workload), "client");
+        assert!(check_honoured(Path::new("/d.json"), &given, &sock, ModeSide::Host).is_ok());
+        let err = check_honoured(Path::new("/d.json"), &given, &sock, ModeSide::Workload).unwrap_err();
+        assert_eq!(err.code, codes::UNSUPPORTED_FIELD, "{err}");
+        assert!(err.msg.contains("deviceInfoVhostMode"), "the message names the key that fixes it: {err}");
+        // A memif role is always the workload's.
+        let memif = SocketDescriptor { kind: SocketKind::Memif, workload_mode: "slave".into(), ..sock };
+        assert_eq!(DeviceInfo::of_socket(&memif, ModeSide::Host).mode, "slave");
     }
 }

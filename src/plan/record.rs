@@ -4,6 +4,7 @@
 //! the format is a change to this file (and a new fixture under tests/fixtures/records/).
 
 use crate::k8s::{ApiAccess, PodName};
+use crate::netconf::ModeSide;
 use backend_api::{Attachment, BackendPlan, NodeSettings, Outputs, SharedDir, StepContext, Verb};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,10 @@ pub struct Plan {
     /// the socket's place, never written or removed by us.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub device_info_given: bool,
+    /// Whose side the device-info file's `vhost-user.mode` states (`deviceInfoVhostMode`), so
+    /// DEL and CHECK recognise the document ADD wrote or read. Absent: the workload's.
+    #[serde(default, skip_serializing_if = "ModeSide::is_workload")]
+    pub device_info_vhost_mode: ModeSide,
     /// The pod whose `userspace/*` annotations this attachment maintains (compatibility mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<AnnotationPlan>,

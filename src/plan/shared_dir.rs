@@ -190,7 +190,8 @@ pub fn shared_dir(
 }
 
 /// The host and container specs the backend plans with when a device-info file decided the
-/// socket: its file name, and its mode (the workload's) unless the config states one. The parsed
+/// socket: its file name, and its mode (read from the side `deviceInfoVhostMode` names) unless
+/// the config states one. The parsed
 /// config itself is not changed; the record keeps the config as given.
 pub fn specs_for_given(conf: &NetConf, given: &GivenRoute) -> (InterfaceSpec, InterfaceSpec) {
     let (mut host, mut container) = (conf.host.clone(), conf.container.clone());
@@ -199,7 +200,10 @@ pub fn specs_for_given(conf: &NetConf, given: &GivenRoute) -> (InterfaceSpec, In
     let info = &given.info;
     match info.kind {
         SocketKind::VhostUser => {
-            let workload = if info.mode == "client" { VhostMode::Client } else { VhostMode::Server };
+            let workload = match info.workload_mode(conf.device_info_vhost_mode) {
+                "client" => VhostMode::Client,
+                _ => VhostMode::Server,
+            };
             let (h, c) =
                 (host.vhost.get_or_insert_with(Default::default), container.vhost.get_or_insert_with(Default::default));
             if h.socketfile.is_none() {

@@ -18,6 +18,11 @@ pub struct PlanRequest<'a> {
     /// shared-dir step if the plan says it is used; backends never create directories).
     pub shared_dir: &'a SharedDir,
     pub settings: &'a NodeSettings,
+    /// A device plugin fixed the socket's path before ADD (its device-info file): the socket
+    /// must have exactly the file name the spec's `socketfile` carries, but that name need not be
+    /// unique on the node (virtio-device-plugin names every device's socket `vhost.sock`, each in
+    /// its own directory), so no node-wide name (an OVS port, say) may be derived from it.
+    pub socket_name_from_device_plugin: bool,
 }
 
 /// A backend's plan: every identifier it will create, computed without side effects and stored

@@ -18,13 +18,15 @@ const MAX_NAME: usize = 64;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OvsPlan {
     pub bridge: String,
-    /// Port and interface name (= the socket file name).
+    /// Port and interface name: the socket file name, or `<cid12>-<ifname>` when a device
+    /// plugin chose the file name (which need not be unique on the node).
     pub port: String,
     /// Host (OVS) side: `server` → `dpdkvhostuser`, `client` → `dpdkvhostuserclient`.
     pub host_mode: VhostMode,
-    /// Server mode: where OVS creates the socket (its vhost-sock-dir).
+    /// Server mode: where OVS creates the socket (its vhost-sock-dir), named as the port.
     pub ovs_socket: PathBuf,
-    /// The socket in the pod's shared dir (server: delivered there; client: vhost-server-path).
+    /// The socket in the pod's shared dir (server: delivered there, renamed to this file name;
+    /// client: vhost-server-path).
     pub shared_socket: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
@@ -112,12 +114,20 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
     validate_object_name("host.bridge.bridgeName", &bridge, MAX_NAME)?;
 
     let id = &req.attachment.id;
-    let port = match vhost.socketfile {
-        Some(s) => s,
-        None => format!("{}-{}", id.cid12(), id.ifname),
+    let default_name = format!("{}-{}", id.cid12(), id.ifname);
+    let socket_name = vhost.socketfile.unwrap_or_else(|| default_name.clone());
+    validate_file_name("host.vhost.socketfile", &socket_name)?;
+    // The port name is the socket's file name (upstream's rule), except when a device plugin
+    // chose the file name: it may give every device's socket the same one, each in its own
+    // dir, and OVS port names are node-wide. The upstream default name is unique per
+    // attachment, and OVS's dir holds a server-mode socket under the port's name, not the file's.
+    let port = if req.socket_name_from_device_plugin {
+        validate_object_name("the OVS port name (<cid12>-<ifname>)", &default_name, MAX_NAME)?;
+        default_name
+    } else {
+        validate_object_name("host.vhost.socketfile (the OVS port name)", &socket_name, MAX_NAME)?;
+        socket_name.clone()
     };
-    validate_file_name("host.vhost.socketfile", &port)?;
-    validate_object_name("host.vhost.socketfile (the OVS port name)", &port, MAX_NAME)?;
 
     let host_mode = vhost.mode.unwrap_or(VhostMode::Server);
     if host_mode == VhostMode::Server {
@@ -126,7 +136,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
     let ovs_socket = req.settings.ovs_sock_dir.join(&port);
     // The shared-dir socket path is checked by the generic planner, which may still move it to
     // a short dir (KubeVirt); OVS's own dir is ours to check.
-    let shared_socket = req.shared_dir.host.join(&port);
+    let shared_socket = req.shared_dir.host.join(&socket_name);
     if host_mode == VhostMode::Server {
         check_sun_path("OVS vhost-sock-dir socket path", &ovs_socket)?;
         same_filesystem(&req.settings.ovs_sock_dir, &req.shared_dir.host)?;

@@ -42,7 +42,8 @@ impl Backend for OvsDpdkBackend {
             workload_mode: plan.host_mode.inverse().as_str().into(),
             memif_mode: None,
             host_path: plan.shared_socket.clone(),
-            pod_path: req.shared_dir.pod.join(&plan.port),
+            // The socket's file name, which is the port's unless a device plugin chose it.
+            pod_path: req.shared_dir.pod.join(plan.shared_socket.file_name().unwrap_or(plan.port.as_ref())),
             mac: req.attachment.mac.clone(),
             mtu: plan.mtu,
         };

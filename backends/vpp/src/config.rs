@@ -281,7 +281,14 @@ mod tests {
         };
         let settings = NodeSettings::default();
         let container = InterfaceSpec::default();
-        plan(&PlanRequest { attachment: &a, host: &host, container: &container, shared_dir: &dir, settings: &settings })
+        plan(&PlanRequest {
+            attachment: &a,
+            host: &host,
+            container: &container,
+            shared_dir: &dir,
+            settings: &settings,
+            socket_name_from_device_plugin: false,
+        })
     }
 
     fn memif(bridge: Option<BridgeConf>, raw: serde_json::Value) -> InterfaceSpec {
