@@ -32,6 +32,8 @@ pub enum LogFileError {
     Path(#[from] ConfineError),
     #[error("names a log root itself, not a file below it")]
     NoFileName,
+    #[error("does not end in \".log\" (a log root may be a directory other programs read, such as a CNI config dir)")]
+    NotLogName,
     #[error("cannot open the log root {}: {reason}", root.display())]
     Root { root: PathBuf, reason: String },
     #[error("cannot open it below {}: {reason}", root.display())]
@@ -62,6 +64,11 @@ pub fn init(level: Option<LogLevel>, file: Option<&Path>, log_roots: &[PathBuf])
 pub fn open(path: &Path, roots: &[PathBuf]) -> Result<File, LogFileError> {
     let c = confine::confine(path, roots)?;
     let name = c.rel.file_name().ok_or(LogFileError::NoFileName)?;
+    // Only `*.log`: a node that kept /etc/cni/net.d among its (deprecated) allowed_roots must not
+    // let a network config create `99-x.conflist` there, which the runtime would then load.
+    if !name.as_encoded_bytes().ends_with(b".log") {
+        return Err(LogFileError::NotLogName);
+    }
     let root = Dir::root_or_create(&c.root, DIR_MODE)
         .map_err(|e| LogFileError::Root { root: c.root.clone(), reason: confine::explain(&e) })?;
     let failed = |e: io::Error| LogFileError::Open { root: c.root.clone(), reason: confine::explain(&e) };

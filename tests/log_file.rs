@@ -166,6 +166,18 @@ fn a_log_file_outside_the_roots_is_ignored_with_a_warning() {
 }
 
 #[test]
+fn only_a_dot_log_file_is_written_so_a_cni_config_dir_among_the_roots_gets_no_conflist() {
+    // A node that kept /etc/cni/net.d among its deprecated allowed_roots: a NAD must not make
+    // the plugin create a config file the runtime would load.
+    let node = Node::new();
+    let conflist = node.path("log/99-evil.conflist");
+    let run = add(&node, &conf(&conflist));
+    let warning = ok_with_one_warning(&run);
+    assert!(warning.contains(".log"), "the warning should say why: {warning}");
+    assert!(!conflist.exists(), "a non-.log file was created in a log root");
+}
+
+#[test]
 fn a_config_value_cannot_forge_a_log_line() {
     let node = Node::new();
     let file = node.path("log/cni.log");

@@ -185,7 +185,10 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
              (kubeconfig_files and device_info_roots are separate): docs/security.md"
         );
         shared_roots = shared_roots.or_else(|| Some(legacy.clone()));
-        log_roots = log_roots.or_else(|| Some(legacy.clone()));
+        // Never a log root under /etc: the old default listed /etc/cni/net.d (for Multus's
+        // kubeconfig), the runtime's config dir.
+        let logs = legacy.iter().filter(|r| !r.starts_with("/etc")).cloned().collect();
+        log_roots = log_roots.or(Some(logs));
     }
     s.shared_roots = shared_roots.unwrap_or_else(|| vec![s.shared_dir.clone(), s.short_socket_dir.clone()]);
     if let Some(r) = log_roots {

@@ -130,7 +130,7 @@ fn deprecated_allowed_roots_sets_shared_and_log_roots_never_kubeconfig_or_device
     let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
     let legacy = vec![PathBuf::from("/a"), PathBuf::from("/etc/cni/net.d")];
     assert_eq!(s.shared_roots, legacy);
-    assert_eq!(s.log_roots, legacy);
+    assert_eq!(s.log_roots, vec![PathBuf::from("/a")], "never a log root under /etc (the CNI config dir)");
     let d = NodeSettings::default();
     assert_eq!(s.kubeconfig_files, d.kubeconfig_files, "allowed_roots must not widen the kubeconfig allow-list");
     assert_eq!(s.device_info_roots, d.device_info_roots);
