@@ -74,6 +74,20 @@ impl Budget {
     }
 }
 
+/// The User-Agent of every API request: the plugin and its version, so an audit log tells its
+/// calls from anyone else's (`userAgent`).
+pub const USER_AGENT: &str = concat!("userspace-cni/", env!("CARGO_PKG_VERSION"));
+
+/// The field manager of every write (`fieldManager` on each PUT): `managedFields` then name us
+/// rather than `unknown`. Versionless, so an upgraded plugin still owns what the old one wrote.
+pub const FIELD_MANAGER: &str = "userspace-cni";
+
+/// Parameters of every PUT: our field manager.
+#[cfg(feature = "kubernetes")]
+fn post_params() -> kube::core::params::PostParams {
+    kube::core::params::PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
 /// 409 conflicts re-read and re-applied before giving up (code 11, the runtime retries).
 pub const MAX_CONFLICT_RETRIES: u32 = 8;
 
