@@ -98,6 +98,9 @@ impl Api {
                     message: status.message,
                 },
                 404 => K8sError::PodNotFound { pod: pod.to_string() },
+                422 if status.message.contains("metadata.annotations: Too long") => {
+                    K8sError::AnnotationsTooLarge { what: what.into(), message: status.message }
+                }
                 code => K8sError::Api { what: what.into(), status: code, message: status.message },
             },
             kube::Error::SerdeError(e) => K8sError::Malformed { what: what.into(), reason: e.to_string() },
