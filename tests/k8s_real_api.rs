@@ -267,6 +267,7 @@ fn a_credential_without_the_role_gets_a_403_naming_the_call_and_the_user() {
     fakeapi::write_private(&c.kubeconfig, &std::fs::read(&scratch).expect("kubeconfig"));
     let before = c.node.snapshot();
     let msg = c.cni("ADD", "net1").expect_err(7);
+    eprintln!("ADD as nobody: {msg}");
     assert!(msg.contains("403") && msg.contains(&format!("GET pod {NS}/{POD}")), "{msg}");
     assert!(msg.contains("User \"nobody\" cannot get resource \"pods\""), "the server's words: {msg}");
     assert!(msg.contains(&c.kubeconfig.display().to_string()), "names the credentials: {msg}");
@@ -329,22 +330,35 @@ fn a_missing_pod_is_code_3_and_a_replaced_pod_is_never_annotated() {
 }
 
 #[test]
-fn annotations_over_256_kib_fail_add_clearly_and_add_rolls_back() {
-    let Some(c) = Cluster::start("annotations_over_256_kib_fail_add_clearly_and_add_rolls_back") else { return };
-    // Someone else's annotation fills the pod to a few bytes under the limit.
+fn annotations_over_256_kib_fail_add_clearly_add_rolls_back_and_del_completes() {
+    let Some(c) = Cluster::start("annotations_over_256_kib_fail_add_clearly_add_rolls_back_and_del_completes") else {
+        return;
+    };
+    // net1 attaches while there is room.
+    c.cni("ADD", "net1").expect_ok();
+    // Then someone else's annotation fills the pod to a few bytes under the limit, so net2's
+    // entry cannot fit.
     let used: usize = c.annotations().iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
     let filler = "x".repeat(256 * 1024 - used - "bulk".len() - 16);
     let mut pod = c.pod();
     pod["metadata"]["annotations"]["bulk"] = json!(filler);
     c.env.kubectl_ok(&["replace", "-f", "-"], Some(&pod.to_string()));
-    let msg = c.cni("ADD", "net1").expect_err(backend_api::codes::IO_FAILURE as u64);
+    let entries_before = c.annotations()[annotations::CONFIG_DATA].clone();
+    let msg = c.cni("ADD", "net2").expect_err(backend_api::codes::IO_FAILURE as u64);
+    eprintln!("ADD net2: {msg}");
     assert!(
         msg.contains("256 KiB") && msg.contains("422") && msg.contains(&format!("PUT pod {NS}/{POD}/status")),
         "{msg}"
     );
-    c.assert_clean("after an ADD refused for the annotations' size");
-    assert!(!c.annotations().keys().any(|k| k.starts_with("userspace/")), "a partial write");
-    // DEL of that (rolled back) attachment completes.
+    assert_eq!(c.annotations()[annotations::CONFIG_DATA], entries_before, "net2 left a trace in the entries");
+    let dp = testkit::load(&c.node.state_dir());
+    assert_eq!(dp.ports.len(), 1, "net2's port was not rolled back (or net1's went): {dp:?}");
+    // DEL of the rolled-back net2 and of net1 complete; net1's entry goes, the filler stays.
+    c.cni("DEL", "net2").expect_ok();
     c.cni("DEL", "net1").expect_ok();
-    c.assert_calls_in_role(2);
+    let ann = c.annotations();
+    assert!(!ann.keys().any(|k| k.starts_with("userspace/")), "DEL left {:?}", ann.keys().collect::<Vec<_>>());
+    assert!(ann.contains_key("bulk"), "another writer's annotation went");
+    c.assert_clean("after both DELs");
+    c.assert_calls_in_role(6);
 }
