@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite (README's second command): set-up, lint, every test against the real lab
 # (private OVS-DPDK, host-local, testpmd, network namespaces, the VPP simulator, a fake Kubernetes
-# API server), checks on the release binary, and short smoke runs of the benchmark and the fuzzer.
+# API server, a real kube-apiserver where ../shared/envtest is installed), checks on the release
+# binary, and short smoke runs of the benchmark and the fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -14,6 +15,9 @@ cargo clippy --workspace --all-targets --features testkit -- -D warnings
 
 echo "==> tests (in a private mount namespace: bind mounts never reach the host)"
 LOG=$(mktemp /tmp/userspace-cni-test-log.XXXXXX)
+# Each test that needs a real kube-apiserver (envtest) writes "ran NAME" or "skipped NAME" here.
+USCNI_ENVTEST_TALLY=$(mktemp /tmp/userspace-cni-envtest-tally.XXXXXX)
+export USCNI_ENVTEST_TALLY
 unshare --mount --propagation private -- cargo test --workspace --features testkit -- --test-threads=2 2>&1 | tee "$LOG"
 
 # A plain `cargo test` silently skips the test binaries that need the testkit feature; here every
@@ -27,6 +31,12 @@ if [ -n "$not_run" ]; then
   echo "FAIL: these test binaries did not run:$not_run"; exit 1
 fi
 echo "every test binary ran ($(ls tests/*.rs backends/*/tests/*.rs | wc -l) files)"
+envtest_ran=$(grep -c '^ran ' "$USCNI_ENVTEST_TALLY" || true)
+envtest_skipped=$(grep -c '^skipped ' "$USCNI_ENVTEST_TALLY" || true)
+rm -f "$USCNI_ENVTEST_TALLY"
+if [ "$envtest_skipped" -gt 0 ]; then
+  echo "skipped: no envtest: $envtest_skipped tests that need a real kube-apiserver did not run (see ../shared/envtest/README.md or set ENVTEST_DIR)"
+fi
 
 echo "==> release binary"
 cargo build --release
@@ -61,4 +71,5 @@ rm -f "$FUZZLOG"
 echo "==> all checks passed"
 # One summary line over every test binary of the suite.
 awk '/^test result:/ {p += $4; f += $6} END {printf "%d passed, %d failed\n", p, f}' "$LOG"
+echo "$envtest_ran tests ran against a real kube-apiserver ($envtest_skipped skipped: no envtest)"
 rm -f "$LOG"

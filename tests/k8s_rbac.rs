@@ -412,6 +412,9 @@ fn the_reconcilers_credential_marks_only_its_own_node_with_only_its_own_labels()
     assert_eq!(report.set, [OVS_LABEL], "{report:?}");
     let labelled = c.node("node-a");
     assert_eq!(labelled["metadata"]["labels"][OVS_LABEL], "true");
+    // Our field manager owns the label (once it is gone, so is the manager's entry).
+    let out = c.env.kubectl_ok(&["get", "node", "node-a", "-o", "json", "--show-managed-fields"], None);
+    assert!(out.contains(&format!("\"manager\": \"{}\"", k8s::FIELD_MANAGER)), "node-a's managedFields: {out}");
     assert_eq!(labelled["spec"], before["spec"]);
     assert_eq!(labelled["metadata"]["annotations"], before["metadata"]["annotations"]);
 
@@ -439,6 +442,27 @@ fn the_reconcilers_credential_marks_only_its_own_node_with_only_its_own_labels()
     let unlabelled = c.node("node-a");
     assert!(unlabelled["metadata"]["labels"].get(OVS_LABEL).is_none(), "{unlabelled}");
     assert_eq!(unlabelled["metadata"]["labels"], before["metadata"]["labels"], "only our label came and went");
+    // Every call of that credential so far was the reconciler's own code (library and binary):
+    // each in its role, each with our User-Agent; its writes name our field manager.
+    let credential = format!("JTI={}", jti(&token));
+    let calls: Vec<(String, String, String)> = c
+        .env
+        .audit_events()
+        .iter()
+        .filter(|e| e["user"]["extra"]["authentication.kubernetes.io/credential-id"][0] == credential.as_str())
+        .map(|e| {
+            let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+            (s(&e["verb"]), s(&e["objectRef"]["resource"]), s(&e["userAgent"]))
+        })
+        .collect();
+    assert!(calls.len() >= 4, "too few calls of the reconciler's credential: {calls:?}");
+    for (verb, resource, agent) in &calls {
+        assert!(
+            rbac::used_by(Identity::Reconciler, "", resource, verb),
+            "{verb} {resource} is not in the role: {calls:?}"
+        );
+        assert_eq!(agent, k8s::USER_AGENT, "{verb} {resource} carried another User-Agent: {calls:?}");
+    }
 
     // The attacks with that credential.
     let who = c.client(&kc);

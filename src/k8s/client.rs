@@ -5,7 +5,7 @@
 
 use super::kubeconfig::{self, Trust};
 use super::{ApiAccess, Budget, K8sError, PodName, MAX_CONFLICT_RETRIES};
-use kube::core::params::{GetParams, PostParams};
+use kube::core::params::GetParams;
 use kube::core::Request;
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -43,6 +43,8 @@ impl Api {
                 kube::Config::incluster().map_err(|e| K8sError::NoCredentials { reason: chain(&e) })?
             }
         };
+        // Who we are, on every request: audit logs show it as userAgent.
+        config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static(super::USER_AGENT)));
         config.connect_timeout = Some(budget.timeout);
         config.read_timeout = Some(budget.timeout);
         config.write_timeout = Some(budget.timeout);
@@ -96,6 +98,9 @@ impl Api {
                     message: status.message,
                 },
                 404 => K8sError::PodNotFound { pod: pod.to_string() },
+                422 if status.message.contains("metadata.annotations: Too long") => {
+                    K8sError::AnnotationsTooLarge { what: what.into(), message: status.message }
+                }
                 code => K8sError::Api { what: what.into(), status: code, message: status.message },
             },
             kube::Error::SerdeError(e) => K8sError::Malformed { what: what.into(), reason: e.to_string() },
@@ -154,7 +159,7 @@ impl Api {
             let body = serde_json::to_vec(&object)
                 .map_err(|e| K8sError::Malformed { what: what.clone(), reason: e.to_string() })?;
             let req = Self::pods(pod)
-                .replace_subresource("status", &pod.name, &PostParams::default(), body)
+                .replace_subresource("status", &pod.name, &super::post_params(), body)
                 .map_err(|e| K8sError::Malformed { what: what.clone(), reason: e.to_string() })?;
             match self.call(&what, pod, budget, self.client.request::<Value>(req)).await {
                 Ok(_) => return Ok(true),

@@ -74,6 +74,20 @@ impl Budget {
     }
 }
 
+/// The User-Agent of every API request: the plugin and its version, so an audit log tells its
+/// calls from anyone else's (`userAgent`).
+pub const USER_AGENT: &str = concat!("userspace-cni/", env!("CARGO_PKG_VERSION"));
+
+/// The field manager of every write (`fieldManager` on each PUT): `managedFields` then name us
+/// rather than `unknown`. Versionless, so an upgraded plugin still owns what the old one wrote.
+pub const FIELD_MANAGER: &str = "userspace-cni";
+
+/// Parameters of every PUT: our field manager.
+#[cfg(feature = "kubernetes")]
+fn post_params() -> kube::core::params::PostParams {
+    kube::core::params::PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
+}
+
 /// 409 conflicts re-read and re-applied before giving up (code 11, the runtime retries).
 pub const MAX_CONFLICT_RETRIES: u32 = 8;
 
@@ -135,6 +149,14 @@ pub enum K8sError {
     PodReplaced { pod: String, api_uid: String, args_uid: String },
     #[error("pod {pod} changed under {attempts} consecutive updates (409 Conflict each time); try again")]
     Conflict { pod: String, attempts: u32 },
+    /// 422 on our write because the pod's annotations would pass the server's limit (256 KiB,
+    /// keys and values together): not a retryable fault, and not ours alone to fix.
+    #[error(
+        "the Kubernetes API server refused {what}: the pod's annotations would exceed its 256 KiB limit \
+         (422 Invalid: {message}); the pod carries too many or too large annotations for this interface's \
+         userspace/configuration-data entry to fit"
+    )]
+    AnnotationsTooLarge { what: String, message: String },
     #[error("the Kubernetes API server answered {what} with HTTP {status}: {message}")]
     Api { what: String, status: u16, message: String },
     #[error("the Kubernetes API server's answer to {what} is not what was asked for: {reason}")]
@@ -159,7 +181,9 @@ impl From<K8sError> for CniError {
             // The runtime need not clean up for a pod that is gone (CNI spec, code 3).
             K8sError::PodNotFound { .. } | K8sError::PodReplaced { .. } => codes::UNKNOWN_CONTAINER,
             K8sError::Api { status, .. } if *status >= 500 || *status == 429 => codes::TRY_AGAIN_LATER,
-            K8sError::Api { .. } | K8sError::Malformed { .. } => codes::IO_FAILURE,
+            K8sError::Api { .. } | K8sError::Malformed { .. } | K8sError::AnnotationsTooLarge { .. } => {
+                codes::IO_FAILURE
+            }
         };
         CniError::new(code, e.to_string())
     }

@@ -83,7 +83,7 @@ pub fn edit_labels(
 #[cfg(feature = "kubernetes")]
 mod imp {
     use super::*;
-    use kube::core::params::{GetParams, PostParams};
+    use kube::core::params::GetParams;
     use kube::core::Request;
     use std::future::Future;
 
@@ -132,8 +132,9 @@ mod imp {
                 return Ok(false);
             }
             let body = serde_json::to_vec(&object).map_err(|e| malformed(&put_what, e.to_string()))?;
-            let req =
-                nodes.replace(node, &PostParams::default(), body).map_err(|e| malformed(&put_what, e.to_string()))?;
+            let req = nodes
+                .replace(node, &super::super::post_params(), body)
+                .map_err(|e| malformed(&put_what, e.to_string()))?;
             match call(access, node, &put_what, budget, client.request::<Value>(req)).await {
                 Ok(_) => return Ok(true),
                 Err(NodeError::Api { status: 409, .. }) => {

@@ -50,6 +50,23 @@ pub fn missing() -> Option<String> {
     None
 }
 
+/// One line `ran TEST` or `skipped TEST` appended to `$USCNI_ENVTEST_TALLY` when it is set:
+/// scripts/test.sh counts the tests that ran against a real kube-apiserver from it (cargo test
+/// shows no output of passing tests).
+fn tally(outcome: &str, test: &str) {
+    let Some(path) = std::env::var_os("USCNI_ENVTEST_TALLY") else { return };
+    let line = format!("{outcome} {test}\n");
+    // One write of a short line in append mode: lines of parallel tests do not interleave.
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("envtest: cannot record {outcome} {test} in {}: {e}", Path::new(&path).display());
+    }
+}
+
 /// A running API server. Stopped and its dir removed on drop.
 pub struct Envtest {
     run: Option<tempfile::TempDir>,
@@ -107,6 +124,7 @@ impl Envtest {
     pub fn start(test: &str) -> Option<Envtest> {
         if let Some(why) = missing() {
             eprintln!("skipped: no envtest ({why}); {test} needs a real kube-apiserver");
+            tally("skipped", test);
             return None;
         }
         let mut last = String::new();
@@ -128,6 +146,7 @@ impl Envtest {
             match out {
                 Ok(o) if o.status.success() => {
                     env.ca = env.env_value("CA").map(PathBuf::from).expect("RUN/env has CA");
+                    tally("ran", test);
                     return Some(env);
                 }
                 Ok(o) => {

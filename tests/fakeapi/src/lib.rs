@@ -6,6 +6,15 @@
 //! any HTTP status (403, 503, ...), slow answers, dropped connections, concurrent writers.
 //! A test writes a kubeconfig for it, so the plugin's real client path (kubeconfig → kube client
 //! → TLS → HTTP) is what runs. Never used outside tests.
+//!
+//! Where it answers at all, it answers as kube-apiserver 1.36 does (checked side by side against a
+//! real one in tests/k8s_fake_parity.rs): `PUT pods/status` takes the body's metadata labels and
+//! annotations and its whole `status` (a body without one leaves only `qosClass`), and keeps the
+//! stored spec and ownerReferences; `PUT nodes` ignores the body's `.status`, and without a
+//! resourceVersion is unconditional; annotations over 256 KiB in total are 422; a uid other than
+//! the stored one is a 409 precondition failure (`StorageError`); an injected 403 names the user,
+//! verb and resource/subresource as RBAC's does. It speaks HTTP/1.1 only (ALPN `http/1.1`): the
+//! real server also offers h2, but kube's client, built without hyper's http2, never asks for it.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -189,10 +198,20 @@ impl FakeApi {
             "metadata": {"name": name, "namespace": namespace, "uid": uid, "annotations": {}},
             "spec": spec,
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
-                       "futureField": {"kept": true}}
+                       "qosClass": "BestEffort", "futureField": {"kept": true}}
         });
         st.bump(&mut pod);
         st.pods.insert((namespace.into(), name.into()), pod);
+    }
+
+    /// Add (or replace) a pod given whole (its resourceVersion is set here), e.g. with
+    /// ownerReferences or a status of the test's choosing.
+    pub fn add_pod_object(&self, mut pod: Value) {
+        let mut st = lock(&self.state);
+        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_owned();
+        st.bump(&mut pod);
+        st.pods.insert((ns, name), pod);
     }
 
     /// Add (or replace) a Node object with no labels.
@@ -399,11 +418,7 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<B
         Some(Reply::Status(code)) => {
             lock(&state).seen.push(record(code));
             let msg = match code {
-                403 => format!(
-                    "pods \"x\" is forbidden: User \"system:serviceaccount:kube-system:multus\" cannot {} \
-                     resource \"pods\" in API group \"\"",
-                    if method == Method::PUT { "update" } else { "get" }
-                ),
+                403 => forbidden_message(&method, &path),
                 _ => format!("injected {code}"),
             };
             return Ok(reply(code, &status_body(code, reason_of(code), &msg)));
@@ -418,6 +433,69 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Response<Full<B
         tokio::time::sleep(d).await;
     }
     Ok(reply(code, &answer))
+}
+
+/// The user an injected 403 names (Multus's account, whose kubeconfig the plugin usually gets).
+pub const FORBIDDEN_USER: &str = "system:serviceaccount:kube-system:multus";
+
+/// RBAC's refusal, as kube-apiserver words it: the object, the user, the verb, the resource with
+/// its subresource, and the namespace (or the cluster scope).
+fn forbidden_message(method: &Method, path: &str) -> String {
+    let verb = match method.as_str() {
+        "PUT" => "update",
+        "POST" => "create",
+        "DELETE" => "delete",
+        "PATCH" => "patch",
+        _ => "get",
+    };
+    let (resource, name, scope) = if let Some((ns, name, sub)) = route(path) {
+        let resource = sub.map_or_else(|| "pods".to_owned(), |s| format!("pods/{s}"));
+        (resource, name, format!("in the namespace \"{ns}\""))
+    } else if let Some(rest) = path.strip_prefix("/api/v1/nodes/") {
+        let mut parts = rest.splitn(2, '/');
+        let name = parts.next().unwrap_or("").to_owned();
+        let resource = parts.next().map_or_else(|| "nodes".to_owned(), |s| format!("nodes/{s}"));
+        (resource, name, "at the cluster scope".to_owned())
+    } else {
+        ("unknown".to_owned(), String::new(), "at the cluster scope".to_owned())
+    };
+    let kind = resource.split('/').next().unwrap_or("");
+    format!(
+        "{kind} \"{name}\" is forbidden: User \"{FORBIDDEN_USER}\" cannot {verb} resource \"{resource}\" in API \
+         group \"\" {scope}"
+    )
+}
+
+/// The API server's limit on an object's annotations: keys and values together.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// 422 when `object`'s annotations exceed the limit, worded as the server's validation does.
+fn too_long(kind: &str, name: &str, object: &Value) -> Option<(u16, Value)> {
+    let total: usize = object
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map(|a| a.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum())
+        .unwrap_or(0);
+    if total <= MAX_ANNOTATIONS_BYTES {
+        return None;
+    }
+    let cause = format!("Too long: may not be more than {MAX_ANNOTATIONS_BYTES} bytes");
+    let mut body = status_body(422, "Invalid", &format!("{kind} \"{name}\" is invalid: metadata.annotations: {cause}"));
+    body["details"] = json!({"name": name, "kind": kind,
+                             "causes": [{"reason": "FieldValueTooLong", "message": cause, "field": "metadata.annotations"}]});
+    Some((422, body))
+}
+
+/// The 409 of a uid precondition that does not hold (the body's uid is not the stored object's).
+fn uid_mismatch(resource: &str, key: &str, name: &str, sent: &str, have: &str) -> (u16, Value) {
+    let msg = format!(
+        "Operation cannot be fulfilled on {resource} \"{name}\": StorageError: invalid object, Code: 4, Key: \
+         /registry/{key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {sent}, \
+         UID in object meta: {have}"
+    );
+    let mut body = status_body(409, "Conflict", &msg);
+    body["details"] = json!({"name": name, "kind": resource});
+    (409, body)
 }
 
 fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Option<Value>) -> (u16, Value) {
@@ -453,6 +531,13 @@ fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Op
                 st.bump(&mut current);
                 st.pods.insert(key.clone(), current.clone());
             }
+            // The uid precondition is checked before the resourceVersion, as the server's storage does.
+            let have_uid = current.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_owned();
+            if let Some(sent_uid) = body.pointer("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                if sent_uid != have_uid {
+                    return uid_mismatch("pods", &format!("pods/{ns}/{name}"), &name, sent_uid, &have_uid);
+                }
+            }
             let sent = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
             let have = current.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
             // An empty resourceVersion would be an unconditional update; pods allow it, the plugin must not rely on it.
@@ -463,12 +548,12 @@ fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Op
                 );
                 return (409, status_body(409, "Conflict", &msg));
             }
-            if body.pointer("/metadata/uid") != current.pointer("/metadata/uid")
-                && body.pointer("/metadata/uid").is_some()
-            {
-                return (409, status_body(409, "Conflict", "Precondition failed: UID in precondition"));
+            if let Some(refused) = too_long("Pod", &name, &body) {
+                return refused;
             }
-            // The pod status strategy: spec is kept, metadata labels/annotations and status are taken.
+            // The pod status strategy: spec and ownerReferences are kept, metadata labels and
+            // annotations are taken, and the whole status is the body's: a body without one
+            // leaves only qosClass (which the server never lets change).
             for (ptr, field) in [("/metadata", "annotations"), ("/metadata", "labels")] {
                 let new = body.pointer(&format!("{ptr}/{field}")).cloned();
                 if let Some(m) = current.pointer_mut(ptr).and_then(Value::as_object_mut) {
@@ -478,8 +563,16 @@ fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Op
                     };
                 }
             }
-            if let (Some(s), Some(obj)) = (body.get("status").cloned(), current.as_object_mut()) {
-                obj.insert("status".into(), s);
+            let qos = current.pointer("/status/qosClass").cloned();
+            let mut status = match body.get("status") {
+                Some(Value::Object(s)) => s.clone(),
+                _ => Map::new(),
+            };
+            if let Some(q) = qos {
+                status.insert("qosClass".into(), q);
+            }
+            if let Some(obj) = current.as_object_mut() {
+                obj.insert("status".into(), Value::Object(status));
             }
             st.bump(&mut current);
             st.pods.insert(key, current.clone());
@@ -489,8 +582,9 @@ fn serve(state: &Shared, method: &Method, path: &str, authorized: bool, body: Op
     }
 }
 
-/// GET and PUT of a Node: a PUT with a stale resourceVersion is 409; the whole object is taken
-/// (metadata labels included), as the API server's node update does.
+/// GET and PUT of a Node: a PUT with a stale resourceVersion is 409, one without any is
+/// unconditional; the object is taken but for its status (metadata labels included), as the API
+/// server's node update does.
 fn serve_node(state: &Shared, method: &Method, name: &str, body: Option<Value>) -> (u16, Value) {
     let mut st = lock(state);
     let not_found = || (404, status_body(404, "NotFound", &format!("nodes \"{name}\" not found")));
@@ -510,14 +604,36 @@ fn serve_node(state: &Shared, method: &Method, name: &str, body: Option<Value>) 
                 st.bump(&mut current);
                 st.nodes.insert(name.into(), current.clone());
             }
+            let have_uid = current.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_owned();
+            if let Some(sent_uid) = body.pointer("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+                if sent_uid != have_uid {
+                    return uid_mismatch("nodes", &format!("minions/{name}"), name, sent_uid, &have_uid);
+                }
+            }
             let sent = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
             let have = current.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
-            if sent != have {
+            // No resourceVersion: an unconditional update (nodes allow it, as the server does).
+            if !sent.is_empty() && sent != have {
                 let msg = format!(
                     "Operation cannot be fulfilled on nodes \"{name}\": the object has been modified; please apply \
                      your changes to the latest version and try again"
                 );
                 return (409, status_body(409, "Conflict", &msg));
+            }
+            if let Some(refused) = too_long("Node", name, &body) {
+                return refused;
+            }
+            // The main resource's update never writes status (that is nodes/status): the stored one stays.
+            if let Some(obj) = body.as_object_mut() {
+                match current.get("status") {
+                    Some(s) => obj.insert("status".into(), s.clone()),
+                    None => obj.remove("status"),
+                };
+                if let Some(uid) = current.pointer("/metadata/uid").cloned() {
+                    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.insert("uid".into(), uid);
+                    }
+                }
             }
             st.bump(&mut body);
             st.nodes.insert(name.into(), body.clone());
