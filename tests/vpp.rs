@@ -401,3 +401,23 @@ fn replacing_a_leftover_memif_of_ours_unregisters_the_socket_filename_it_was_on(
     node.cni("DEL", &id, "net1", &new, &[]).expect_ok();
     assert_vpp_clean(&sim, "after DEL");
 }
+
+/// VPP v26.06 refuses an IPv4 address that overlaps one on another interface of the same FIB
+/// table with -105 ADDRESS_IN_USE: a second `netType: interface` pod from the same IPAM subnet
+/// fails with that name and what to do, and its ADD is rolled back.
+#[test]
+fn a_second_interface_in_the_same_subnet_is_address_in_use_and_rolled_back() {
+    let Env { sim, node, _dir } = env();
+    let conf = with_ipam(&node, vhost_conf("net-ovl", "server"));
+    node.cni("ADD", &cid(21), "net1", &conf, &[]).expect_ok();
+    let before = format!("{:?} {:?}", sim.interfaces(), sim.vhosts());
+    let msg = node.cni("ADD", &cid(22), "net1", &conf, &[]).expect_err(5);
+    for want in ["-105", "ADDRESS_IN_USE", "10.20.0.3/24", "overlapping subnets", "IPAM range"] {
+        assert!(msg.contains(want), "{want} missing from: {msg}");
+    }
+    assert_eq!(format!("{:?} {:?}", sim.interfaces(), sim.vhosts()), before, "the second pod left nothing in VPP");
+    node.cni("DEL", &cid(22), "net1", &conf, &[]).expect_ok();
+    node.cni("DEL", &cid(21), "net1", &conf, &[]).expect_ok();
+    assert_vpp_clean(&sim, "after DEL");
+    assert_node_clean(&node, "after DEL");
+}

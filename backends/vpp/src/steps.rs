@@ -542,6 +542,23 @@ fn ipam_addresses(ctx: &StepContext) -> Result<Vec<(String, Prefix)>, CniError> 
     Ok(out)
 }
 
+/// A refused address, with what to do when VPP's reason is the overlap rule.
+fn address_refused(e: VppError, shown: &[&str]) -> CniError {
+    let in_use = e.retval() == Some(rv::ADDRESS_IN_USE);
+    let mut err = vpp_err("setting the IPAM addresses")(e);
+    if in_use {
+        // ip4_add_del_interface_address_internal: VPP refuses an IPv4 prefix that overlaps one on
+        // any interface of the same FIB table (the same address twice included).
+        err.msg.push_str(&format!(
+            "; VPP gives no two interfaces of one FIB table addresses from overlapping subnets, and \
+             another VPP interface already has one overlapping {}: give this network an IPAM range \
+             that no other VPP interface uses (or use netType bridge)",
+            shown.join(", ")
+        ));
+    }
+    err
+}
+
 #[async_trait]
 impl Step for IpAddressStep {
     fn name(&self) -> &'static str {
@@ -555,14 +572,14 @@ impl Step for IpAddressStep {
             return Ok(());
         }
         let idx = created_index(ctx)?;
+        let shown: Vec<&str> = addrs.iter().map(|(s, _)| s.as_str()).collect();
         with_client!(self.conn, ctx, |c| async {
             for (_, prefix) in &addrs {
                 ops::add_address(c, idx, prefix).await?;
             }
             Ok(())
         })
-        .map_err(vpp_err("setting the IPAM addresses"))?;
-        let shown: Vec<&str> = addrs.iter().map(|(s, _)| s.as_str()).collect();
+        .map_err(|e| address_refused(e, &shown))?;
         ctx.outputs.values.insert(IP_ADDRESS.into(), json!({"addresses": shown}));
         failpoint::hit(IP_ADDRESS, Phase::During)
     }
