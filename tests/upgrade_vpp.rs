@@ -238,3 +238,49 @@ fn adopt_tags_the_upstream_memif_as_ours_and_gc_then_removes_it() {
     let bds = sim.bridge_domains();
     assert!(bds.len() == 1 && bds[0].members.is_empty(), "the upstream bridge domain stays, empty: {bds:?}");
 }
+
+/// VPP hands a freed sw_if_index to the very next interface it creates: an upstream pod's memif
+/// deleted behind both plugins' backs and another upstream pod's ADD then gets the index the
+/// first pod's state file names. `userspace adopt` and our DEL of the first pod read back what
+/// the index names now (another pod's socket) and leave it alone, with the state file.
+#[test]
+fn adopt_and_del_leave_alone_the_pod_that_took_a_freed_index() {
+    let Env { sim, node, _dir } = env();
+    let c = conf("net-up-freed");
+    let (stale, other) = ("f0vpp0stale000000001", "f0vpp0other000000002");
+    let sidx = upstream_add(&sim, &node, stale);
+    support::write_libcni_cache(&node, &c, stale);
+    rt().block_on(async {
+        let mut cl = Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
+        backend_vpp::ops::delete_memif(&mut cl, sidx).await.expect("the stale pod's memif is deleted");
+        cl.close().await;
+    });
+    let oidx = upstream_add(&sim, &node, other);
+    assert_eq!(oidx, sidx, "the other pod's memif took the freed index");
+    let other_now = || {
+        let st = sim.state();
+        let i = st.interfaces.get(&oidx).cloned();
+        let m = st.memifs.get(&oidx).cloned();
+        let f = m.as_ref().and_then(|m| st.sockets.get(&m.socket_id).cloned());
+        let bd = st.bds.get(&BD).map(|b| b.members.contains(&oidx));
+        format!("{i:?} {m:?} {f:?} {bd:?}")
+    };
+    let before = other_now();
+    assert!(before.contains(&socket_of(&node, other)), "{before}");
+
+    let run = cli(&node, &["adopt", "--json"]);
+    assert_eq!(run.code, Some(1), "state files were left, adopt says so: {run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout));
+    let files = report["files"].as_array().cloned().unwrap_or_default();
+    let line = files.iter().find(|l| l["containerId"] == stale).unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(line["outcome"], "skipped", "{report}");
+    assert!(line.to_string().contains(&socket_of(&node, other)), "the reason names the socket found: {line}");
+    assert_eq!(other_now(), before, "adopt did not tag or change the other pod's memif");
+    assert!(legacy_path(&node, stale).exists(), "the state file is kept");
+
+    node.cni("DEL", stale, "net1", &c, &[]).expect_ok();
+    assert_eq!(other_now(), before, "DEL of the stale pod did not touch the other pod's memif");
+    assert!(legacy_path(&node, other).exists(), "the other pod's state file stays");
+    node.cni("DEL", other, "net1", &c, &[]).expect_ok();
+    assert!(sim.memifs().is_empty(), "the other pod's own DEL removes its memif: {:?}", sim.memifs());
+}

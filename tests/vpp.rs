@@ -372,3 +372,52 @@ fn an_already_registered_socket_filename_is_reused_not_registered_twice() {
     assert_vpp_clean(&sim, "after DEL");
     assert_node_clean(&node, "after DEL");
 }
+
+/// VPP keeps a socket filename registered after its last memif goes. When ADD replaces a
+/// leftover memif of ours that sits on another filename (the record was lost and the attachment
+/// is added again with another socketfile), that filename's registration goes too: nothing else
+/// would ever remove it (DEL looks only at the plan's filename). Seen on a real VPP v26.06.
+#[test]
+fn replacing_a_leftover_memif_of_ours_unregisters_the_socket_filename_it_was_on() {
+    let Env { sim, node, _dir } = env();
+    let id = cid(20);
+    let with_file = |f: &str| {
+        let mut c = memif_conf("net-leak", "master", 20);
+        c["host"]["memif"]["socketfile"] = json!(f);
+        c
+    };
+    let (old, new) = (with_file("old.sock"), with_file("new.sock"));
+    node.cni("ADD", &id, "net1", &old, &[]).expect_ok();
+    let old_memif = sim.memifs()[0].clone();
+    std::fs::remove_file(node.state_dir().join(format!("{id}_net1.json"))).expect("the record is lost");
+    node.cni("ADD", &id, "net1", &new, &[]).expect_ok();
+    let sockets = sim.sockets();
+    let files: Vec<String> = sockets.values().map(|f| f.rsplit('/').next().unwrap_or_default().to_owned()).collect();
+    assert_eq!(files, vec!["new.sock".to_string()], "only the new filename stays registered: {sockets:?}");
+    let memifs = sim.memifs();
+    assert_eq!(memifs.len(), 1, "the leftover was replaced, not duplicated: {memifs:?}");
+    assert!(sockets.contains_key(&memifs[0].socket_id), "the new memif is on the new filename: {memifs:?}");
+    assert!(!sockets.contains_key(&old_memif.socket_id), "old socket id {} unregistered", old_memif.socket_id);
+    node.cni("DEL", &id, "net1", &new, &[]).expect_ok();
+    assert_vpp_clean(&sim, "after DEL");
+}
+
+/// VPP v26.06 refuses an IPv4 address that overlaps one on another interface of the same FIB
+/// table with -105 ADDRESS_IN_USE: a second `netType: interface` pod from the same IPAM subnet
+/// fails with that name and what to do, and its ADD is rolled back.
+#[test]
+fn a_second_interface_in_the_same_subnet_is_address_in_use_and_rolled_back() {
+    let Env { sim, node, _dir } = env();
+    let conf = with_ipam(&node, vhost_conf("net-ovl", "server"));
+    node.cni("ADD", &cid(21), "net1", &conf, &[]).expect_ok();
+    let before = format!("{:?} {:?}", sim.interfaces(), sim.vhosts());
+    let msg = node.cni("ADD", &cid(22), "net1", &conf, &[]).expect_err(5);
+    for want in ["-105", "ADDRESS_IN_USE", "10.20.0.3/24", "overlapping subnets", "IPAM range"] {
+        assert!(msg.contains(want), "{want} missing from: {msg}");
+    }
+    assert_eq!(format!("{:?} {:?}", sim.interfaces(), sim.vhosts()), before, "the second pod left nothing in VPP");
+    node.cni("DEL", &cid(22), "net1", &conf, &[]).expect_ok();
+    node.cni("DEL", &cid(21), "net1", &conf, &[]).expect_ok();
+    assert_vpp_clean(&sim, "after DEL");
+    assert_node_clean(&node, "after DEL");
+}

@@ -234,3 +234,67 @@ fn repair_with_vpp_down_is_code_11_and_changes_nothing() {
     node.cni("DEL", &cid(5), "net1", &conf, &[("CNI_NETNS", &pod.path())]).expect_ok();
     assert_vpp_clean(&sim, "after DEL");
 }
+
+/// VPP hands a freed sw_if_index to the very next interface it creates. Pod A's memif is deleted
+/// behind the plugin's back (an operator's `delete memif`), pod B's ADD then takes A's index,
+/// and A's record still names it: CHECK, the reconciler's repair and DEL of A look A's interface
+/// up by its tag, so none of them reports, changes or deletes B's interface at that index.
+#[test]
+fn a_freed_sw_if_index_taken_by_another_pod_is_never_acted_on_through_the_stale_record() {
+    let Env { sim, node, _dir } = env();
+    let (pa, pb) = (Netns::new("vrpf"), Netns::new("vrpg"));
+    let conf = memif_conf("net-vr4", "master", 10);
+    let (ca, cb) = (cid(6), cid(7));
+    let ra = node.cni("ADD", &ca, "net1", &conf, &[("CNI_NETNS", &pa.path())]).expect_ok();
+    let stale = sim.memifs()[0].sw_if_index;
+    let a_tag = sim.interfaces()[0].tag.clone();
+    rt().block_on(async {
+        let mut c = backend_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
+        backend_vpp::ops::delete_memif(&mut c, stale).await.expect("the operator deletes A's memif");
+        c.close().await;
+    });
+    node.cni("ADD", &cb, "net1", &conf, &[("CNI_NETNS", &pb.path())]).expect_ok();
+    let b = sim.interfaces().into_iter().next().expect("B's interface");
+    assert_eq!(b.sw_if_index, stale, "B's memif took A's freed index: {b:?}");
+    assert_ne!(b.tag, a_tag, "and carries B's tag");
+    let recorded = |cid: &str| {
+        records(&node)
+            .into_iter()
+            .find(|(p, _)| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(cid)))
+            .and_then(|(_, r)| r.outputs)
+            .and_then(|o| o.values.get("memif").and_then(|v| v["sw_if_index"].as_u64()))
+    };
+    assert_eq!(recorded(&ca), Some(u64::from(stale)), "A's record still names the index B now has");
+    // B as VPP holds it: interface, memif, socket filename and bridge domain membership.
+    let b_picture = || {
+        let st = sim.state();
+        let i = st.interfaces.get(&stale).cloned();
+        let m = st.memifs.get(&stale).cloned();
+        let f = m.as_ref().and_then(|m| st.sockets.get(&m.socket_id).cloned());
+        let bd = st.bds.get(&10).map(|b| b.members.contains(&stale));
+        format!("{i:?} {m:?} {f:?} {bd:?}")
+    };
+    let before = b_picture();
+
+    let mut check = conf.clone();
+    check["prevResult"] = ra;
+    let msg = node.cni("CHECK", &ca, "net1", &check, &[("CNI_NETNS", &pa.path())]).expect_err(5);
+    assert!(msg.contains("missing"), "CHECK of A finds A's interface missing, not B's at the old index: {msg}");
+    assert_eq!(b_picture(), before, "CHECK changed nothing");
+
+    let (code, r) = gc_pass(&node, &[]);
+    assert_eq!(code, Some(0), "{r:?}");
+    assert_eq!(outcome(&r[&ca]), "repaired", "A is re-created: {r:?}");
+    assert_eq!(outcome(&r[&cb]), "healthy", "B is left as it is: {r:?}");
+    assert_eq!(b_picture(), before, "the repair of A did not touch B's interface at {stale}");
+    let a_now = sim.interfaces().into_iter().find(|i| i.tag == a_tag).expect("A re-created with its tag");
+    assert_ne!(a_now.sw_if_index, stale, "{a_now:?}");
+    assert_eq!(recorded(&ca), Some(u64::from(a_now.sw_if_index)), "A's record names A's new index");
+    assert!(a_now.admin_up && a_now.bd == Some(10), "{a_now:?}");
+
+    node.cni("DEL", &ca, "net1", &conf, &[("CNI_NETNS", &pa.path())]).expect_ok();
+    assert_eq!(b_picture(), before, "DEL of A did not touch B's interface at {stale}");
+    assert!(sim.interfaces().iter().all(|i| i.tag != a_tag), "A's re-created memif is gone: {:?}", sim.interfaces());
+    node.cni("DEL", &cb, "net1", &conf, &[("CNI_NETNS", &pb.path())]).expect_ok();
+    assert_vpp_clean(&sim, "after both DELs");
+}

@@ -195,9 +195,12 @@ fn memif(req: &PlanRequest<'_>) -> Result<MemifPlan, CniError> {
     let conf = req.host.memif.clone().unwrap_or_default();
     let mode = conf.mode.unwrap_or(MemifMode::Ethernet);
     if mode == MemifMode::InjectPunt {
+        // Never sent: memif_create_if of v26.06 fails an unsupported mode and then frees the
+        // half-made interface, which crashes VPP (SIGSEGV) and with it every pod's interfaces.
         return Err(unsupported(
             "host.memif.mode \"inject-punt\" is not supported by engine vpp: VPP's memif plugin creates only \
-             ethernet and ip interfaces (memif_create answers \"unsupported interface mode\"); use \"ethernet\" or \"ip\"",
+             ethernet and ip interfaces, and VPP v26.06 crashes (SIGSEGV) when asked for another mode; \
+             use \"ethernet\" or \"ip\"",
         ));
     }
     let file = conf.socketfile.clone().unwrap_or_else(|| format!("memif-{}-{}.sock", id.cid12(), id.ifname));
@@ -347,7 +350,9 @@ mod tests {
         }
         let mut host = memif(None, json!({}));
         host.memif = Some(MemifConf { mode: Some(MemifMode::InjectPunt), ..Default::default() });
-        assert_eq!(plan_of(host, None).unwrap_err().code, codes::UNSUPPORTED_FIELD);
+        let e = plan_of(host, None).unwrap_err();
+        assert_eq!(e.code, codes::UNSUPPORTED_FIELD, "{e}");
+        assert!(e.msg.contains("crashes (SIGSEGV)") && !e.msg.contains("answers"), "why, as VPP v26.06 does it: {e}");
         let e = plan_of(memif(None, json!({"memif": {"ringSize": 1000}})), None).unwrap_err();
         assert!(e.msg.contains("power of two"), "{e}");
     }

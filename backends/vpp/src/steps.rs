@@ -275,11 +275,32 @@ impl MemifStep {
         Ok(Ok(()))
     }
 
-    async fn create(&self, c: &mut Client, socket_id: u32) -> Result<u32, VppError> {
-        // A leftover of ours (same tag) from an interrupted run is replaced, not duplicated.
-        for m in ops::our_memifs(c, &self.tag, &self.plan.socket).await? {
+    /// Delete the memifs of this attachment (tagged ours, or untagged on our socket) and the
+    /// socket filename each was on once no memif uses it, except `keep` (the id about to be
+    /// used). VPP keeps a registration after its last memif goes: a memif of ours on another
+    /// filename (the record lost and the attachment added again with another socketfile) would
+    /// otherwise leave that filename registered for good, since the socket step's undo only
+    /// looks at the plan's filename.
+    async fn delete_ours(&self, c: &mut Client, keep: Option<u32>) -> Result<(), VppError> {
+        let ours = ops::our_memifs(c, &self.tag, &self.plan.socket).await?;
+        for m in &ours {
             ops::delete_memif(c, m.sw_if_index).await?;
         }
+        let mut ids: Vec<u32> = ours.iter().map(|m| m.socket_id).filter(|id| Some(*id) != keep).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            // Socket id 0 is VPP's default, which it never deletes.
+            if id != 0 {
+                ops::remove_socket_if_unused(c, id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, c: &mut Client, socket_id: u32) -> Result<u32, VppError> {
+        // A leftover of ours (same tag) from an interrupted run is replaced, not duplicated.
+        self.delete_ours(c, Some(socket_id)).await?;
         let p = &self.plan;
         let req = MemifCreateV2 {
             role: role_api(p.role),
@@ -353,13 +374,7 @@ impl Step for MemifStep {
     }
 
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
-        with_client!(self.conn, ctx, |c| async {
-            for m in ops::our_memifs(c, &self.tag, &self.plan.socket).await? {
-                ops::delete_memif(c, m.sw_if_index).await?;
-            }
-            Ok(())
-        })
-        .map_err(vpp_err("deleting the memif"))
+        with_client!(self.conn, ctx, |c| self.delete_ours(c, None)).map_err(vpp_err("deleting the memif"))
     }
 }
 
@@ -527,6 +542,23 @@ fn ipam_addresses(ctx: &StepContext) -> Result<Vec<(String, Prefix)>, CniError> 
     Ok(out)
 }
 
+/// A refused address, with what to do when VPP's reason is the overlap rule.
+fn address_refused(e: VppError, shown: &[&str]) -> CniError {
+    let in_use = e.retval() == Some(rv::ADDRESS_IN_USE);
+    let mut err = vpp_err("setting the IPAM addresses")(e);
+    if in_use {
+        // ip4_add_del_interface_address_internal: VPP refuses an IPv4 prefix that overlaps one on
+        // any interface of the same FIB table (the same address twice included).
+        err.msg.push_str(&format!(
+            "; VPP gives no two interfaces of one FIB table addresses from overlapping subnets, and \
+             another VPP interface already has one overlapping {}: give this network an IPAM range \
+             that no other VPP interface uses (or use netType bridge)",
+            shown.join(", ")
+        ));
+    }
+    err
+}
+
 #[async_trait]
 impl Step for IpAddressStep {
     fn name(&self) -> &'static str {
@@ -540,14 +572,14 @@ impl Step for IpAddressStep {
             return Ok(());
         }
         let idx = created_index(ctx)?;
+        let shown: Vec<&str> = addrs.iter().map(|(s, _)| s.as_str()).collect();
         with_client!(self.conn, ctx, |c| async {
             for (_, prefix) in &addrs {
                 ops::add_address(c, idx, prefix).await?;
             }
             Ok(())
         })
-        .map_err(vpp_err("setting the IPAM addresses"))?;
-        let shown: Vec<&str> = addrs.iter().map(|(s, _)| s.as_str()).collect();
+        .map_err(|e| address_refused(e, &shown))?;
         ctx.outputs.values.insert(IP_ADDRESS.into(), json!({"addresses": shown}));
         failpoint::hit(IP_ADDRESS, Phase::During)
     }

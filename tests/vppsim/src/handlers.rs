@@ -17,7 +17,7 @@ const SUBIF_ALREADY_EXISTS: i32 = -68;
 const INVALID_ARGUMENT: i32 = -73;
 const UNEXPECTED_INTF_STATE: i32 = -74;
 const IF_ALREADY_EXISTS: i32 = -79;
-const VALUE_EXIST: i32 = -81;
+const ADDRESS_IN_USE: i32 = -105;
 const ENTRY_ALREADY_EXISTS: i32 = -116;
 const BD_ALREADY_EXISTS: i32 = -119;
 const BD_IN_USE: i32 = -120;
@@ -47,14 +47,12 @@ fn reply(name: &str, rv: i32, extra: Value) -> Out {
     vec![(format!("{name}_reply"), m)]
 }
 
-pub(crate) fn handle(st: &mut State, shared: &Shared, name: &str, req: &Map<String, Value>, client_index: u32) -> Out {
+pub(crate) fn handle(st: &mut State, shared: &Shared, name: &str, req: &Map<String, Value>) -> Out {
     match name {
+        // VPP's handler leaves the reply's client_index 0 (REPLY_MACRO2 fills context only).
         "control_ping" => vec![(
             "control_ping_reply".into(),
-            json!({"retval": 0, "client_index": client_index, "vpe_pid": st.pid})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            json!({"retval": 0, "client_index": 0, "vpe_pid": st.pid}).as_object().cloned().unwrap_or_default(),
         )],
         "show_version" => reply(
             name,
@@ -100,10 +98,12 @@ pub(crate) fn handle(st: &mut State, shared: &Shared, name: &str, req: &Map<Stri
             .values()
             .filter_map(|m| {
                 let i = st.interfaces.get(&m.sw_if_index)?;
+                // send_memif_details reports `mif->run`, the values negotiated with a peer: 1 << 0
+                // and 0 until one connects (none ever does here), not what the create asked for.
                 let v = json!({
                     "sw_if_index": m.sw_if_index, "hw_addr": i.mac.to_vec(), "id": m.id, "role": m.role,
-                    "mode": m.mode, "zero_copy": false, "socket_id": m.socket_id, "ring_size": m.ring_size,
-                    "buffer_size": m.buffer_size, "flags": if i.admin_up { 1 } else { 0 }, "if_name": i.name,
+                    "mode": m.mode, "zero_copy": m.zero_copy, "socket_id": m.socket_id, "ring_size": 1,
+                    "buffer_size": 0, "flags": if i.admin_up { 1 } else { 0 }, "if_name": i.name,
                 });
                 Some(("memif_details".to_string(), v.as_object().cloned().unwrap_or_default()))
             })
@@ -226,8 +226,11 @@ pub(crate) fn handle(st: &mut State, shared: &Shared, name: &str, req: &Map<Stri
 }
 
 fn new_interface(st: &mut State, name: String, kind: IfKind, tag: String) -> u32 {
-    let idx = st.next_index;
-    st.next_index += 1;
+    // The last freed index first (VPP's pool), else a new one.
+    let idx = st.free_indices.pop().unwrap_or_else(|| {
+        st.next_index += 1;
+        st.next_index - 1
+    });
     let r = st.random();
     let mac = [0x02, 0xfe, (r >> 24) as u8, (r >> 16) as u8, (r >> 8) as u8, r as u8];
     st.interfaces.insert(
@@ -243,9 +246,31 @@ fn remove_interface(st: &mut State, idx: u32) {
         if let Some(bd) = i.bd.and_then(|b| st.bds.get_mut(&b)) {
             bd.members.retain(|m| *m != idx);
         }
+        st.free_indices.push(idx);
     }
 }
 
+/// `memif_get_unused_socket_id` (memif.c): a step of `random_u32` (x' = 1664525x + 1013904223)
+/// from a static seed that starts at 0, then a walk around that value (+0, +1, -2, +3, ...) while
+/// the id is taken; ~0 is skipped. The seed keeps the walk's last value for the next call.
+fn unused_socket_id(st: &mut State) -> u32 {
+    for _ in 0..1 << 10 {
+        st.socket_seed = st.socket_seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        for i in 0..1i32 << 10 {
+            // seed += (2 * (i % 2) - 1) * i, in C's int arithmetic wrapped into the u32
+            st.socket_seed = st.socket_seed.wrapping_add(((2 * (i % 2) - 1) * i) as u32);
+            if st.socket_seed == u32::MAX {
+                continue;
+            }
+            if !st.sockets.contains_key(&st.socket_seed) {
+                return st.socket_seed;
+            }
+        }
+    }
+    u32::MAX
+}
+
+/// `memif_socket_filename_add_del_v2` and `memif_socket_filename_add_del` (memif_api.c, memif.c).
 fn socket_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
     let name = "memif_socket_filename_add_del_v2";
     let mut id = u32_of(req, "socket_id");
@@ -255,15 +280,10 @@ fn socket_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
         return reply(name, INVALID_ARGUMENT, json!({"socket_id": id}));
     }
     if is_add && id == u32::MAX {
-        loop {
-            let candidate = st.random();
-            if candidate != 0 && candidate != u32::MAX && !st.sockets.contains_key(&candidate) {
-                id = candidate;
-                break;
-            }
-        }
+        id = unused_socket_id(st);
     }
     if id == u32::MAX {
+        // "socket id is not specified" (or no unused one was found)
         return reply(name, INVALID_ARGUMENT, json!({"socket_id": id}));
     }
     if !is_add {
@@ -279,17 +299,19 @@ fn socket_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
     if file.is_empty() {
         return reply(name, INVALID_ARGUMENT, json!({"socket_id": id}));
     }
+    // An absolute path or a socket prefix is taken as it is: nothing checks that its directory
+    // exists (the memif create that listens or connects on it fails later instead). A relative
+    // name goes under the runtime dir, whose subdirectories VPP creates.
     let full = if file.starts_with("abstract:") || file.starts_with('/') {
-        if file.starts_with('/') {
-            // VPP checks the directory exists and is writable (faccessat).
-            let dir = std::path::Path::new(&file).parent().map(|p| p.to_path_buf()).unwrap_or_default();
-            if !dir.is_dir() {
-                return reply(name, INVALID_ARGUMENT, json!({"socket_id": id}));
-            }
-        }
         file
     } else {
-        st.runtime_dir.join(&file).display().to_string()
+        let full = st.runtime_dir.join(&file);
+        if let Some(dir) = full.parent() {
+            if std::fs::create_dir_all(dir).is_err() {
+                return reply(name, SYSCALL_ERROR_1, json!({"socket_id": id}));
+            }
+        }
+        full.display().to_string()
     };
     if let Some(existing) = st.sockets.get(&id) {
         let rv = if *existing == full { 0 } else { ENTRY_ALREADY_EXISTS };
@@ -360,59 +382,76 @@ fn bind_raw(path: &[u8], seqpacket: bool) -> Result<OwnedFd, String> {
     Ok(owned)
 }
 
+/// `memif_create_v2` (memif_api.c) and `memif_create_if` (memif.c), checks in VPP's order.
 fn memif_create(st: &mut State, req: &Map<String, Value>) -> Out {
     let name = "memif_create_v2";
-    let fail = |rv| reply(name, rv, json!({"sw_if_index": u32::MAX}));
+    // The reply carries `args.sw_if_index`: 0 unless the interface got as far as registering.
+    let fail = |rv, idx: u32| reply(name, rv, json!({"sw_if_index": idx}));
     let socket_id = u32_of(req, "socket_id");
     let id = u32_of(req, "id");
     let is_master = u32_of(req, "role") == 0;
     let mode = u32_of(req, "mode");
-    let Some(file) = st.sockets.get(&socket_id).cloned() else { return fail(INVALID_ARGUMENT) };
     let mut ring_size = u32_of(req, "ring_size");
     if ring_size == 0 {
         ring_size = 1024;
     }
     if !ring_size.is_power_of_two() {
-        return fail(INVALID_ARGUMENT);
+        return fail(INVALID_ARGUMENT, 0);
     }
+    let Some(file) = st.sockets.get(&socket_id).cloned() else { return fail(INVALID_ARGUMENT, 0) };
     let users: Vec<&Memif> = st.memifs.values().filter(|m| m.socket_id == socket_id).collect();
     if let Some(first) = users.first() {
         // A socket file is either a listener or a client, never both; ids are unique on it.
         if (first.role == 0) != is_master || users.iter().any(|m| m.id == id) {
-            return fail(SUBIF_ALREADY_EXISTS);
+            return fail(SUBIF_ALREADY_EXISTS, 0);
         }
     }
     if mode > 1 {
-        // memif_create_if: "unsupported interface mode".
-        return fail(SYSCALL_ERROR_2);
+        // memif_create_if answers "unsupported interface mode" and then runs memif_delete_if on
+        // the half-made interface (no hw interface, ref_cnt 0): v26.06 dies with SIGSEGV there.
+        st.crashed = Some(format!("memif_create_v2 with mode {mode}: SIGSEGV in memif_delete_if"));
+        return Vec::new();
     }
     let first_user = users.is_empty();
-    if is_master && first_user {
-        if !file.starts_with("abstract:") {
-            if let Ok(m) = std::fs::symlink_metadata(&file) {
-                if m.file_type().is_socket() {
-                    let _ = std::fs::remove_file(&file);
-                } else {
-                    return fail(VALUE_EXIST);
-                }
+    if is_master && first_user && !file.starts_with("abstract:") {
+        // clib_socket_init (server): stat() the path; a socket nobody listens on is unlinked,
+        // anything else ("File ... already exists", "Active listener") fails the create with
+        // SYSCALL_ERROR_4, as does a bind in a missing directory. VPP's own probe is a
+        // SOCK_STREAM connect, which a live memif (SOCK_SEQPACKET) listener refuses with
+        // EPROTOTYPE, not ECONNREFUSED: that too counts as active.
+        if let Ok(m) = std::fs::metadata(&file) {
+            let stale = m.file_type().is_socket()
+                && matches!(
+                    std::os::unix::net::UnixStream::connect(&file),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+                );
+            if !stale {
+                return fail(SYSCALL_ERROR_4, 0);
             }
+            let _ = std::fs::remove_file(&file);
         }
+    }
+    let listener = if is_master && first_user {
         match listen_on(&file, true) {
-            Ok(fd) => {
-                st.memif_listeners.insert(socket_id, fd);
-            }
-            Err(_) => return fail(SYSCALL_ERROR_4),
+            Ok(fd) => Some(fd),
+            // The interface was registered and is deleted again: its index was handed out
+            // and freed (so the next create gets it back).
+            Err(_) => return fail(SYSCALL_ERROR_4, st.free_indices.last().copied().unwrap_or(st.next_index)),
         }
+    } else {
+        None
+    };
+    if let Some(fd) = listener {
+        st.memif_listeners.insert(socket_id, fd);
     }
     let idx = new_interface(st, format!("memif{socket_id}/{id}"), IfKind::Memif, String::new());
     let mut buffer_size = u32_of(req, "buffer_size") as u16;
     if buffer_size == 0 {
         buffer_size = 2048;
     }
-    st.memifs.insert(
-        idx,
-        Memif { sw_if_index: idx, socket_id, id, role: if is_master { 0 } else { 1 }, mode, ring_size, buffer_size },
-    );
+    let role = if is_master { 0 } else { 1 };
+    let zero_copy = !is_master && !bool_of(req, "no_zero_copy");
+    st.memifs.insert(idx, Memif { sw_if_index: idx, socket_id, id, role, mode, ring_size, buffer_size, zero_copy });
     reply(name, 0, json!({"sw_if_index": idx}))
 }
 
@@ -426,13 +465,29 @@ fn delete_memif(st: &mut State, idx: u32) {
     remove_interface(st, idx);
 }
 
+/// Whether `a` lies in `b`/`len` (ip4_destination_matches_route and its ip6 twin).
+fn in_prefix(a: &[u8; 16], b: &[u8; 16], len: u8) -> bool {
+    let bits = usize::from(len);
+    let (whole, rest) = (bits / 8, bits % 8);
+    if a[..whole.min(16)] != b[..whole.min(16)] {
+        return false;
+    }
+    if rest == 0 || whole >= 16 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    a[whole] & mask == b[whole] & mask
+}
+
+/// `sw_interface_add_del_address` (ip4_add_del_interface_address_internal and the ip6 one). On
+/// add, VPP refuses a prefix that overlaps one on any interface of the same FIB table (all of them
+/// here: the simulator has only table 0), except another address of the same length on the same
+/// interface: ADDRESS_IN_USE for IPv4 (a duplicate included), DUPLICATE_IF_ADDRESS for IPv6.
 fn address_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
     let name = "sw_interface_add_del_address";
     let idx = u32_of(req, "sw_if_index");
-    let Some(i) = st.interfaces.get_mut(&idx) else { return reply(name, INVALID_SW_IF_INDEX, json!({})) };
-    if bool_of(req, "del_all") {
-        i.addresses.clear();
-        return reply(name, 0, json!({}));
+    if !st.interfaces.contains_key(&idx) {
+        return reply(name, INVALID_SW_IF_INDEX, json!({}));
     }
     let prefix = req.get("prefix").and_then(|p| p.as_object()).cloned().unwrap_or_default();
     let len = u32_of(&prefix, "len") as u8;
@@ -443,10 +498,27 @@ fn address_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
         *d = s;
     }
     let entry = (af, un, len);
-    if bool_of(req, "is_add") {
-        if i.addresses.contains(&entry) {
-            return reply(name, DUPLICATE_IF_ADDRESS, json!({}));
+    if bool_of(req, "is_add") && !bool_of(req, "del_all") {
+        for i in st.interfaces.values() {
+            for (_, x, xlen) in i.addresses.iter().filter(|(xaf, _, _)| *xaf == af) {
+                if !(in_prefix(&un, x, *xlen) || in_prefix(x, &un, len)) {
+                    continue;
+                }
+                // an interface may have more than one address from the same prefix
+                if i.sw_if_index == idx && *xlen == len && *x != un {
+                    continue;
+                }
+                let rv = if af == 0 { ADDRESS_IN_USE } else { DUPLICATE_IF_ADDRESS };
+                return reply(name, rv, json!({}));
+            }
         }
+    }
+    let Some(i) = st.interfaces.get_mut(&idx) else { return reply(name, INVALID_SW_IF_INDEX, json!({})) };
+    if bool_of(req, "del_all") {
+        i.addresses.clear();
+        return reply(name, 0, json!({}));
+    }
+    if bool_of(req, "is_add") {
         i.addresses.push(entry);
     } else {
         let before = i.addresses.len();
@@ -461,12 +533,13 @@ fn address_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
 fn bd_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
     let name = "bridge_domain_add_del_v2";
     let mut id = u32_of(req, "bd_id");
-    if id == 0 {
-        return reply(name, BD_NOT_MODIFIABLE, json!({"bd_id": id}));
-    }
     if bool_of(req, "is_add") {
         if id == u32::MAX {
             id = (1..L2_BD_ID_MAX).find(|i| !st.bds.contains_key(i)).unwrap_or(u32::MAX);
+        }
+        // bd_add_del: domain 0 (VPP's default, at index 0) exists, so adding it is "exists".
+        if id == 0 {
+            return reply(name, BD_ALREADY_EXISTS, json!({"bd_id": id}));
         }
         if id > L2_BD_ID_MAX {
             return reply(name, BD_ID_EXCEED_MAX, json!({"bd_id": id}));
@@ -487,6 +560,9 @@ fn bd_add_del(st: &mut State, req: &Map<String, Value>) -> Out {
             },
         );
         return reply(name, 0, json!({"bd_id": id}));
+    }
+    if id == 0 {
+        return reply(name, BD_NOT_MODIFIABLE, json!({"bd_id": id}));
     }
     match st.bds.get(&id) {
         None => reply(name, NO_SUCH_ENTRY, json!({"bd_id": id})),
@@ -537,19 +613,20 @@ fn vhost_create(st: &mut State, req: &Map<String, Value>) -> Out {
     let fail = |rv| reply(name, rv, json!({"sw_if_index": u32::MAX}));
     let file = str_of(req, "sock_filename").to_owned();
     let is_server = bool_of(req, "is_server");
+    if file.is_empty() {
+        return fail(INVALID_ARGUMENT);
+    }
     if st.vhosts.values().any(|v| v.sock_filename == file) {
         return fail(IF_ALREADY_EXISTS);
     }
     let listener = if is_server {
-        if let Ok(m) = std::fs::symlink_metadata(&file) {
-            if !m.file_type().is_socket() {
-                return fail(SYSCALL_ERROR_1);
-            }
-            let _ = std::fs::remove_file(&file);
-        }
+        // vhost_user_init_server_sock: unlink() whatever is at the path (a regular file is
+        // replaced; a directory stays and makes the bind fail), then bind: SYSCALL_ERROR_2 when
+        // that fails (a missing directory).
+        let _ = std::fs::remove_file(&file);
         match listen_on(&file, false) {
             Ok(fd) => Some(fd),
-            Err(_) => return fail(SYSCALL_ERROR_1),
+            Err(_) => return fail(SYSCALL_ERROR_2),
         }
     } else {
         None

@@ -41,8 +41,13 @@ pub struct Memif {
     pub id: u32,
     pub role: u32,
     pub mode: u32,
+    /// What the create asked for (0 taken as VPP's defaults, 1024 and 2048). `memif_dump`
+    /// reports the negotiated values instead, which stay 1 and 0 until a peer connects (VPP's
+    /// `mif->run`); no peer ever connects to the simulator.
     pub ring_size: u32,
     pub buffer_size: u16,
+    /// VPP sets MEMIF_IF_FLAG_ZERO_COPY only for a slave created without `no_zero_copy`.
+    pub zero_copy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +77,16 @@ pub struct State {
     pub vhosts: BTreeMap<u32, Vhost>,
     pub bds: BTreeMap<u32, BridgeDomain>,
     pub(crate) next_index: u32,
+    /// Freed sw_if_indexes, most recent last: VPP's pools hand out the last freed element
+    /// first (`_pool_get` pops `free_indices`), so a deleted interface's index is reused by the
+    /// very next create.
+    pub(crate) free_indices: Vec<u32>,
+    /// `memif_get_unused_socket_id`'s `static u32 seed = 0`: the ids VPP picks are the same
+    /// sequence after every start.
+    pub(crate) socket_seed: u32,
+    /// Set by a handler when the request would crash VPP (SIGSEGV): the server then drops
+    /// every connection and comes back empty, as VPP restarted by its supervisor does.
+    pub(crate) crashed: Option<String>,
     pub(crate) memif_listeners: HashMap<u32, OwnedFd>,
     pub(crate) vhost_listeners: HashMap<u32, OwnedFd>,
     pub(crate) rng: u64,
@@ -108,6 +123,9 @@ impl State {
             vhosts: BTreeMap::new(),
             bds: BTreeMap::new(),
             next_index: 1,
+            free_indices: Vec::new(),
+            socket_seed: 0,
+            crashed: None,
             memif_listeners: HashMap::new(),
             vhost_listeners: HashMap::new(),
             rng: seed | 1,
@@ -116,8 +134,8 @@ impl State {
         }
     }
 
+    /// For MAC addresses (VPP seeds those from the clock).
     pub(crate) fn random(&mut self) -> u32 {
-        // xorshift64: VPP picks a random unused socket id too.
         let mut x = self.rng;
         x ^= x << 13;
         x ^= x >> 7;
@@ -247,7 +265,8 @@ impl Sim {
         self.state().sockets.iter().filter(|(id, _)| **id != 0).map(|(k, v)| (*k, v.clone())).collect()
     }
 
-    /// Names of the messages received so far, in order.
+    /// Names of the messages received so far, in order (and `crash: <why>` where a request
+    /// crashed VPP).
     pub fn log(&self) -> Vec<String> {
         self.shared.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -453,7 +472,17 @@ fn handle(shared: &Shared, client: &mut Client, msg: &[u8]) -> Handled {
         return if ok { Handled::ReplyAndClose(out) } else { Handled::Replies(out) };
     }
     let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-    let replies = handlers::handle(&mut st, shared, &name, &req, client.index.unwrap_or(0));
+    let replies = handlers::handle(&mut st, shared, &name, &req);
+    if let Some(why) = st.crashed.take() {
+        // VPP died (SIGSEGV) and its supervisor started it again: the request is never
+        // answered, every connection drops, the configuration is gone.
+        let epoch = shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        *st = State::new(shared.runtime_dir.clone(), epoch);
+        if let Ok(mut l) = shared.log.lock() {
+            l.push(format!("crash: {why}"));
+        }
+        return Handled::ReplyAndClose(Vec::new());
+    }
     drop(st);
     Handled::Replies(
         replies

@@ -54,7 +54,8 @@ fn connect_check_and_create_a_memif_on_a_vpp_chosen_socket_id() {
             .expect("memif_create_v2");
         let memifs = ops::memifs(&mut c).await.unwrap();
         assert_eq!(memifs.len(), 1);
-        assert_eq!((memifs[0].sw_if_index, memifs[0].socket_id, memifs[0].ring_size), (r.sw_if_index, id, 1024));
+        // ring_size: the negotiated one, 1 until a peer connects.
+        assert_eq!((memifs[0].sw_if_index, memifs[0].socket_id, memifs[0].ring_size), (r.sw_if_index, id, 1));
         assert!(d.0.join("m.sock").exists(), "a master listens on its socket file");
         // Unknown socket id: VPP's INVALID_ARGUMENT.
         let e = c

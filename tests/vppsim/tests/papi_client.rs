@@ -37,7 +37,7 @@ fn vpp_papi_talks_to_the_simulator() {
     assert!(ifs.iter().any(|i| i[1] == "local0"), "local0 is always there: {ifs:?}");
     assert_eq!(r["bd_members"], serde_json::json!([idx]));
     assert_eq!(r["addresses"], serde_json::json!(["10.9.0.1/24"]));
-    assert_eq!(r["bd0_retval"], -121, "bridge domain 0 is not modifiable");
+    assert_eq!(r["bd0_retval"], -119, "bridge domain 0 (VPP's default) already exists");
     assert_eq!(r["second_delete_retval"], -2, "an unknown sw_if_index");
     let log = sim.log();
     assert_eq!(log.first().map(String::as_str), Some("sockclnt_create"));

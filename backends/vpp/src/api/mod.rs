@@ -63,6 +63,7 @@ pub fn vnet_error_name(rv: i32) -> &'static str {
         -7 => "INVALID_VALUE",
         -11 => "SYSCALL_ERROR_1",
         -12 => "SYSCALL_ERROR_2",
+        -13 => "SYSCALL_ERROR_3",
         -14 => "SYSCALL_ERROR_4",
         -18 => "SYSCALL_ERROR_8",
         -60 => "ADDRESS_NOT_FOUND_FOR_INTERFACE",
@@ -71,6 +72,7 @@ pub fn vnet_error_name(rv: i32) -> &'static str {
         -74 => "UNEXPECTED_INTF_STATE",
         -79 => "IF_ALREADY_EXISTS",
         -81 => "VALUE_EXIST",
+        -105 => "ADDRESS_IN_USE",
         -116 => "ENTRY_ALREADY_EXISTS",
         -119 => "BD_ALREADY_EXISTS",
         -120 => "BD_IN_USE",
@@ -88,6 +90,7 @@ pub mod rv {
     pub const ADDRESS_NOT_FOUND_FOR_INTERFACE: i32 = -60;
     pub const INVALID_ARGUMENT: i32 = -73;
     pub const UNEXPECTED_INTF_STATE: i32 = -74;
+    pub const ADDRESS_IN_USE: i32 = -105;
     pub const BD_ALREADY_EXISTS: i32 = -119;
     pub const BD_IN_USE: i32 = -120;
 }
