@@ -424,9 +424,9 @@ pub async fn deliver(
 ) -> Result<(), CniError> {
     let ovs = ovs_dir(p)?;
     let name = std::ffi::OsStr::new(&p.port);
-    // vswitchd has applied the port, so the socket normally exists already; allow a short,
-    // bounded grace for a slow listener.
-    let deadline = std::time::Instant::now() + budget.min(Duration::from_secs(2));
+    // vswitchd has applied the port, so the socket normally exists already; a loaded node can
+    // still take seconds to listen, so wait up to the step's budget (the timeout setting).
+    let deadline = std::time::Instant::now() + budget;
     while !matches!(ovs.entry(name), Ok(Some(_))) {
         if std::time::Instant::now() >= deadline {
             return Err(CniError::io(format!(
