@@ -18,16 +18,12 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::envtest::{run_bounded, Envtest};
+use support::envtest::{run_bounded, Envtest, SHIPPED_CONFIG, SHIPPED_RBAC};
 use userspace_cni::k8s::{self, ApiAccess, Budget, K8sError, PodName};
 use userspace_cni::rbac::{self, Identity, NAMESPACE};
 use userspace_cni::reconcile::node_mark::{self, NodeMarker};
 use userspace_cni::steps::annotations;
 
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kubernetes");
-/// The shipped files this test applies (the DaemonSet is not needed: nothing runs pods).
-const SHIPPED: &[&str] =
-    &["namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml", "admission-policy.yaml"];
 const POLICY: &str = "userspace-cni-own-node";
 const TENANT: &str = "tenant";
 const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
@@ -112,10 +108,7 @@ impl Cluster {
     fn start(test: &str) -> Option<Cluster> {
         let env = Envtest::start(test)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        for file in SHIPPED {
-            let path = Path::new(CONFIG).join(file);
-            env.apply(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
-        }
+        env.apply_shipped_rbac();
         env.apply(OBJECTS);
         for pod in ["web-a", "web-b"] {
             let ip = if pod == "web-a" { "10.1.0.5" } else { "10.1.0.6" };
@@ -611,10 +604,10 @@ fn a_token_bound_to_no_node_is_refused_others_are_unaffected_and_a_wider_role_st
 /// skipped run), and the accounts it uses are the ones src/rbac.rs names.
 #[test]
 fn the_shipped_files_this_test_applies_exist() {
-    for file in SHIPPED {
-        assert!(PathBuf::from(CONFIG).join(file).is_file(), "config/kubernetes/{file} is gone");
+    for file in SHIPPED_RBAC {
+        assert!(PathBuf::from(SHIPPED_CONFIG).join(file).is_file(), "config/kubernetes/{file} is gone");
     }
-    let yaml = std::fs::read_to_string(PathBuf::from(CONFIG).join("serviceaccount.yaml")).unwrap();
+    let yaml = std::fs::read_to_string(PathBuf::from(SHIPPED_CONFIG).join("serviceaccount.yaml")).unwrap();
     for who in Identity::ALL {
         assert!(yaml.contains(&format!("name: {}\n", who.service_account())), "{who:?}");
     }

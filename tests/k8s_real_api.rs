@@ -12,7 +12,7 @@ mod support;
 
 use backend_api::testkit;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::envtest::Envtest;
 use support::{recording_conf, Node, Run};
@@ -20,9 +20,6 @@ use userspace_cni::k8s::{self, ApiAccess, Budget, K8sError, PodName};
 use userspace_cni::rbac::{self, Identity, NAMESPACE};
 use userspace_cni::steps::annotations;
 
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kubernetes");
-const SHIPPED: &[&str] =
-    &["namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml", "admission-policy.yaml"];
 const NS: &str = "tenant";
 const POD: &str = "pod-a";
 const CID: &str = "ab0000000000000000000000000000cd";
@@ -65,10 +62,7 @@ impl Cluster {
     fn start(test: &str) -> Option<Cluster> {
         let env = Envtest::start(test)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        for file in SHIPPED {
-            let path = Path::new(CONFIG).join(file);
-            env.apply(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
-        }
+        env.apply_shipped_rbac();
         env.apply(&format!(
             "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---\napiVersion: v1\nkind: ServiceAccount\n\
              metadata: {{name: default, namespace: {NS}}}\n---\napiVersion: v1\nkind: Node\n\

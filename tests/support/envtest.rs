@@ -118,6 +118,12 @@ fn free_ports() -> [u16; 3] {
     [p[0], p[1], p[2]]
 }
 
+/// The shipped manifests a test applies to get the RBAC and admission policy as installed (the
+/// DaemonSet is not needed: nothing runs pods).
+pub const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kubernetes");
+pub const SHIPPED_RBAC: &[&str] =
+    &["namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml", "admission-policy.yaml"];
+
 impl Envtest {
     /// Start a server, or say why not and return `None` (the test then passes as skipped).
     /// Panics when envtest is there but does not start: that is a failure, not an absence.
@@ -208,6 +214,14 @@ impl Envtest {
     }
 
     /// Server-side apply of YAML documents as admin.
+    /// Apply the shipped RBAC and admission policy (`SHIPPED_RBAC`).
+    pub fn apply_shipped_rbac(&self) {
+        for file in SHIPPED_RBAC {
+            let path = std::path::Path::new(SHIPPED_CONFIG).join(file);
+            self.apply(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+        }
+    }
+
     pub fn apply(&self, yaml: &str) {
         self.kubectl_ok(&["apply", "--server-side", "--field-manager=uscni-test", "-f", "-"], Some(yaml));
     }
