@@ -578,19 +578,27 @@ pub fn confine(path: &Path, roots: &[PathBuf]) -> Result<Confined, ConfineError>
     }
     let want = normal(path);
     let trusted = |r: &&PathBuf| r.is_absolute() && !r.components().any(|c| matches!(c, Component::ParentDir));
-    let mut best: Option<(usize, Confined)> = None;
-    let mut consider = |root: &PathBuf, rel: PathBuf, depth: usize| {
+    // The longest root wins (a root inside another is the more specific one).
+    let consider = |best: &mut Option<(usize, Confined)>, root: &PathBuf, rel: PathBuf, depth: usize| {
         if best.as_ref().is_none_or(|(d, _)| depth > *d) {
-            best = Some((depth, Confined { root: root.clone(), rel }));
+            *best = Some((depth, Confined { root: root.clone(), rel }));
         }
     };
+    let mut best: Option<(usize, Confined)> = None;
     for root in roots.iter().filter(trusted) {
         let r = normal(root);
         if let Ok(rel) = want.strip_prefix(&r) {
-            consider(root, rel.to_path_buf(), r.components().count());
-            continue;
+            consider(&mut best, root, rel.to_path_buf(), r.components().count());
         }
-        // The resolved spelling: try each prefix of the path whose resolution is the root's.
+    }
+    if let Some((_, c)) = best {
+        return Ok(c);
+    }
+    // No root matches by its text: try the resolved spelling, each prefix of the path whose
+    // resolution is a root's (only now: this costs a realpath per prefix, and the plugin's own
+    // paths always match by text).
+    for root in roots.iter().filter(trusted) {
+        let r = normal(root);
         let Ok(canon) = std::fs::canonicalize(&r) else { continue };
         for prefix in want.ancestors().skip(1) {
             if prefix.as_os_str().len() <= 1 {
@@ -598,7 +606,7 @@ pub fn confine(path: &Path, roots: &[PathBuf]) -> Result<Confined, ConfineError>
             }
             if std::fs::canonicalize(prefix).is_ok_and(|c| c == canon) {
                 if let Ok(rel) = want.strip_prefix(prefix) {
-                    consider(root, rel.to_path_buf(), r.components().count());
+                    consider(&mut best, root, rel.to_path_buf(), r.components().count());
                 }
                 break;
             }
