@@ -7,7 +7,7 @@
 use backend_vpp::api::messages::*;
 use backend_vpp::api::{Client, VppError};
 use backend_vpp::ops;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use vppsim::Sim;
 
@@ -15,26 +15,6 @@ const T: Duration = Duration::from_secs(3);
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-/// A temp dir removed on drop (the sim crate has no tempfile dependency).
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("vppsim-v2606-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Dir(p)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn path(p: &Path) -> String {
@@ -73,12 +53,12 @@ fn lcg(n: usize) -> Vec<u32> {
 
 #[test]
 fn memif_details_report_the_negotiated_ring_and_buffer_sizes_and_zero_copy_for_a_slave() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
-        let m = ops::add_socket(&mut c, &path(&d.0.join("m.sock"))).await.expect("master socket");
-        let s = ops::add_socket(&mut c, &path(&d.0.join("s.sock"))).await.expect("slave socket");
+        let m = ops::add_socket(&mut c, &path(&d.path().join("m.sock"))).await.expect("master socket");
+        let s = ops::add_socket(&mut c, &path(&d.path().join("s.sock"))).await.expect("slave socket");
         let master = memif(&mut c, m, MEMIF_ROLE_API_MASTER, 0).await.expect("master");
         let slave = memif(&mut c, s, MEMIF_ROLE_API_SLAVE, 0).await.expect("slave");
         let req =
@@ -104,8 +84,8 @@ fn memif_details_report_the_negotiated_ring_and_buffer_sizes_and_zero_copy_for_a
 
 #[test]
 fn vpp_chosen_socket_ids_follow_vpps_fixed_sequence_again_after_a_restart() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     let want = lcg(3);
     assert_eq!(want, vec![1013904223, 1196435762, 3519870697], "the sequence issue 16 lists");
     let ids = |n: usize| {
@@ -113,7 +93,7 @@ fn vpp_chosen_socket_ids_follow_vpps_fixed_sequence_again_after_a_restart() {
             let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
             let mut out = Vec::new();
             for i in 0..n {
-                out.push(ops::add_socket(&mut c, &path(&d.0.join(format!("{i}.sock")))).await.expect("add"));
+                out.push(ops::add_socket(&mut c, &path(&d.path().join(format!("{i}.sock")))).await.expect("add"));
             }
             c.close().await;
             out
@@ -127,12 +107,12 @@ fn vpp_chosen_socket_ids_follow_vpps_fixed_sequence_again_after_a_restart() {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
         // The next value taken: VPP looks around it (+0, +1, -2, ...), so +1.
         let first = want[0];
-        assert_eq!(add_socket_id(&mut c, first, &path(&d.0.join("x.sock"))).await.expect("explicit id"), first);
-        let got = ops::add_socket(&mut c, &path(&d.0.join("y.sock"))).await.expect("VPP-chosen id");
+        assert_eq!(add_socket_id(&mut c, first, &path(&d.path().join("x.sock"))).await.expect("explicit id"), first);
+        let got = ops::add_socket(&mut c, &path(&d.path().join("y.sock"))).await.expect("VPP-chosen id");
         assert_eq!(got, first + 1, "a taken value is walked around");
         // A deleted id is not handed out again: the seed moved on.
         ops::remove_socket_if_unused(&mut c, got).await.expect("delete");
-        let next = ops::add_socket(&mut c, &path(&d.0.join("z.sock"))).await.expect("VPP-chosen id");
+        let next = ops::add_socket(&mut c, &path(&d.path().join("z.sock"))).await.expect("VPP-chosen id");
         let expect = (first + 1).wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
         assert_eq!(next, expect, "the LCG continues from the walk's last value");
         c.close().await;
@@ -141,20 +121,20 @@ fn vpp_chosen_socket_ids_follow_vpps_fixed_sequence_again_after_a_restart() {
 
 #[test]
 fn a_deleted_interfaces_sw_if_index_is_reused_by_the_next_create() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
-        let s = ops::add_socket(&mut c, &path(&d.0.join("m.sock"))).await.expect("socket");
+        let s = ops::add_socket(&mut c, &path(&d.path().join("m.sock"))).await.expect("socket");
         let a = memif(&mut c, s, MEMIF_ROLE_API_MASTER, 0).await.expect("a");
         let req = MemifCreateV2 { socket_id: s, id: 1, ..Default::default() };
         let b = c.call::<_, MemifCreateV2Reply>(req, "b").await.expect("b").sw_if_index;
-        let v = vhost(&mut c, &d.0.join("v.sock"), true).await.expect("vhost");
+        let v = vhost(&mut c, &d.path().join("v.sock"), true).await.expect("vhost");
         assert_eq!((a, b, v), (1, 2, 3), "fresh indexes count up from local0's 0");
         ops::delete_memif(&mut c, a).await.expect("delete a");
         ops::delete_vhost(&mut c, v).await.expect("delete v");
         // The last freed index first (VPP's pool), whatever the kind of interface.
-        let w = vhost(&mut c, &d.0.join("w.sock"), true).await.expect("w");
+        let w = vhost(&mut c, &d.path().join("w.sock"), true).await.expect("w");
         assert_eq!(w, v, "the vhost-user interface takes the index freed last");
         let req = MemifCreateV2 { socket_id: s, id: 2, ..Default::default() };
         let m = c.call::<_, MemifCreateV2Reply>(req, "m").await.expect("m").sw_if_index;
@@ -171,11 +151,11 @@ fn a_deleted_interfaces_sw_if_index_is_reused_by_the_next_create() {
 
 #[test]
 fn a_socket_filename_in_a_missing_directory_is_registered_and_the_master_create_fails() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
-        let file = d.0.join("missing/m.sock");
+        let file = d.path().join("missing/m.sock");
         let id = ops::add_socket(&mut c, &path(&file)).await.expect("VPP does not look at the directory");
         assert_eq!(sim.sockets().get(&id), Some(&path(&file)));
         let e = memif(&mut c, id, MEMIF_ROLE_API_MASTER, 0).await.expect_err("no directory to bind in");
@@ -190,9 +170,9 @@ fn a_socket_filename_in_a_missing_directory_is_registered_and_the_master_create_
 
 #[test]
 fn a_memif_master_over_a_regular_file_is_syscall_error_4_and_the_file_stays() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
-    let file = d.0.join("m.sock");
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
+    let file = d.path().join("m.sock");
     std::fs::write(&file, b"not a socket").expect("regular file");
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
@@ -216,9 +196,9 @@ fn a_memif_master_over_a_regular_file_is_syscall_error_4_and_the_file_stays() {
 
 #[test]
 fn a_vhost_user_server_replaces_a_regular_file_and_fails_in_a_missing_directory() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
-    let file = d.0.join("v.sock");
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
+    let file = d.path().join("v.sock");
     std::fs::write(&file, b"not a socket").expect("regular file");
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
@@ -226,9 +206,9 @@ fn a_vhost_user_server_replaces_a_regular_file_and_fails_in_a_missing_directory(
         use std::os::unix::fs::FileTypeExt;
         let ft = std::fs::symlink_metadata(&file).expect("socket").file_type();
         assert!(ft.is_socket(), "the file was replaced by VPP's listener: {ft:?}");
-        let e = vhost(&mut c, &d.0.join("missing/v.sock"), true).await.expect_err("no directory");
+        let e = vhost(&mut c, &d.path().join("missing/v.sock"), true).await.expect_err("no directory");
         assert_eq!(e.retval(), Some(-12), "SYSCALL_ERROR_2 (bind): {e}");
-        let client = vhost(&mut c, &d.0.join("missing/c.sock"), false).await.expect("a client connects later");
+        let client = vhost(&mut c, &d.path().join("missing/c.sock"), false).await.expect("a client connects later");
         ops::delete_vhost(&mut c, v).await.expect("delete");
         ops::delete_vhost(&mut c, client).await.expect("delete");
         c.close().await;
@@ -238,8 +218,8 @@ fn a_vhost_user_server_replaces_a_regular_file_and_fails_in_a_missing_directory(
 
 #[test]
 fn bridge_domain_0_exists_so_adding_it_is_already_exists_and_deleting_it_not_modifiable() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
         for (is_add, want) in [(true, -119), (false, -121)] {
@@ -254,13 +234,13 @@ fn bridge_domain_0_exists_so_adding_it_is_already_exists_and_deleting_it_not_mod
 
 #[test]
 fn a_duplicate_or_overlapping_ipv4_address_is_address_in_use() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     let prefix = |s: &str| backend_vpp::steps::parse_prefix(s).expect("prefix");
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
-        let a = vhost(&mut c, &d.0.join("a"), true).await.expect("a");
-        let b = vhost(&mut c, &d.0.join("b"), true).await.expect("b");
+        let a = vhost(&mut c, &d.path().join("a"), true).await.expect("a");
+        let b = vhost(&mut c, &d.path().join("b"), true).await.expect("b");
         ops::add_address(&mut c, a, &prefix("10.1.0.2/24")).await.expect("first address");
         ops::add_address(&mut c, a, &prefix("10.1.0.3/24")).await.expect("same prefix, same interface");
         for (idx, p, want) in [
@@ -286,8 +266,8 @@ fn a_duplicate_or_overlapping_ipv4_address_is_address_in_use() {
 
 #[test]
 fn control_ping_reply_has_client_index_0() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
         let r: ControlPingReply = c.call(ControlPing::default(), "control_ping").await.expect("ping");
@@ -299,13 +279,13 @@ fn control_ping_reply_has_client_index_0() {
 
 #[test]
 fn memif_mode_2_crashes_vpp_which_comes_back_empty() {
-    let d = Dir::new();
-    let sim = Sim::start(&d.0);
+    let d = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
         let bd = BridgeDomainAddDelV2 { bd_id: 4, is_add: true, ..Default::default() };
         c.call::<_, BridgeDomainAddDelV2Reply>(bd, "bd").await.expect("bd");
-        let id = ops::add_socket(&mut c, &path(&d.0.join("p.sock"))).await.expect("socket");
+        let id = ops::add_socket(&mut c, &path(&d.path().join("p.sock"))).await.expect("socket");
         let e = memif(&mut c, id, MEMIF_ROLE_API_MASTER, MEMIF_MODE_API_PUNT_INJECT).await.expect_err("crash");
         assert!(e.is_unavailable(), "no answer, the connection drops: {e}");
         let mut c = Client::connect(&sim.socket(), T).await.expect("VPP is back");

@@ -11,28 +11,8 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
 
-fn dir() -> tempfile_dir::Dir {
-    tempfile_dir::Dir::new()
-}
-
-/// A tiny temp dir (the sim crate has no tempfile dependency).
-mod tempfile_dir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let p = std::env::temp_dir().join(format!("vppsim-client-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).expect("temp dir");
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
 }
 
 const T: Duration = Duration::from_secs(3);
@@ -40,11 +20,11 @@ const T: Duration = Duration::from_secs(3);
 #[test]
 fn connect_check_and_create_a_memif_on_a_vpp_chosen_socket_id() {
     let d = dir();
-    let sim = Sim::start(&d.0);
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
         c.check_messages().await.expect("every CRC matches v26.06");
-        let path = d.0.join("m.sock").display().to_string();
+        let path = d.path().join("m.sock").display().to_string();
         let id = ops::add_socket(&mut c, &path).await.expect("add socket");
         assert!(id != 0 && id != u32::MAX, "VPP chose id {id}");
         assert_eq!(ops::socket_ids(&mut c, &path).await.unwrap(), vec![id]);
@@ -56,7 +36,7 @@ fn connect_check_and_create_a_memif_on_a_vpp_chosen_socket_id() {
         assert_eq!(memifs.len(), 1);
         // ring_size: the negotiated one, 1 until a peer connects.
         assert_eq!((memifs[0].sw_if_index, memifs[0].socket_id, memifs[0].ring_size), (r.sw_if_index, id, 1));
-        assert!(d.0.join("m.sock").exists(), "a master listens on its socket file");
+        assert!(d.path().join("m.sock").exists(), "a master listens on its socket file");
         // Unknown socket id: VPP's INVALID_ARGUMENT.
         let e = c
             .call::<_, MemifCreateV2Reply>(MemifCreateV2 { socket_id: 77, ..Default::default() }, "create")
@@ -85,7 +65,7 @@ fn connect_check_and_create_a_memif_on_a_vpp_chosen_socket_id() {
 #[test]
 fn a_changed_crc_names_the_message_and_the_release() {
     let d = dir();
-    let sim = Sim::start(&d.0);
+    let sim = Sim::start(d.path());
     sim.set_crc("memif_create_v2", "deadbeef");
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
@@ -101,7 +81,7 @@ fn a_changed_crc_names_the_message_and_the_release() {
 #[test]
 fn a_stalled_vpp_is_a_bounded_timeout_and_a_dead_one_unreachable() {
     let d = dir();
-    let mut sim = Sim::start(&d.0);
+    let mut sim = Sim::start(d.path());
     sim.set_stall(true);
     rt().block_on(async {
         let t0 = Instant::now();
@@ -121,7 +101,7 @@ fn a_stalled_vpp_is_a_bounded_timeout_and_a_dead_one_unreachable() {
 #[test]
 fn restart_drops_the_connection_and_the_configuration() {
     let d = dir();
-    let sim = Sim::start(&d.0);
+    let sim = Sim::start(d.path());
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
         let bd = BridgeDomainAddDelV2 { bd_id: 7, is_add: true, bd_tag: "x".into(), ..Default::default() };

@@ -4,12 +4,12 @@ use std::os::unix::fs::{symlink, MetadataExt};
 /// A temp dir with a decoy outside it: `<t>/root` is the trusted root, `<t>/outside/secret` the
 /// decoy every attack aims at.
 struct Fixture {
-    t: tempfile_lite::TempDir,
+    t: tempfile::TempDir,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let t = tempfile_lite::TempDir::new();
+        let t = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(t.path().join("root")).unwrap();
         std::fs::create_dir(t.path().join("outside")).unwrap();
         std::fs::write(t.path().join("outside/secret"), b"DECOY-CONTENT").unwrap();
@@ -20,33 +20,6 @@ impl Fixture {
     }
     fn outside(&self) -> PathBuf {
         self.t.path().join("outside")
-    }
-}
-
-/// Enough of a temp dir for these tests without a dev-dependency: removed on drop.
-mod tempfile_lite {
-    use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    pub struct TempDir(PathBuf);
-    impl TempDir {
-        pub fn new() -> TempDir {
-            let p = std::env::temp_dir().join(format!(
-                "confine-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            TempDir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 
