@@ -698,9 +698,9 @@ fn the_admission_policy_applies_to_exactly_our_accounts_and_denies() {
     }
 
     let binding = &m.policy_bindings[0];
-    let bspec = binding.spec.as_ref().expect("spec");
-    assert_eq!(bspec.policy_name.as_deref(), policy.metadata.name.as_deref());
-    assert_eq!(bspec.validation_actions.clone().unwrap_or_default(), ["Deny"]);
+    let bspec = &binding.spec;
+    assert_eq!(Some(bspec.policy_name.as_str()), policy.metadata.name.as_deref());
+    assert_eq!(bspec.validation_actions, ["Deny"]);
     assert!(bspec.param_ref.is_none() && bspec.match_resources.is_none(), "every namespace, no parameters");
 }
 
