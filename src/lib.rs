@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod cni;
+#[cfg(feature = "kubernetes")]
+pub mod dra;
 pub mod entry;
 pub mod k8s;
 pub mod legacy;

@@ -11,8 +11,11 @@ use std::path::Path;
 const SUPPORT: &[&str] = &["cni", "netconf", "settings", "k8s", "legacy", "logging", "node_paths", "rbac"];
 const CORE: &[&str] = &["plan", "state", "steps", "pipeline"];
 /// Each group is one front-end; groups never import each other.
-const FRONT_ENDS: &[(&str, &[&str])] =
-    &[("CNI verbs", &["verbs"]), ("reconciler and operator CLI", &["reconcile", "cli"])];
+const FRONT_ENDS: &[(&str, &[&str])] = &[
+    ("CNI verbs", &["verbs"]),
+    ("reconciler and operator CLI", &["reconcile", "cli"]),
+    ("DRA kubelet plugin", &["dra"]),
+];
 /// The binary's composition root: dispatches to a front-end.
 const TOP: &[&str] = &["entry"];
 
