@@ -37,6 +37,16 @@ pub const KEYS: &[&str] = &[
     "annotations",
     "device_host_dir",
     "cni_cache_dirs",
+    "node_name",
+    "dra_driver_name",
+    "dra_socket_root",
+    "dra_container_root",
+    "dra_metadata_dir",
+    "cdi_dir",
+    "dra_bridges",
+    "dra_dir_group",
+    "dra_dir_mode",
+    "dra_kubeconfig",
     "config",
 ];
 
@@ -166,6 +176,20 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
             "annotations" => s.annotations = field.annotations()?,
             "device_host_dir" => s.device_host_dir = Some(field.device_dir()?),
             "cni_cache_dirs" => s.cni_cache_dirs = field.roots()?,
+            "node_name" => {
+                s.node_name = Some(field.dns_name("a Kubernetes node name (lower-case DNS subdomain)", 253)?)
+            }
+            "dra_driver_name" => {
+                s.dra.driver_name = field.dns_name("a DNS subdomain such as ovsdpdk.k8snetworkplumbingwg.io", 63)?
+            }
+            "dra_socket_root" => s.dra.socket_root = field.path()?,
+            "dra_container_root" => s.dra.container_root = field.path()?,
+            "dra_metadata_dir" => s.dra.metadata_dir = field.path()?,
+            "cdi_dir" => s.dra.cdi_dir = field.path()?,
+            "dra_bridges" => s.dra.bridges = field.bridges()?,
+            "dra_dir_group" => s.dra.dir_group = field.group()?,
+            "dra_dir_mode" => s.dra.dir_mode = field.mode()?,
+            "dra_kubeconfig" => s.dra.kubeconfig = Some(field.path()?),
             "log_roots" => log_roots = Some(field.roots()?),
             "device_info_roots" => s.device_info_roots = field.roots()?,
             "kubeconfig_files" => s.kubeconfig_files = field.roots()?,
@@ -270,6 +294,93 @@ impl Field<'_> {
         let s = self.string(EXPECTED)?;
         let normal = absolute(s).ok_or_else(|| self.bad(EXPECTED))?;
         normal.to_str().map(str::to_owned).ok_or_else(|| self.bad(EXPECTED))
+    }
+
+    /// A lower-case DNS subdomain of at most `max` bytes (node names, the DRA driver name).
+    fn dns_name(&self, expected: &'static str, max: usize) -> Result<String, SettingsError> {
+        let s = self.string(expected)?;
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if s.len() > max || !s.split('.').all(label_ok) {
+            return Err(self.bad(expected));
+        }
+        Ok(s.to_owned())
+    }
+
+    /// `dra_bridges`: bridge names, each optionally `=<mtu>` (68-9702, the range KubeVirt's
+    /// binding accepts); without one, 1500. A TOML array, or ':'-separated in the environment.
+    fn bridges(&self) -> Result<Vec<backend_api::DraBridge>, SettingsError> {
+        const EXPECTED: &str =
+            "bridge names (DNS labels), each optionally with =<mtu> in 68..=9702, e.g. [\"br-dpdk0=9000\", \"br-dpdk1\"]";
+        let items: Vec<String> = match &self.value.kind {
+            ValueKind::String(s) => s.split(':').map(str::to_owned).collect(),
+            ValueKind::Array(a) => a
+                .iter()
+                .map(|v| match &v.kind {
+                    ValueKind::String(s) => Ok(s.clone()),
+                    _ => Err(self.bad(EXPECTED)),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(self.bad(EXPECTED)),
+        };
+        let bad = |item: &str| SettingsError::BadValue {
+            key: self.key,
+            origin: self.origin.clone(),
+            value: format!("{item:?}"),
+            expected: EXPECTED,
+        };
+        let mut out: Vec<backend_api::DraBridge> = Vec::new();
+        for item in items.iter().filter(|s| !s.is_empty()) {
+            let (name, mtu) = match item.split_once('=') {
+                Some((n, m)) => (n, m.trim().parse::<u32>().map_err(|_| bad(item))?),
+                None => (item.as_str(), backend_api::settings::DEFAULT_DRA_MTU),
+            };
+            let label = !name.is_empty()
+                && name.len() <= 63
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !name.starts_with('-')
+                && !name.ends_with('-');
+            if !label || !(68..=9702).contains(&mtu) || out.iter().any(|b| b.name == name) {
+                return Err(bad(item));
+            }
+            out.push(backend_api::DraBridge { name: name.to_owned(), mtu });
+        }
+        Ok(out)
+    }
+
+    /// A group name or numeric gid; "" means none.
+    fn group(&self) -> Result<Option<String>, SettingsError> {
+        const EXPECTED: &str = "a group name or numeric gid (\"\" for none)";
+        let s = match &self.value.kind {
+            ValueKind::I64(n) if *n >= 0 => n.to_string(),
+            ValueKind::U64(n) => n.to_string(),
+            ValueKind::String(s) => s.clone(),
+            _ => return Err(self.bad(EXPECTED)),
+        };
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let ok = s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !ok {
+            return Err(self.bad(EXPECTED));
+        }
+        Ok(Some(s))
+    }
+
+    /// A directory mode in octal text (`"2770"`); never writable by others.
+    fn mode(&self) -> Result<u32, SettingsError> {
+        const EXPECTED: &str = "an octal directory mode such as \"2770\" (never writable by others)";
+        let s = self.string(EXPECTED)?;
+        let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| self.bad(EXPECTED))?;
+        if m > 0o7777 || m & 0o002 != 0 || m & 0o700 != 0o700 {
+            return Err(self.bad(EXPECTED));
+        }
+        Ok(m)
     }
 
     /// A list of absolute paths: a TOML array of strings, or a ':'-separated string (the only

@@ -222,3 +222,59 @@ fn a_config_key_in_the_file_is_inert() {
     let f = file_with("config = \"/elsewhere.toml\"");
     assert_eq!(load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap(), NodeSettings::default());
 }
+
+#[test]
+fn dra_keys_from_the_file_and_the_environment() {
+    let f = file_with(
+        r#"
+        node_name = "worker-0"
+        dra_bridges = ["br-dpdk0=9000", "br-dpdk1"]
+        dra_dir_group = 107
+        dra_dir_mode = "2750"
+        cdi_dir = "/srv/cdi"
+        "#,
+    );
+    let s =
+        load_from(env_of(&[(CONFIG_ENV, &path_str(&f)), ("USERSPACE_CNI_DRA_SOCKET_ROOT", "/srv/sockets")])).unwrap();
+    assert_eq!(s.node_name.as_deref(), Some("worker-0"));
+    assert_eq!(
+        s.dra.bridges,
+        [
+            backend_api::DraBridge { name: "br-dpdk0".into(), mtu: 9000 },
+            backend_api::DraBridge { name: "br-dpdk1".into(), mtu: 1500 }
+        ]
+    );
+    assert_eq!(s.dra.dir_group.as_deref(), Some("107"));
+    assert_eq!(s.dra.dir_mode, 0o2750);
+    assert_eq!(s.dra.cdi_dir, PathBuf::from("/srv/cdi"));
+    assert_eq!(s.dra.socket_root, PathBuf::from("/srv/sockets"));
+    assert!(s.socket_dir_roots().contains(&PathBuf::from("/srv/sockets")));
+    let env = load_from(env_of(&[("USERSPACE_CNI_DRA_BRIDGES", "br0:br1=1400")])).unwrap();
+    assert_eq!(
+        env.dra.bridges.iter().map(|b| (b.name.as_str(), b.mtu)).collect::<Vec<_>>(),
+        [("br0", 1500), ("br1", 1400)]
+    );
+}
+
+#[test]
+fn bad_dra_values_name_the_key_and_what_is_expected() {
+    for (var, value) in [
+        ("USERSPACE_CNI_DRA_BRIDGES", "br0=67"),
+        ("USERSPACE_CNI_DRA_BRIDGES", "br0=9703"),
+        ("USERSPACE_CNI_DRA_BRIDGES", "Br0"),
+        ("USERSPACE_CNI_DRA_BRIDGES", "../etc"),
+        ("USERSPACE_CNI_DRA_BRIDGES", "br0:br0"),
+        ("USERSPACE_CNI_DRA_DIR_MODE", "2777"),
+        ("USERSPACE_CNI_DRA_DIR_MODE", "0070"),
+        ("USERSPACE_CNI_DRA_DIR_MODE", "rwx"),
+        ("USERSPACE_CNI_DRA_DIR_GROUP", "qemu;rm"),
+        ("USERSPACE_CNI_DRA_DRIVER_NAME", "Ovs/Dpdk"),
+        ("USERSPACE_CNI_NODE_NAME", "node_1"),
+        ("USERSPACE_CNI_CDI_DIR", "var/run/cdi"),
+    ] {
+        let e = load_from(env_of(&[(var, value)])).expect_err(value);
+        let msg = e.to_string();
+        assert!(msg.contains(var), "{msg}");
+        assert_eq!(code(e), codes::INVALID_ENV, "{var}={value}");
+    }
+}

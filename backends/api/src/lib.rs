@@ -22,7 +22,7 @@ pub use inventory;
 pub use attachment::{Attachment, AttachmentId, HostInterface, PodRef, SharedDir, SocketDescriptor, SocketKind};
 pub use backend::{registered, Adoption, Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest, Repair};
 pub use error::{codes, CniError, ErrorList};
-pub use settings::{AnnotationMode, NodeSettings};
+pub use settings::{AnnotationMode, DraBridge, DraSettings, NodeSettings};
 pub use spec::InterfaceSpec;
 pub use step::{Outputs, Step, StepContext};
 

@@ -49,6 +49,67 @@ pub struct NodeSettings {
     /// state file into our record (docs/upgrading.md).
     #[serde(default = "default_cni_cache_dirs")]
     pub cni_cache_dirs: Vec<PathBuf>,
+    /// This node's name in Kubernetes (`node_name`; the DaemonSet sets it from `spec.nodeName`).
+    /// Used by the DRA plugin (its ResourceSlice, its claims' pods) and node marking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// The DRA kubelet plugin (`userspace dra-plugin`, docs/kubevirt-dra.md).
+    #[serde(default)]
+    pub dra: DraSettings,
+}
+
+/// Settings of the DRA kubelet plugin (keys `dra_*` and `cdi_dir`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DraSettings {
+    /// The DRA driver name: KubeVirt's vhost-user binding hard-codes the default, and it is part
+    /// of the metadata file's name.
+    pub driver_name: String,
+    /// Host base of the per-claim socket dirs `<podUID>_<podClaimName>_<request>`.
+    pub socket_root: PathBuf,
+    /// Where the container sees them: `<container_root>/<podClaimName>/<request>`.
+    pub container_root: PathBuf,
+    /// Host base of the KEP-5304 metadata files (root's; the container gets them read-only).
+    pub metadata_dir: PathBuf,
+    /// The container runtime's CDI spec dir.
+    pub cdi_dir: PathBuf,
+    /// The bridges published as devices, each with its MTU.
+    pub bridges: Vec<DraBridge>,
+    /// Group of each per-claim socket dir (name or numeric id): QEMU creates the socket there
+    /// after Prepare, and OVS connects to it. KubeVirt's qemu is uid and gid 107.
+    pub dir_group: Option<String>,
+    /// Mode of each per-claim socket dir (setgid keeps the group on the socket QEMU creates).
+    pub dir_mode: u32,
+    /// The plugin's own kubeconfig; unset: the in-cluster service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// One OVS bridge offered to claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DraBridge {
+    pub name: String,
+    pub mtu: u32,
+}
+
+/// The MTU of a bridge given without one (`dra_bridges = ["br0"]`).
+pub const DEFAULT_DRA_MTU: u32 = 1500;
+/// KubeVirt's default DRA driver name for OVS-DPDK vhost-user (its binding hard-codes it).
+pub const DEFAULT_DRA_DRIVER: &str = "ovsdpdk.k8snetworkplumbingwg.io";
+
+impl Default for DraSettings {
+    fn default() -> Self {
+        DraSettings {
+            driver_name: DEFAULT_DRA_DRIVER.into(),
+            socket_root: "/var/run/ovsdpdk".into(),
+            container_root: "/var/run/ovsdpdk".into(),
+            metadata_dir: "/var/run/userspace-cni/dra".into(),
+            cdi_dir: "/var/run/cdi".into(),
+            bridges: Vec::new(),
+            dir_group: Some("107".into()),
+            dir_mode: 0o2770,
+            kubeconfig: None,
+        }
+    }
 }
 
 /// Where `logFile` may point by default.
@@ -85,7 +146,12 @@ impl NodeSettings {
     /// dir below one of these without following symlinks.
     pub fn socket_dir_roots(&self) -> Vec<PathBuf> {
         let mut roots = self.shared_roots.clone();
-        roots.extend([self.kubelet_root.clone(), self.short_socket_dir.clone(), self.shared_dir.clone()]);
+        roots.extend([
+            self.kubelet_root.clone(),
+            self.short_socket_dir.clone(),
+            self.shared_dir.clone(),
+            self.dra.socket_root.clone(),
+        ]);
         if let Some(t) = &self.device_host_dir {
             let fixed: PathBuf = std::path::Path::new(t)
                 .components()
@@ -123,6 +189,8 @@ impl Default for NodeSettings {
             annotations: AnnotationMode::Auto,
             device_host_dir: None,
             cni_cache_dirs: default_cni_cache_dirs(),
+            node_name: None,
+            dra: DraSettings::default(),
         }
     }
 }
