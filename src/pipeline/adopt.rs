@@ -8,7 +8,7 @@ use super::planner::{make_plan, AttachRequest};
 use super::Registry;
 use crate::cni::version;
 use crate::legacy::{LegacyFile, LegacyObject};
-use crate::plan::{Record, RECORD_FORMAT};
+use crate::plan::{Record, RECORD_FORMAT_CNI};
 use backend_api::{codes, Adoption, CniError, Outputs};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -55,7 +55,7 @@ pub async fn adopt_legacy(
     let cni_version = version::negotiate(&conf.raw)?.as_str().to_owned();
     let outputs = Outputs { socket: plan.backend.socket.clone(), ..Outputs::default() };
     let record = Record {
-        format: RECORD_FORMAT,
+        format: RECORD_FORMAT_CNI,
         complete: true,
         created_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         cni_version,

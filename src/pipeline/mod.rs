@@ -5,6 +5,7 @@
 //! prints to stdout and never depends on a front-end.
 
 pub mod adopt;
+mod attach;
 mod executor;
 pub mod planner;
 mod registry;
@@ -12,6 +13,7 @@ mod save_state;
 mod step_list;
 mod teardown;
 
+pub use attach::{attach, AttachFailure};
 pub use executor::{apply_all, undo_all, ApplyFailure};
 pub use planner::{attachment_of, make_plan, AttachRequest};
 pub use registry::{engine_of, Registry};

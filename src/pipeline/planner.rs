@@ -245,6 +245,7 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
         ipam: conf.ipam.clone(),
         cni_path: ipam.as_ref().map(|s| s.cni_path.clone()).unwrap_or_default(),
         cni_args: ipam.and_then(|s| s.cni_args),
+        dra: None,
         steps: Vec::new(),
     };
     plan.steps = step_names(&plan, backend)?;

@@ -8,6 +8,7 @@ use crate::state::StateDir;
 use crate::steps::annotations::AnnotationStep;
 use crate::steps::config_file::ConfigFileStep;
 use crate::steps::device_info::{DeviceInfo, DeviceInfoStep};
+use crate::steps::published_files::PublishedFilesStep;
 use crate::steps::short_dir::ShortDirStep;
 use crate::steps::{IpamStep, SharedDirStep};
 use backend_api::{codes, Backend, CniError, Step};
@@ -48,6 +49,14 @@ pub fn build_steps(backend: &dyn Backend, state: &StateDir, record: &Record) -> 
                 plan: plan.annotations.clone().ok_or_else(|| missing("annotations"))?,
                 config: record.config.clone(),
                 cni_version: record.cni_version.clone(),
+            })),
+            Stage::DraMetadata => steps.push(Box::new(PublishedFilesStep {
+                name: crate::plan::stages::DRA_METADATA,
+                files: plan.dra.as_ref().ok_or_else(|| missing("dra"))?.metadata.clone(),
+            })),
+            Stage::CdiSpec => steps.push(Box::new(PublishedFilesStep {
+                name: crate::plan::stages::CDI_SPEC,
+                files: plan.dra.as_ref().ok_or_else(|| missing("dra"))?.cdi_specs.clone(),
             })),
             Stage::SaveState => steps.push(Box::new(SaveState { state: state.clone(), record: record.clone() })),
         }

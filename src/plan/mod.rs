@@ -8,6 +8,9 @@ mod record;
 pub mod shared_dir;
 pub mod stages;
 
-pub use record::{mapped_dir_of, AnnotationPlan, Plan, Record, ShortDir, RECORD_FORMAT};
+pub use record::{
+    mapped_dir_of, AnnotationPlan, ClaimName, DraPlan, Plan, PublishedFile, Record, ShortDir, RECORD_FORMAT,
+    RECORD_FORMAT_CNI, RECORD_FORMAT_DRA,
+};
 pub use shared_dir::{shared_dir, specs_for_given, FsProbe, SharedDirRoute};
 pub use stages::{stages, step_names, Stage};

@@ -9,8 +9,14 @@ use backend_api::{Attachment, BackendPlan, NodeSettings, Outputs, SharedDir, Ste
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Bumped when the layout changes incompatibly; readers reject newer formats.
-pub const RECORD_FORMAT: u32 = 1;
+/// Bumped when the layout changes incompatibly; readers reject newer formats. This binary
+/// reads formats up to this one and writes the lowest that holds the record (`Record::format_of`).
+pub const RECORD_FORMAT: u32 = 2;
+/// The format of a CNI attachment's record (an older binary still tears it down).
+pub const RECORD_FORMAT_CNI: u32 = 1;
+/// Format 2 adds `plan.dra` (a DRA claim's attachment): a binary that does not know it must
+/// refuse the record rather than tear down half of it (its CDI specs and metadata).
+pub const RECORD_FORMAT_DRA: u32 = 2;
 
 /// Every identifier ADD will create, computed before the first side effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,8 +61,52 @@ pub struct Plan {
     /// DEL sees what its ADD saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni_args: Option<String>,
+    /// A DRA claim's attachment (`userspace dra-plugin`): what it publishes besides the socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dra: Option<DraPlan>,
     /// Step names in ADD order, for `inspect` and for humans reading the file.
     pub steps: Vec<String>,
+}
+
+/// One request of a DRA claim, prepared as one attachment: its id is (claim uid, base request
+/// name), its shared dir the per-claim socket dir, its port a client-mode vhost-user port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DraPlan {
+    pub driver: String,
+    pub claim: ClaimName,
+    /// `resource.kubernetes.io/pod-claim-name`: the claim came from a ResourceClaimTemplate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_claim_name: Option<String>,
+    /// The allocation result's request name, as allocated (`req` or `req/sub`).
+    pub request: String,
+    pub pool: String,
+    pub device: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_id: Option<String>,
+    /// What Prepare answers kubelet (fully qualified CDI ids).
+    pub cdi_device_ids: Vec<String>,
+    /// KEP-5304 device metadata, written by the `dra-metadata` stage.
+    pub metadata: Vec<PublishedFile>,
+    /// CDI specs, written by the `cdi-spec` stage.
+    pub cdi_specs: Vec<PublishedFile>,
+}
+
+/// A claim as the API names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimName {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A JSON document the plugin publishes in an operator's directory (a setting, never a pod's):
+/// `<root>/<rel>`, `rel` a file name or `<dir>/<file name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedFile {
+    pub root: PathBuf,
+    pub rel: PathBuf,
+    pub content: serde_json::Value,
 }
 
 /// KubeVirt: a bind mount of the pod's long shared dir onto a short alias.
@@ -108,6 +158,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record format that holds `plan`: CNI records stay readable by older binaries.
+    pub fn format_of(plan: &Plan) -> u32 {
+        if plan.dra.is_some() {
+            RECORD_FORMAT_DRA
+        } else {
+            RECORD_FORMAT_CNI
+        }
+    }
+
+    /// A DRA claim's attachment (kubelet prepares and unprepares it; no netns, no CNI DEL).
+    pub fn is_dra(&self) -> bool {
+        self.plan.dra.is_some()
+    }
+
     /// The context in which `verb` works on this attachment after its ADD (DEL, CHECK, GC,
     /// repair, forget): the recorded attachment, shared dir and outputs, a fresh deadline.
     pub fn step_context(&self, verb: Verb, settings: &NodeSettings) -> StepContext {

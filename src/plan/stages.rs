@@ -12,6 +12,8 @@ pub const IPAM: &str = "ipam";
 pub const DEVICE_INFO: &str = "device-info";
 pub const CONFIG_FILE: &str = "config-file";
 pub const ANNOTATIONS: &str = "annotations";
+pub const DRA_METADATA: &str = "dra-metadata";
+pub const CDI_SPEC: &str = "cdi-spec";
 pub const SAVE_STATE: &str = "save-state";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub enum Stage {
     DeviceInfo,
     ConfigFile,
     Annotations,
+    /// DRA: the KEP-5304 device metadata file, then the CDI specs that mount it and the socket
+    /// dir into the container (last: a runtime may read a spec as soon as it exists).
+    DraMetadata,
+    CdiSpec,
     /// The record's completion (DESIGN.md §3.1).
     SaveState,
 }
@@ -42,6 +48,8 @@ impl Stage {
             Stage::DeviceInfo => DEVICE_INFO,
             Stage::ConfigFile => CONFIG_FILE,
             Stage::Annotations => ANNOTATIONS,
+            Stage::DraMetadata => DRA_METADATA,
+            Stage::CdiSpec => CDI_SPEC,
             Stage::SaveState => SAVE_STATE,
         })
     }
@@ -74,6 +82,14 @@ pub fn stages(plan: &Plan) -> Vec<Stage> {
     }
     if plan.annotations.is_some() {
         out.push(Stage::Annotations);
+    }
+    if let Some(dra) = &plan.dra {
+        if !dra.metadata.is_empty() {
+            out.push(Stage::DraMetadata);
+        }
+        if !dra.cdi_specs.is_empty() {
+            out.push(Stage::CdiSpec);
+        }
     }
     out.push(Stage::SaveState);
     out

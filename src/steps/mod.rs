@@ -10,6 +10,7 @@ pub mod host_local;
 pub mod ipam;
 pub mod netns;
 pub mod publish;
+pub mod published_files;
 pub mod shared_dir;
 pub mod short_dir;
 
