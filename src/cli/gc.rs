@@ -4,7 +4,7 @@
 
 use crate::pipeline::Registry;
 use crate::reconcile::node_mark::NodeMarker;
-use crate::reconcile::pods::{ApiPods, NoKubernetes, PodOracle};
+use crate::reconcile::pods::{ApiClaims, ApiPods, ClaimOracle, NoClaims, NoKubernetes, PodOracle};
 use crate::reconcile::repair::RepairOutcome;
 use crate::reconcile::{heartbeat, Action, Keep, Options, Reconciler, Report, DEFAULT_GRACE};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -223,6 +223,9 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
     };
     let api = ApiPods { access: access.clone(), timeout: settings.timeout() };
     let pods: &dyn PodOracle = if with_api { &api } else { &NoKubernetes };
+    let node = settings.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
+    let api_claims = ApiClaims { access: access.clone(), timeout: settings.timeout(), node };
+    let claims: &dyn ClaimOracle = if with_api { &api_claims } else { &NoClaims };
     let marker = if with_api {
         NodeMarker::from_env(access, settings.timeout())
     } else {
@@ -233,6 +236,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
         settings: &settings,
         registry,
         pods,
+        claims,
         options: Options { grace: args.grace, dry_run: args.dry_run },
         node_marker: marker.as_ref(),
     };

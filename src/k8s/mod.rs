@@ -6,6 +6,7 @@
 //! this file holds the plain data and the one error type, so the rest of the crate compiles and
 //! plans the same way with or without it.
 
+pub mod claims;
 #[cfg(feature = "kubernetes")]
 mod client;
 pub mod kubeconfig;

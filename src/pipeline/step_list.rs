@@ -15,11 +15,25 @@ use backend_api::{codes, Backend, CniError, Step};
 
 /// The steps of `record`, in ADD order.
 pub fn build_steps(backend: &dyn Backend, state: &StateDir, record: &Record) -> Result<Vec<Box<dyn Step>>, CniError> {
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    for stage in stages(&record.plan) {
+        steps.extend(build_stage(stage, backend, state, record)?);
+    }
+    Ok(steps)
+}
+
+/// The steps of one stage of `record`.
+pub fn build_stage(
+    stage: Stage,
+    backend: &dyn Backend,
+    state: &StateDir,
+    record: &Record,
+) -> Result<Vec<Box<dyn Step>>, CniError> {
     let plan = &record.plan;
     let missing =
         |what: &str| CniError::new(codes::INTERNAL, format!("the plan has a {what} stage but no {what} data"));
     let mut steps: Vec<Box<dyn Step>> = Vec::new();
-    for stage in stages(plan) {
+    {
         match stage {
             Stage::ShortDir => {
                 let dir = plan.short_dir.clone().ok_or_else(|| missing("short-dir"))?;

@@ -13,11 +13,12 @@ pub mod pods;
 pub mod repair;
 pub mod survey;
 
+use crate::k8s::claims::ClaimLiveness;
 use crate::pipeline::{teardown, Registry};
 use crate::state::{StateDir, StateError};
 use backend_api::{AttachmentId, CniError, NodeSettings, Verb};
 use netns::NetnsState;
-use pods::{PodOracle, PodPresence};
+use pods::{ClaimOracle, PodOracle, PodPresence};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -84,6 +85,10 @@ pub enum Keep {
     LockHeld,
     PodOnThisNode,
     PodUnknown(String),
+    /// A DRA attachment whose claim is allocated and reserved for a pod on this node.
+    ClaimLive,
+    /// A DRA attachment whose claim could not be asked about: never reaped on a guess.
+    ClaimUnknown(String),
 }
 
 impl std::fmt::Display for Keep {
@@ -95,6 +100,8 @@ impl std::fmt::Display for Keep {
             Keep::LockHeld => f.write_str("an ADD/DEL/GC holds its lock"),
             Keep::PodOnThisNode => f.write_str("Kubernetes still places its pod on this node"),
             Keep::PodUnknown(why) => write!(f, "its pod's state is unknown: {why}"),
+            Keep::ClaimLive => f.write_str("its DRA claim is allocated and reserved for a pod on this node"),
+            Keep::ClaimUnknown(why) => write!(f, "its DRA claim's state is unknown: {why}"),
         }
     }
 }
@@ -148,6 +155,23 @@ pub struct Outcome {
     pub action: Action,
 }
 
+/// The decision for a DRA attachment: no netns; the claim decides (kubelet's Unprepare is the
+/// normal path, this is the backstop).
+pub fn decide_dra(claim: &ClaimLiveness, age: Duration, grace: Duration, lock_free: bool) -> Option<Keep> {
+    match claim {
+        ClaimLiveness::Live => return Some(Keep::ClaimLive),
+        ClaimLiveness::Unknown(why) => return Some(Keep::ClaimUnknown(why.clone())),
+        ClaimLiveness::Gone(_) => {}
+    }
+    if age < grace {
+        return Some(Keep::YoungerThanGrace);
+    }
+    if !lock_free {
+        return Some(Keep::LockHeld);
+    }
+    None
+}
+
 /// One pass: what happened to each record, the stray state files swept, and every error.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -177,6 +201,8 @@ pub struct Reconciler<'a> {
     pub settings: &'a NodeSettings,
     pub registry: &'a Registry,
     pub pods: &'a dyn PodOracle,
+    /// Liveness of DRA attachments (their claims).
+    pub claims: &'a dyn ClaimOracle,
     pub options: Options,
     /// Marks this node while an engine is unreachable (None: no Kubernetes access or no node name).
     pub node_marker: Option<&'a node_mark::NodeMarker>,
@@ -207,12 +233,19 @@ impl Reconciler<'_> {
                 break;
             }
             let att = &entry.record.attachment;
-            let pod = match entry.netns {
-                // Only a dead netns makes the API server's opinion matter.
-                NetnsState::Gone => self.pods.presence(&att.pod).await,
-                _ => PodPresence::NoAccess,
+            let mut claim_live = false;
+            let keep = if entry.record.is_dra() {
+                let claim = self.claims.liveness(&entry.record).await;
+                claim_live = claim == ClaimLiveness::Live;
+                decide_dra(&claim, entry.age, self.options.grace, entry.lock_free)
+            } else {
+                let pod = match entry.netns {
+                    // Only a dead netns makes the API server's opinion matter.
+                    NetnsState::Gone => self.pods.presence(&att.pod).await,
+                    _ => PodPresence::NoAccess,
+                };
+                decide(&entry.netns, entry.age, self.options.grace, entry.lock_free, &pod)
             };
-            let keep = decide(&entry.netns, entry.age, self.options.grace, entry.lock_free, &pod);
             let action = match keep {
                 Some(why) => Action::Kept { why },
                 None if self.options.dry_run => Action::WouldReap,
@@ -240,7 +273,7 @@ impl Reconciler<'_> {
                 age_seconds: entry.age.as_secs(),
                 action,
             });
-            if repair::wants_repair(&entry) {
+            if repair::wants_repair(&entry) || (claim_live && entry.state == AttachmentState::Complete) {
                 to_repair.push(entry);
             }
         }
@@ -311,6 +344,19 @@ mod tests {
             Some(Keep::YoungerThanGrace)
         );
         assert_eq!(decide(&gone, OLD, GRACE, false, &PodPresence::Gone), Some(Keep::LockHeld));
+    }
+
+    #[test]
+    fn a_dra_attachment_goes_only_when_its_claim_is_provably_gone() {
+        let gone = ClaimLiveness::Gone("the claim was deleted".into());
+        assert_eq!(decide_dra(&gone, OLD, GRACE, true), None);
+        assert_eq!(decide_dra(&ClaimLiveness::Live, OLD, GRACE, true), Some(Keep::ClaimLive));
+        assert!(matches!(
+            decide_dra(&ClaimLiveness::Unknown("503".into()), OLD, GRACE, true),
+            Some(Keep::ClaimUnknown(_))
+        ));
+        assert_eq!(decide_dra(&gone, Duration::from_secs(1), GRACE, true), Some(Keep::YoungerThanGrace));
+        assert_eq!(decide_dra(&gone, OLD, GRACE, false), Some(Keep::LockHeld));
     }
 
     #[test]

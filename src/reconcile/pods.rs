@@ -1,7 +1,9 @@
 //! The Kubernetes hook of the reconciler: is an attachment's pod still on this node? Without
 //! Kubernetes access the answer is "no access" and the netns alone decides; never guesses "gone".
 
+use crate::k8s::claims::ClaimLiveness;
 use crate::k8s::{self, ApiAccess, K8sError, PodName};
+use crate::plan::Record;
 use backend_api::{async_trait, PodRef};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -64,5 +66,52 @@ impl PodOracle for ApiPods {
             Err(K8sError::PodNotFound { .. } | K8sError::PodReplaced { .. }) => PodPresence::Gone,
             Err(e) => PodPresence::Unknown(e.to_string()),
         }
+    }
+}
+
+/// Answers for the DRA records: is the claim still allocated and reserved for the recorded pod,
+/// and is that pod on this node (`k8s::claims`)? Without Kubernetes access or this node's name
+/// the answer is unknown: a DRA attachment is never reaped on the netns's word (it has none).
+#[async_trait]
+pub trait ClaimOracle: Send + Sync {
+    async fn liveness(&self, record: &Record) -> ClaimLiveness;
+}
+
+/// The claim oracle without Kubernetes access.
+pub struct NoClaims;
+
+#[async_trait]
+impl ClaimOracle for NoClaims {
+    async fn liveness(&self, _record: &Record) -> ClaimLiveness {
+        ClaimLiveness::Unknown("no Kubernetes access (userspace gc --kubernetes or --kubeconfig)".into())
+    }
+}
+
+/// The API server's answer, for this node.
+pub struct ApiClaims {
+    pub access: ApiAccess,
+    pub timeout: Duration,
+    /// This node's name (the setting `node_name`, else `NODE_NAME`).
+    pub node: Option<String>,
+}
+
+#[async_trait]
+impl ClaimOracle for ApiClaims {
+    async fn liveness(&self, record: &Record) -> ClaimLiveness {
+        let Some(dra) = &record.plan.dra else { return ClaimLiveness::Unknown("not a DRA record".into()) };
+        let Some(node) = &self.node else {
+            return ClaimLiveness::Unknown("this node's name is unknown (set node_name or NODE_NAME)".into());
+        };
+        let budget = k8s::Budget { deadline: Instant::now() + self.timeout * 2, timeout: self.timeout };
+        k8s::claims::liveness(
+            &self.access,
+            &dra.claim.namespace,
+            &dra.claim.name,
+            &dra.claim.uid,
+            record.attachment.pod.uid.as_deref(),
+            node,
+            budget,
+        )
+        .await
     }
 }
