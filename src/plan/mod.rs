@@ -3,7 +3,10 @@
 //! pure decisions; never touches the disk or a dataplane itself (the pipeline does, through the
 //! probe it passes in).
 
+pub mod cdi;
 pub mod device_info;
+pub mod dra_metadata;
+pub mod k8s_names;
 mod record;
 pub mod shared_dir;
 pub mod stages;

@@ -74,7 +74,9 @@ fn write(file: &PublishedFile) -> Result<(), PublishError> {
     let path = file.root.join(&file.rel);
     let werr = |e: std::io::Error| PublishError::Write { path: path.clone(), reason: confine::explain(&e) };
     let (sub, name) = split(file)?;
-    let bytes = serde_json::to_vec_pretty(&file.content).map_err(|e| werr(std::io::Error::other(e)))?;
+    let mut bytes = serde_json::to_vec_pretty(&file.content).map_err(|e| werr(std::io::Error::other(e)))?;
+    // A newline ends the document: KEP-5304 readers take the file as a stream of JSON objects.
+    bytes.push(b'\n');
     let root = Dir::root_or_create(&file.root, DIR_MODE).map_err(werr)?;
     let dir = match sub {
         Some(s) => root.create_dirs(Path::new(s), DIR_MODE).map_err(werr)?,
