@@ -50,6 +50,13 @@ pub enum Role {
     Send { burst: u32 },
 }
 
+/// Spawn an argv as it is.
+fn direct(argv: &[String]) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd
+}
+
 /// The final "Accumulated forward statistics" of a testpmd that was stopped with SIGINT.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -90,6 +97,18 @@ impl Testpmd {
     /// destination MAC). `timeout` bounds start-up and delivery; stopping adds at most 2×10 s.
     /// Returns (sent, received); comparing them is the caller's business.
     pub fn send_packets(from: &VhostPort, to: &VhostPort, n: u32, timeout: Duration) -> Result<(u64, u64), LabError> {
+        Self::send_packets_wrapped(from, to, n, timeout, &direct)
+    }
+
+    /// [`Testpmd::send_packets`] with the receiver started through `wrap_to` (its argv in, the
+    /// command to spawn out): e.g. in a container's mount namespace, as a VM's QEMU would run.
+    pub fn send_packets_wrapped(
+        from: &VhostPort,
+        to: &VhostPort,
+        n: u32,
+        timeout: Duration,
+        wrap_to: &dyn Fn(&[String]) -> Command,
+    ) -> Result<(u64, u64), LabError> {
         if n == 0 || n > MAX_BURST {
             return Err(LabError::failed("testpmd", format!("burst {n} outside 1..={MAX_BURST}")));
         }
@@ -97,7 +116,7 @@ impl Testpmd {
         let deadline = Instant::now() + timeout;
         // The receiver must be forwarding before the burst: OVS drops packets for a vhost port
         // whose frontend is not running yet, and the sender sends exactly once.
-        let mut rx = Testpmd::spawn(to, Role::Receive)?;
+        let mut rx = Testpmd::spawn_wrapped(to, Role::Receive, wrap_to)?;
         rx.wait_forwarding(left(deadline))?;
         let mut tx = Testpmd::spawn(from, Role::Send { burst: n })?;
         tx.wait_forwarding(left(deadline))?;
@@ -111,6 +130,16 @@ impl Testpmd {
     /// both lcores on CPU 0, its own `uscni-tp-*` file prefix, stats every second (without a
     /// stats period testpmd exits at once on empty stdin).
     pub fn spawn(port: &VhostPort, role: Role) -> Result<Testpmd, LabError> {
+        Self::spawn_wrapped(port, role, &direct)
+    }
+
+    /// [`Testpmd::spawn`] through `wrap` (testpmd's argv in, the command to spawn out). The
+    /// wrapper must end by exec-ing the argv, so the child's pid is testpmd's (stop signals it).
+    pub fn spawn_wrapped(
+        port: &VhostPort,
+        role: Role,
+        wrap: &dyn Fn(&[String]) -> Command,
+    ) -> Result<Testpmd, LabError> {
         let path = port.path().to_str().ok_or_else(|| LabError::failed("testpmd", "socket path is not UTF-8"))?;
         // The vdev string is a comma-separated key=value list: a comma in the path would split it.
         if path.contains(',') {
@@ -140,14 +169,21 @@ impl Testpmd {
         let out = File::create(&me.log).map_err(|e| LabError::io(format!("create {}", me.log.display()), e))?;
         let err = out.try_clone().map_err(|e| LabError::io("dup testpmd log", e))?;
         let server = if matches!(port, VhostPort::Client(_)) { ",server=1" } else { "" };
-        let mut cmd = Command::new(TESTPMD);
-        cmd.args(["--no-huge", "-m", "64", "--no-pci", "--no-telemetry", "--lcores=0@0,1@0"])
-            .arg(format!("--file-prefix={}", me.prefix))
-            .arg(format!("--vdev=net_virtio_user0,path={path}{server}"))
-            .args(["--", "--forward-mode=rxonly", "--auto-start", "--stats-period=1", "--total-num-mbufs=2048"]);
+        let mut argv: Vec<String> =
+            [TESTPMD, "--no-huge", "-m", "64", "--no-pci", "--no-telemetry", "--lcores=0@0,1@0"]
+                .map(String::from)
+                .into();
+        argv.push(format!("--file-prefix={}", me.prefix));
+        argv.push(format!("--vdev=net_virtio_user0,path={path}{server}"));
+        argv.extend(
+            ["--", "--forward-mode=rxonly", "--auto-start", "--stats-period=1", "--total-num-mbufs=2048"]
+                .map(String::from),
+        );
         if let Role::Send { burst } = role {
-            cmd.arg("--tx-first").arg(format!("--burst={burst}"));
+            argv.push("--tx-first".into());
+            argv.push(format!("--burst={burst}"));
         }
+        let mut cmd = wrap(&argv);
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         // If the test process is killed, its testpmd dies with it instead of busy-polling a
         // core forever (the signal follows the spawning thread, which outlives this handle).

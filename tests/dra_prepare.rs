@@ -1,0 +1,348 @@
+//! The DRA front-end's Prepare and Unprepare (`dra::prepare::PipelineDriver`) against a private
+//! OVS-DPDK with testpmd as the VMs' QEMU, claims handed in directly (the API server and kubelet's
+//! gRPC are the end-to-end test's, tests/dra_kubevirt.rs): what a prepared claim leaves on the
+//! node (a client-mode port owned by the claim, the socket dir with its group, two CDI specs, the
+//! metadata KubeVirt's binding accepts), packets between two claims, Prepare again after a reboot
+//! wiped the transient files or after the port was lost, an interrupted Prepare's record undone,
+//! a bad claim changing nothing, and Unprepare leaving nothing, twice.
+#![cfg(feature = "kubernetes")]
+
+mod support;
+
+use k8s_openapi::api::resource::v1::ResourceClaim;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::Node;
+use testlab::{Lab, Testpmd, VhostPort};
+use userspace_cni::dra::prepare::{ClaimSource, PipelineDriver, SOCKET_FILE};
+use userspace_cni::dra::{ClaimDriver, ClaimRef, PreparedDevice};
+use userspace_cni::pipeline::Registry;
+use userspace_cni::plan::cdi::CdiSpec;
+use userspace_cni::plan::dra_metadata::{Attribute, DeviceMetadata};
+
+const DRIVER: &str = "ovsdpdk.k8snetworkplumbingwg.io";
+const NODE: &str = "node-a";
+
+/// Claims as the API server would return them, keyed by uid.
+#[derive(Default)]
+struct Claims(Mutex<HashMap<String, ResourceClaim>>);
+
+#[backend_api::async_trait]
+impl ClaimSource for Claims {
+    async fn get(&self, claim: &ClaimRef, _deadline: Instant) -> Result<ResourceClaim, String> {
+        let map = self.0.lock().map_err(|_| "poisoned".to_string())?;
+        map.get(&claim.uid)
+            .cloned()
+            .ok_or_else(|| format!("ResourceClaim {}/{} does not exist (404)", claim.namespace, claim.name))
+    }
+}
+
+fn uid(n: u32, salt: &str) -> String {
+    // A uid per test and claim; hex only, like the API server's.
+    let h = salt.bytes().fold(n.wrapping_mul(2654435761), |a, b| a.rotate_left(5) ^ u32::from(b));
+    format!("{h:08x}-0000-4000-8000-{n:012x}")
+}
+
+/// A template-made claim allocated on `bridge` and reserved for pod `pod_uid`.
+fn claim(uid: &str, name: &str, pod_claim: &str, pod_uid: &str, bridge: &str, vlan: Option<u16>) -> ResourceClaim {
+    let mut config = json!([]);
+    if let Some(v) = vlan {
+        config = json!([{"source": "FromClaim", "opaque": {"driver": DRIVER, "parameters":
+            {"apiVersion": "ovsdpdk.k8snetworkplumbingwg.io/v1alpha1", "kind": "OvsPortConfig", "vlan": v}}}]);
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "metadata": {"namespace": "vms", "name": name, "uid": uid, "generation": 1,
+                     "annotations": {"resource.kubernetes.io/pod-claim-name": pod_claim}},
+        "spec": {"devices": {"requests": [{"name": "vhost", "exactly": {"deviceClassName": "vhost-user"}}]}},
+        "status": {
+            "allocation": {"devices": {"results": [{"request": "vhost", "driver": DRIVER, "pool": NODE, "device": bridge}],
+                                       "config": config}},
+            "reservedFor": [{"resource": "pods", "name": format!("virt-launcher-{name}"), "uid": pod_uid}]
+        }
+    }))
+    .expect("claim decodes")
+}
+
+struct Env {
+    node: Node,
+    driver: PipelineDriver,
+    claims: Arc<Claims>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Env {
+    fn new(lab: &Lab, bridges: &str) -> Env {
+        let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+        let mut env: HashMap<String, String> = node.settings_env().into_iter().collect();
+        for (k, v) in [
+            ("DRA_SOCKET_ROOT", node.path("dra").display().to_string()),
+            ("DRA_METADATA_DIR", node.path("meta").display().to_string()),
+            ("CDI_DIR", node.path("cdi").display().to_string()),
+            ("DRA_BRIDGES", bridges.to_owned()),
+            ("NODE_NAME", NODE.to_owned()),
+        ] {
+            env.insert(format!("USERSPACE_CNI_{k}"), v);
+        }
+        let settings = userspace_cni::settings::load_from(|k| env.get(k).cloned()).expect("settings");
+        let claims = Arc::new(Claims::default());
+        let driver = PipelineDriver { settings, registry: Arc::new(Registry::linked()), claims: claims.clone() };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        Env { node, driver, claims, runtime }
+    }
+
+    fn add(&self, c: ResourceClaim) -> ClaimRef {
+        let r = ClaimRef {
+            namespace: c.metadata.namespace.clone().unwrap_or_default(),
+            name: c.metadata.name.clone().unwrap_or_default(),
+            uid: c.metadata.uid.clone().unwrap_or_default(),
+        };
+        self.claims.0.lock().expect("claims").insert(r.uid.clone(), c);
+        r
+    }
+
+    fn prepare(&self, c: &ClaimRef) -> Result<Vec<PreparedDevice>, String> {
+        self.runtime.block_on(self.driver.prepare(c, Instant::now() + Duration::from_secs(20)))
+    }
+
+    fn unprepare(&self, c: &ClaimRef) -> Result<(), String> {
+        self.runtime.block_on(self.driver.unprepare(c, Instant::now() + Duration::from_secs(20)))
+    }
+
+    fn socket_dir(&self, pod_uid: &str, pod_claim: &str) -> PathBuf {
+        self.node.path("dra").join(format!("{pod_uid}_{pod_claim}_vhost"))
+    }
+
+    /// Every file the DRA side may leave: socket dirs, metadata, CDI specs, records.
+    fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for dir in ["dra", "meta", "cdi"] {
+            out.extend(entries(&self.node.path(dir)).into_iter().map(|e| format!("{dir}/{e}")));
+        }
+        out.extend(
+            entries(&self.node.state_dir()).into_iter().filter(|e| e.ends_with(".json")).map(|e| format!("state/{e}")),
+        );
+        out
+    }
+}
+
+/// The names in `dir`, sorted; none when it does not exist (nothing was ever made there).
+fn entries(dir: &Path) -> Vec<String> {
+    let Ok(list) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Ports on `bridge` owned by claim `uid` (the `external_ids` the backend stamps).
+fn ports_of(lab: &Lab, bridge: &str, uid: &str) -> Vec<String> {
+    lab.ports(bridge)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| lab.vsctl(&["get", "Port", p, "external_ids"]).map(|ids| ids.contains(uid)).unwrap_or(false))
+        .collect()
+}
+
+fn read_spec(path: &Path) -> CdiSpec {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let spec: CdiSpec = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    spec.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    spec
+}
+
+/// The CDI mounts of a fully qualified id, from the spec files in `cdi_dir` (as a runtime resolves it).
+fn resolve(cdi_dir: &Path, id: &str) -> Vec<(String, String, Vec<String>)> {
+    let (kind, name) = id.split_once('=').expect("qualified id");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(cdi_dir).expect("cdi dir").flatten() {
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        let spec = read_spec(&p);
+        if spec.kind != kind {
+            continue;
+        }
+        for d in spec.devices.iter().filter(|d| d.name == name) {
+            found.extend(
+                d.container_edits
+                    .mounts
+                    .iter()
+                    .map(|m| (m.host_path.clone(), m.container_path.clone(), m.options.clone())),
+            );
+        }
+    }
+    found
+}
+
+#[test]
+fn a_prepared_claim_has_its_port_files_and_metadata_packets_cross_and_unprepare_leaves_nothing() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let env = Env::new(&lab, "br-drap=1500");
+    let (ua, ub) = (uid(1, "flow"), uid(2, "flow"));
+    let (pa, pb) = (uid(11, "flow"), uid(12, "flow"));
+    let a = env.add(claim(&ua, "vm-a-nic-x1", "nic", &pa, "br-drap", Some(100)));
+    let b = env.add(claim(&ub, "vm-b-nic-x2", "nic", &pb, "br-drap", Some(100)));
+
+    let devices = env.prepare(&a).expect("prepare a");
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let d = &devices[0];
+    assert_eq!(
+        (d.request_names.clone(), d.pool_name.as_str(), d.device_name.as_str()),
+        (vec!["vhost".to_string()], NODE, "br-drap")
+    );
+    let kind = format!("{DRIVER}/vhost-user");
+    assert_eq!(d.cdi_device_ids, vec![format!("{kind}={ua}-vhost"), format!("{kind}={ua}-vhost-metadata")]);
+    env.prepare(&b).expect("prepare b");
+
+    // The port: client mode, connecting to the claim's dir, owned by the claim, on VLAN 100.
+    let ports = ports_of(&lab, "br-drap", &ua);
+    assert_eq!(ports.len(), 1, "one port owned by claim a: {ports:?}");
+    let host_dir = env.socket_dir(&pa, "nic");
+    assert_eq!(lab.interface_column(&ports[0], "type").expect("type").trim(), "dpdkvhostuserclient");
+    let options = lab.interface_column(&ports[0], "options").expect("options");
+    assert!(options.contains(&host_dir.join(SOCKET_FILE).display().to_string()), "{options}");
+    assert_eq!(lab.vsctl(&["get", "Port", &ports[0], "tag"]).expect("tag").trim(), "100");
+
+    // The socket dir: QEMU (group 107) creates the socket there, OVS connects.
+    let meta = std::fs::metadata(&host_dir).expect("socket dir");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o2770, "setgid, group rwx");
+    assert_eq!(meta.gid(), 107);
+
+    // CDI: the socket dir at the container path, the metadata file read-only where the binding looks.
+    let cdi_dir = env.node.path("cdi");
+    let mounts = resolve(&cdi_dir, &d.cdi_device_ids[0]);
+    assert_eq!(
+        mounts,
+        vec![(host_dir.display().to_string(), "/var/run/ovsdpdk/nic/vhost".into(), vec!["bind".into(), "rw".into()])]
+    );
+    let meta_mounts = resolve(&cdi_dir, &d.cdi_device_ids[1]);
+    assert_eq!(meta_mounts.len(), 1, "{meta_mounts:?}");
+    let (meta_host, meta_container, opts) = &meta_mounts[0];
+    assert_eq!(
+        meta_container,
+        &format!(
+            "/var/run/kubernetes.io/dra-device-attributes/resourceclaimtemplates/nic/vhost/{DRIVER}-metadata.json"
+        )
+    );
+    assert!(opts.contains(&"ro".to_string()), "{opts:?}");
+    let doc = DeviceMetadata::from_stream(&std::fs::read(meta_host).expect("metadata")).expect("metadata decodes");
+    assert_eq!((doc.metadata.uid.as_str(), doc.pod_claim_name.as_deref()), (ua.as_str(), Some("nic")));
+    let attrs = &doc.requests[0].devices[0].attributes;
+    assert_eq!(attrs["vhost-user-path"], Attribute::String(format!("/var/run/ovsdpdk/nic/vhost/{SOCKET_FILE}")));
+    assert_eq!(attrs["mtu"], Attribute::Int(1500));
+    for f in std::fs::read_dir(&cdi_dir).expect("cdi").flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        assert!(name.ends_with(".json") && !name.starts_with('.'), "only finished specs stay: {name}");
+    }
+
+    // Packets: testpmd as each VM's QEMU serves the socket; OVS connects; 32 of 32 cross.
+    let (sent, received) = Testpmd::send_packets(
+        &VhostPort::Client(host_dir.join(SOCKET_FILE)),
+        &VhostPort::Client(env.socket_dir(&pb, "nic").join(SOCKET_FILE)),
+        32,
+        Duration::from_secs(60),
+    )
+    .expect("testpmd");
+    assert_eq!((sent, received), (32, 32));
+
+    env.unprepare(&a).expect("unprepare a");
+    env.unprepare(&b).expect("unprepare b");
+    env.unprepare(&a).expect("unprepare a again: nothing to do is success");
+    assert!(ports_of(&lab, "br-drap", &ua).is_empty() && ports_of(&lab, "br-drap", &ub).is_empty());
+    assert!(
+        !lab.bridges().expect("bridges").contains(&"br-drap".to_string()),
+        "the bridge we made is gone with its last port"
+    );
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn prepare_again_after_a_reboot_or_a_lost_port_restores_everything_and_answers_the_same() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let env = Env::new(&lab, "br-drar=9000");
+    let (u, p) = (uid(3, "reboot"), uid(13, "reboot"));
+    let c = env.add(claim(&u, "vm-r-nic-x3", "net1", &p, "br-drar", None));
+    let first = env.prepare(&c).expect("prepare");
+    let before = env.leftovers();
+
+    // kubelet prepares again after its own restart: same answer, nothing new.
+    assert_eq!(env.prepare(&c).expect("prepare again"), first);
+    assert_eq!(env.leftovers(), before);
+
+    // A reboot: /var/run is empty (CDI specs, socket dirs, metadata), the records and OVSDB stay.
+    for dir in ["cdi", "dra", "meta"] {
+        std::fs::remove_dir_all(env.node.path(dir)).expect("wipe");
+    }
+    assert_eq!(env.prepare(&c).expect("prepare after reboot"), first, "never a cached or different answer");
+    assert_eq!(env.leftovers(), before, "every file is back");
+    let doc = DeviceMetadata::from_stream(
+        &std::fs::read(env.node.path("meta").join(format!("{u}-vhost/{DRIVER}-metadata.json"))).expect("metadata"),
+    )
+    .expect("decodes");
+    assert_eq!(doc.requests[0].devices[0].attributes["mtu"], Attribute::Int(9000));
+
+    // The port lost (an administrator, or OVSDB restored from an older copy): recreated.
+    let ports = ports_of(&lab, "br-drar", &u);
+    assert_eq!(ports.len(), 1);
+    lab.vsctl(&["del-port", "br-drar", &ports[0]]).expect("del-port");
+    assert_eq!(env.prepare(&c).expect("prepare after the port was lost"), first);
+    assert_eq!(ports_of(&lab, "br-drar", &u), ports);
+
+    env.unprepare(&c).expect("unprepare");
+    assert!(ports_of(&lab, "br-drar", &u).is_empty());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn an_interrupted_prepare_is_undone_and_prepared_again() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let env = Env::new(&lab, "br-drai=1500");
+    let (u, p) = (uid(4, "crash"), uid(14, "crash"));
+    let c = env.add(claim(&u, "vm-i-nic-x4", "nic", &p, "br-drai", None));
+    let first = env.prepare(&c).expect("prepare");
+    // What a SIGKILL before "save state" leaves: the record exists, not marked complete; one file
+    // of the later stages missing.
+    let records: Vec<_> = support::entries_with_prefix(&env.node.state_dir(), &u);
+    let record = env.node.state_dir().join(records.iter().find(|r| r.ends_with(".json")).expect("record"));
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("record JSON");
+    rec["complete"] = json!(false);
+    rec["outputs"] = Value::Null;
+    std::fs::write(&record, serde_json::to_vec(&rec).expect("json")).expect("rewrite");
+    for spec in entries(&env.node.path("cdi")) {
+        std::fs::remove_file(env.node.path("cdi").join(spec)).expect("remove a spec");
+    }
+    assert_eq!(env.prepare(&c).expect("prepare after the interruption"), first);
+    assert_eq!(ports_of(&lab, "br-drai", &u).len(), 1, "one port, not two");
+    assert_eq!(entries(&env.node.path("cdi")).len(), 2);
+    env.unprepare(&c).expect("unprepare");
+    assert!(ports_of(&lab, "br-drai", &u).is_empty());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_claim_the_node_cannot_serve_changes_nothing_and_says_why() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let env = Env::new(&lab, "br-drab=1500");
+    let p = uid(15, "bad");
+    // Allocated on a bridge this node does not offer (a stale slice).
+    let stale = env.add(claim(&uid(5, "bad"), "vm-s-nic", "nic", &p, "br-gone", None));
+    let err = env.prepare(&stale).expect_err("unknown bridge");
+    assert!(err.contains("br-gone") && err.contains("dra_bridges"), "{err}");
+    // Not in the API server any more (deleted between scheduling and Prepare).
+    let missing = ClaimRef { namespace: "vms".into(), name: "gone".into(), uid: uid(6, "bad") };
+    let err = env.prepare(&missing).expect_err("missing");
+    assert!(err.contains("does not exist"), "{err}");
+    // A hostile pod claim name never reaches a path.
+    let hostile = env.add(claim(&uid(7, "bad"), "vm-h-nic", "../../etc", &p, "br-drab", None));
+    let err = env.prepare(&hostile).expect_err("hostile");
+    assert!(err.contains("pod claim name"), "{err}");
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+    assert!(!lab.bridges().expect("bridges").contains(&"br-drab".to_string()), "no bridge made for a refused claim");
+    // Unprepare of a claim never prepared is success.
+    env.unprepare(&missing).expect("unprepare of nothing");
+}
