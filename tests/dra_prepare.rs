@@ -346,3 +346,35 @@ fn a_claim_the_node_cannot_serve_changes_nothing_and_says_why() {
     // Unprepare of a claim never prepared is success.
     env.unprepare(&missing).expect("unprepare of nothing");
 }
+
+/// The first DRA record format (2) as this release writes it stays readable: Unprepare of a claim
+/// whose record is the fixture (`{root}` the node's root) removes everything. A format bump adds a
+/// fixture; none is ever removed (`{ovs}` is the lab's socket dir). `USCNI_WRITE_FIXTURE=1` writes the fixture from today's record
+/// (only when the format is new).
+#[test]
+fn a_format_2_record_is_torn_down_by_todays_unprepare() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let env = Env::new(&lab, "br-draf=1500");
+    let (u, p) = (uid(8, "fixture"), uid(18, "fixture"));
+    let c = env.add(claim(&u, "vm-f-nic-x8", "nic", &p, "br-draf", Some(7)));
+    env.prepare(&c).expect("prepare");
+    let record = env.node.state_dir().join(format!("{u}_vhost.json"));
+    let root = env.node.root.path().display().to_string();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/records/format2-dra-ovs.json");
+    if std::env::var_os("USCNI_WRITE_FIXTURE").is_some() {
+        let today = std::fs::read_to_string(&record).expect("record");
+        let ovs = lab.sock_dir().display().to_string();
+        std::fs::write(&fixture, today.replace(&root, "{root}").replace(&ovs, "{ovs}")).expect("write fixture");
+    }
+    let text = std::fs::read_to_string(&fixture)
+        .expect("fixture")
+        .replace("{root}", &root)
+        .replace("{ovs}", &lab.sock_dir().display().to_string());
+    let planted: Value = serde_json::from_str(&text).expect("fixture JSON");
+    assert_eq!(planted["format"], 2);
+    assert_eq!(planted["plan"]["dra"]["claim"]["uid"], json!(u));
+    std::fs::write(&record, text).expect("plant");
+    env.unprepare(&c).expect("unprepare from the fixture");
+    assert!(ports_of(&lab, "br-draf", &u).is_empty());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
