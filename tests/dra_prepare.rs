@@ -378,3 +378,62 @@ fn a_format_2_record_is_torn_down_by_todays_unprepare() {
     assert!(ports_of(&lab, "br-draf", &u).is_empty());
     assert_eq!(env.leftovers(), Vec::<String>::new());
 }
+
+/// A real CDI consumer: podman (runc) runs a container with our two CDI ids, as a container
+/// runtime does for kubelet. The container sees the claim's socket dir (read-write: what it
+/// creates there is in the host dir OVS connects to) and the metadata file at the paths the
+/// binding reads, and the metadata decodes to the port's attributes. Podman 4.3 reads CDI specs
+/// only from /etc/cdi and /var/run/cdi: it runs in a private mount namespace whose /run is a
+/// tmpfs with our spec dir bound at /run/cdi, and with its storage in the test's temp dir.
+#[test]
+fn podman_applies_our_cdi_devices_and_the_container_sees_socket_dir_and_metadata() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let env = Env::new(&lab, "br-drac=1500");
+    let (u, p) = (uid(9, "podman"), uid(19, "podman"));
+    let c = env.add(claim(&u, "vm-c-nic-x9", "nic", &p, "br-drac", None));
+    let devices = env.prepare(&c).expect("prepare");
+    let rootfs = env.node.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("/bin/busybox (busybox-static, installed by scripts/setup.sh)");
+    let meta =
+        format!("/var/run/kubernetes.io/dra-device-attributes/resourceclaimtemplates/nic/vhost/{DRIVER}-metadata.json");
+    let inner = format!("ls -d /var/run/ovsdpdk/nic/vhost && touch /var/run/ovsdpdk/nic/vhost/from-qemu && cat {meta}");
+    let storage = env.node.path("podman");
+    let mut script = format!(
+        "set -e; mount -t tmpfs tmpfs /run; mkdir /run/cdi; mount --bind {cdi} /run/cdi; \
+         exec podman --root {storage}/root --runroot /run/podman --tmpdir /run/podman-tmp --cgroup-manager=cgroupfs \
+         --events-backend=file --runtime runc run --rm --network=none --ulimit nofile=20000:20000 \
+         --ulimit nproc=32768:32768",
+        cdi = env.node.path("cdi").display(),
+        storage = storage.display(),
+    );
+    for id in &devices[0].cdi_device_ids {
+        script.push_str(&format!(" --device {id}"));
+    }
+    script.push_str(&format!(" --rootfs {} /bin/busybox sh -c '{inner}'", rootfs.display()));
+    let out = std::process::Command::new("timeout")
+        .args(["120", "unshare", "--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("CONTAINERS_CONF", "/dev/null")
+        .output()
+        .expect("run podman");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "podman: {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = stdout.split_once('\n').map(|(_, rest)| rest).unwrap_or_default();
+    let doc = DeviceMetadata::from_stream(body.as_bytes()).expect("the container's metadata decodes");
+    let attrs = &doc.requests[0].devices[0].attributes;
+    assert_eq!(attrs["vhost-user-path"], Attribute::String(format!("/var/run/ovsdpdk/nic/vhost/{SOCKET_FILE}")));
+    assert_eq!(attrs["mtu"], Attribute::Int(1500));
+    assert!(env.socket_dir(&p, "nic").join("from-qemu").exists(), "the container wrote into the host's socket dir");
+    // Podman's storage is ours to remove (its overlay mounts died with the namespace).
+    let _ = std::fs::remove_dir_all(&storage);
+    let _ = std::fs::remove_dir_all(&rootfs);
+    std::fs::remove_file(env.socket_dir(&p, "nic").join("from-qemu")).expect("remove the container's file");
+    env.unprepare(&c).expect("unprepare");
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
