@@ -402,7 +402,7 @@ fn the_fake_runtime_refuses_targets_outside_its_private_run() {
         container_path: PathBuf::from("/etc/escaped"),
         options: vec![],
     };
-    assert!(container_command(&[mount.clone()], "true", &[]).is_err());
+    assert!(container_command(std::slice::from_ref(&mount), "true", &[]).is_err());
     let dotdot = fake_kubelet::Mount { container_path: PathBuf::from("/run/../etc/x"), ..mount };
     assert!(container_command(&[dotdot], "true", &[]).is_err());
 }

@@ -18,18 +18,20 @@ const ANSWER_MARGIN_MAX: Duration = Duration::from_millis(500);
 
 /// The header's value: at most 8 digits and a unit (gRPC over HTTP/2, "Timeout").
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    // The header comes from the caller: split on a char, never inside one.
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
-        "H" => Duration::from_secs(n.checked_mul(3600)?),
-        "M" => Duration::from_secs(n.checked_mul(60)?),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
+        'H' => Duration::from_secs(n.checked_mul(3600)?),
+        'M' => Duration::from_secs(n.checked_mul(60)?),
+        'S' => Duration::from_secs(n),
+        'm' => Duration::from_millis(n),
+        'u' => Duration::from_micros(n),
+        'n' => Duration::from_nanos(n),
         _ => return None,
     })
 }
@@ -157,7 +159,7 @@ mod tests {
         assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
         assert_eq!(parse_grpc_timeout("9n"), Some(Duration::from_nanos(9)));
-        for bad in ["", "S", "123456789S", "12x", "-1S", "1.5S", " 1S", "é"] {
+        for bad in ["", "S", "123456789S", "12x", "-1S", "1.5S", " 1S", "é", "1é", "é1S"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?} must be refused");
         }
     }

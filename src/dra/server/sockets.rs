@@ -89,12 +89,11 @@ async fn clear_stale(path: &Path) -> Result<(), SocketError> {
         };
         return Err(SocketError::NotASocket { path: path.to_path_buf(), found });
     }
-    // A live server there means two plugins for one driver; kubelet would talk to either.
-    match tokio::time::timeout(PROBE_TIMEOUT, UnixStream::connect(path)).await {
-        Ok(Ok(_)) => return Err(SocketError::InUse { path: path.to_path_buf() }),
-        // Refused (or gone): nobody listens, the socket is stale. A connect that hangs past the
-        // probe timeout is a server too wedged to serve kubelet; replacing it is what a restart wants.
-        Ok(Err(_)) | Err(_) => {}
+    // A live server there means two plugins for one driver; kubelet would talk to either. A
+    // refused connect means nobody listens: the socket is stale. A connect that hangs past the
+    // probe timeout is a server too wedged to serve kubelet; replacing it is what a restart wants.
+    if let Ok(Ok(_)) = tokio::time::timeout(PROBE_TIMEOUT, UnixStream::connect(path)).await {
+        return Err(SocketError::InUse { path: path.to_path_buf() });
     }
     match std::fs::remove_file(path) {
         Ok(()) => {
