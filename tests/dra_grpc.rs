@@ -27,6 +27,9 @@ const REGISTER_WITHIN: Duration = Duration::from_secs(10);
 struct Script {
     delay: Duration,
     error: Option<String>,
+    /// Answer this device instead of a well-formed one.
+    device: Option<PreparedDevice>,
+    panic: bool,
 }
 
 /// One driver call as the driver saw it.
@@ -63,6 +66,7 @@ impl ScriptedDriver {
         }
         let script = self.scripts.get(&claim.uid).cloned().unwrap_or_default();
         tokio::time::sleep(script.delay).await;
+        assert!(!script.panic, "scripted driver panic for claim {}", claim.uid);
         script.error.map_or(Ok(()), Err)
     }
 }
@@ -80,7 +84,9 @@ fn device_for(claim: &ClaimRef) -> PreparedDevice {
 #[async_trait]
 impl ClaimDriver for ScriptedDriver {
     async fn prepare(&self, claim: &ClaimRef, deadline: Instant) -> Result<Vec<PreparedDevice>, String> {
-        self.play("prepare", claim, deadline).await.map(|()| vec![device_for(claim)])
+        self.play("prepare", claim, deadline).await?;
+        let scripted = self.scripts.get(&claim.uid).and_then(|s| s.device.clone());
+        Ok(vec![scripted.unwrap_or_else(|| device_for(claim))])
     }
 
     async fn unprepare(&self, claim: &ClaimRef, deadline: Instant) -> Result<(), String> {
@@ -182,6 +188,26 @@ async fn one_bad_claim_never_fails_the_others() {
     let order: Vec<String> = driver.calls().into_iter().map(|c| c.uid).collect();
     assert_eq!(order, ["a", "b", "c"], "claims run sequentially in request order");
     plugin.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn driver_mistakes_become_that_claims_error_and_nothing_more() {
+    let unqualified = PreparedDevice { cdi_device_ids: vec!["claim-d".into()], ..device_for(&claim("d")) };
+    let driver = ScriptedDriver::with(&[
+        ("p", Script { panic: true, ..Script::default() }),
+        ("e", Script { error: Some("  ".into()), ..Script::default() }),
+        ("d", Script { device: Some(unqualified), ..Script::default() }),
+    ]);
+    let plugin = Plugin::start(Arc::clone(&driver));
+    let mut kubelet = plugin.kubelet().await;
+
+    let answers = kubelet.prepare(&[claim("p"), claim("e"), claim("d"), claim("ok")]).await;
+    let error = |uid: &str| answers[uid].clone().expect_err(uid);
+    assert!(error("p").contains("panicked"), "{}", error("p"));
+    assert!(error("e").contains("without a message"), "kubelet would read an empty error as success: {}", error("e"));
+    assert!(error("d").contains("not a fully qualified"), "{}", error("d"));
+    assert!(answers["ok"].is_ok(), "{:?}", answers["ok"]);
+    plugin.stop().await.expect("clean shutdown after a driver panic");
 }
 
 #[tokio::test]
