@@ -42,3 +42,6 @@ pub trait ClaimDriver: Send + Sync {
     /// Undo what Prepare made for the claim; a claim never prepared (or already unprepared) is Ok.
     async fn unprepare(&self, claim: &ClaimRef, deadline: Instant) -> Result<(), String>;
 }
+
+pub mod proto;
+pub mod server;
