@@ -4,6 +4,8 @@
 //! vhost-user port, CDI specs, KEP-5304 device metadata, the record). It depends on the core and
 //! support layers, never on another front-end.
 
+pub mod slice;
+
 use async_trait::async_trait;
 use std::time::Instant;
 
