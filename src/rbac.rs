@@ -17,13 +17,16 @@ pub enum Identity {
     Plugin,
     /// `userspace gc` in the DaemonSet's pod, with the pod's in-cluster account.
     Reconciler,
+    /// `userspace dra-plugin`, the kubelet DRA plugin in the DRA DaemonSet's pod
+    /// (config/kubernetes/dra/, docs/kubevirt-dra.md), with the pod's in-cluster account.
+    DraPlugin,
 }
 
 /// The namespace of the node agent and of both ServiceAccounts.
 pub const NAMESPACE: &str = "userspace-cni";
 
 impl Identity {
-    pub const ALL: [Identity; 2] = [Identity::Plugin, Identity::Reconciler];
+    pub const ALL: [Identity; 3] = [Identity::Plugin, Identity::Reconciler, Identity::DraPlugin];
 
     /// The ServiceAccount, and the name of its ClusterRole and ClusterRoleBinding. The
     /// reconciler keeps the name the single role of earlier versions had, so `kubectl apply`
@@ -32,6 +35,7 @@ impl Identity {
         match self {
             Identity::Plugin => "userspace-cni-plugin",
             Identity::Reconciler => "userspace-cni",
+            Identity::DraPlugin => "userspace-cni-dra",
         }
     }
 
@@ -54,12 +58,13 @@ pub struct ApiAccess {
 }
 
 /// Everything, and nothing else. No `patch` anywhere: the annotation write is GET + PUT with the
-/// resourceVersion (DESIGN.md §3.5), the verbs Multus's own ClusterRole grants. No `list`: the
-/// reconciler asks about each record's pod by name (`src/k8s`, `src/reconcile/pods.rs`) and reads
-/// and writes only its own Node, by name. RBAC cannot limit an update to one node or to some
-/// keys (`resourceNames` would need every node's name); `config/kubernetes/admission-policy.yaml`
-/// does: pods/status of pods on the token's node, userspace/* annotations only; the token's own
-/// Node, userspace-cni.io/* labels only.
+/// resourceVersion (DESIGN.md §3.5), the verbs Multus's own ClusterRole grants. No `list` but the
+/// DRA plugin's of its own node's ResourceSlices: the reconciler asks about each record's pod by
+/// name (`src/k8s`, `src/reconcile/pods.rs`) and reads and writes only its own Node, by name.
+/// RBAC cannot limit an update to one node or to some keys (`resourceNames` would need every
+/// node's name); `config/kubernetes/admission-policy.yaml` does: pods/status of pods on the
+/// token's node, userspace/* annotations only; the token's own Node, userspace-cni.io/* labels
+/// only; ResourceSlices whose `spec.nodeName` is the token's node.
 pub const API_ACCESS: &[ApiAccess] = &[
     ApiAccess {
         group: "",
@@ -106,6 +111,59 @@ pub const API_ACCESS: &[ApiAccess] = &[
         why: "PUT this node with the label userspace-cni.io/<engine>-unavailable set while an engine with \
               attachments here is unreachable, and removed once it answers (src/reconcile/node_mark.rs)",
     },
+    // The DRA plugin (src/dra/). No `watch`: the slice is written at start and on settings
+    // changes, never kept in sync by an informer. Slice writes are confined to the token's own
+    // node by the admission policy userspace-cni-dra-own-node.
+    ApiAccess {
+        group: "resource.k8s.io",
+        resource: "resourceslices",
+        verb: "list",
+        by: Identity::DraPlugin,
+        why: "find this node's slices of our driver (field selector spec.driver, spec.nodeName) and their \
+              generations (src/dra/slice.rs)",
+    },
+    ApiAccess {
+        group: "resource.k8s.io",
+        resource: "resourceslices",
+        verb: "get",
+        by: Identity::DraPlugin,
+        why: "read the slice back after writing it (did the server keep allowMultipleAllocations?) and after a 409",
+    },
+    ApiAccess {
+        group: "resource.k8s.io",
+        resource: "resourceslices",
+        verb: "create",
+        by: Identity::DraPlugin,
+        why: "publish this node's slice: one device per configured bridge",
+    },
+    ApiAccess {
+        group: "resource.k8s.io",
+        resource: "resourceslices",
+        verb: "update",
+        by: Identity::DraPlugin,
+        why: "PUT this node's slice with its resourceVersion when the bridges change (a higher pool.generation)",
+    },
+    ApiAccess {
+        group: "resource.k8s.io",
+        resource: "resourceslices",
+        verb: "delete",
+        by: Identity::DraPlugin,
+        why: "remove older slices of this node's pool, all of them when no bridge is configured, and at uninstall",
+    },
+    ApiAccess {
+        group: "resource.k8s.io",
+        resource: "resourceclaims",
+        verb: "get",
+        by: Identity::DraPlugin,
+        why: "Prepare reads the claim kubelet names: its allocation, opaque config and the pod it is reserved for",
+    },
+    ApiAccess {
+        group: "",
+        resource: "nodes",
+        verb: "get",
+        by: Identity::DraPlugin,
+        why: "the Node's uid, for the slice's owner reference (the slice goes when the Node does)",
+    },
 ];
 
 /// Whether any identity's code uses `verb` on `resource` of `group`.
@@ -148,5 +206,8 @@ mod tests {
         assert!(used_by(Identity::Reconciler, "", "nodes", "update"));
         assert!(!used_by(Identity::Reconciler, "", "pods/status", "update"), "the reconciler never writes a pod");
         assert_eq!(Identity::Reconciler.username(), "system:serviceaccount:userspace-cni:userspace-cni");
+        assert!(used_by(Identity::DraPlugin, "resource.k8s.io", "resourceslices", "create"));
+        assert!(!used_by(Identity::DraPlugin, "", "nodes", "update"), "the DRA plugin never writes a Node");
+        assert!(!used_by(Identity::DraPlugin, "", "pods/status", "update"), "nor a pod");
     }
 }

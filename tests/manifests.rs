@@ -2,14 +2,16 @@
 //! CRDs without one, a struct of ours that denies unknown fields) and survives a round trip with
 //! no field dropped; the DaemonSet mounts exactly `node_paths::NODE_PATHS`; each ClusterRole grants
 //! exactly its identity's rows of `rbac::API_ACCESS` to that identity's ServiceAccount alone; the
-//! admission policy applies to exactly those ServiceAccounts; every CNI config in a NAD passes the
-//! plugin's own validation. (`tests/k8s_rbac.rs` applies the RBAC and the policy to a real API
+//! admission policies apply to exactly those ServiceAccounts; every CNI config in a NAD passes the
+//! plugin's own validation; the DRA DaemonSet mounts the paths of the DRA settings at their host
+//! paths, and the DRA example's VMI, claim template and DeviceClass fit together. (`tests/k8s_rbac.rs` applies the RBAC and the policy to a real API
 //! server.)
 
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::resource::v1::{DeviceClass, ResourceClaimTemplate};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -63,8 +65,29 @@ struct Vmi {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct VmiSpec {
     domain: Domain,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_claims: Option<Vec<VmiResourceClaim>>,
     networks: Vec<VmiNetwork>,
     volumes: Vec<VmiVolume>,
+}
+
+/// KubeVirt v1.9's `VirtualMachineInstanceResourceClaim` (exactly one of the two names).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VmiResourceClaim {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_claim_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_claim_template_name: Option<String>,
+}
+
+/// KubeVirt v1.9's `ClaimRequest` (`networks[].resourceClaim`).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClaimRequest {
+    claim_name: String,
+    request_name: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -150,13 +173,15 @@ struct PluginBinding {
 }
 
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct VmiNetwork {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pod: Option<Empty>,
     #[serde(skip_serializing_if = "Option::is_none")]
     multus: Option<Multus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_claim: Option<ClaimRequest>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -347,6 +372,8 @@ struct Manifests {
     policies: Vec<ValidatingAdmissionPolicy>,
     policy_bindings: Vec<ValidatingAdmissionPolicyBinding>,
     daemonsets: Vec<DaemonSet>,
+    device_classes: Vec<DeviceClass>,
+    claim_templates: Vec<ResourceClaimTemplate>,
     pods: Vec<Pod>,
     nads: Vec<(PathBuf, Nad)>,
     vmis: Vec<Vmi>,
@@ -369,6 +396,8 @@ fn type_all(docs: &[Doc]) -> Result<Manifests, String> {
                 typed(doc).map(|t| m.policy_bindings.push(t))
             }
             ("apps/v1", "DaemonSet") => typed(doc).map(|t| m.daemonsets.push(t)),
+            ("resource.k8s.io/v1", "DeviceClass") => typed(doc).map(|t| m.device_classes.push(t)),
+            ("resource.k8s.io/v1", "ResourceClaimTemplate") => typed(doc).map(|t| m.claim_templates.push(t)),
             ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition") => {
                 typed(doc).map(|t| m.nads.push((doc.file.clone(), t)))
             }
@@ -396,9 +425,21 @@ fn manifests() -> Manifests {
     type_all(&all_docs()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The DaemonSet named `name`.
+fn daemonset<'a>(m: &'a Manifests, name: &str) -> &'a DaemonSet {
+    let found: Vec<&DaemonSet> = m.daemonsets.iter().filter(|d| d.metadata.name.as_deref() == Some(name)).collect();
+    assert_eq!(found.len(), 1, "expected one DaemonSet {name}");
+    found[0]
+}
+
+/// The node agent's DaemonSet.
 fn the_daemonset(m: &Manifests) -> &DaemonSet {
-    assert_eq!(m.daemonsets.len(), 1, "expected one DaemonSet");
-    &m.daemonsets[0]
+    daemonset(m, "userspace-cni")
+}
+
+/// The VMI named `name`.
+fn vmi<'a>(m: &'a Manifests, name: &str) -> &'a Vmi {
+    m.vmis.iter().find(|v| v.metadata.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no VMI {name}"))
 }
 
 fn container<'a>(containers: Option<&'a Vec<Container>>, name: &str) -> &'a Container {
@@ -423,12 +464,14 @@ fn every_manifest_parses_into_its_type_without_dropping_a_field() {
     assert_eq!(m.service_accounts.len(), Identity::ALL.len(), "one ServiceAccount per identity");
     assert_eq!(m.cluster_roles.len(), Identity::ALL.len(), "one ClusterRole per identity");
     assert_eq!(m.bindings.len(), Identity::ALL.len(), "one ClusterRoleBinding per identity");
-    assert_eq!(m.policies.len(), 1, "the admission policy");
-    assert_eq!(m.policy_bindings.len(), 1, "its binding");
-    assert_eq!(m.daemonsets.len(), 1);
+    assert_eq!(m.policies.len(), 2, "the admission policies: pods and nodes; ResourceSlices");
+    assert_eq!(m.policy_bindings.len(), 2, "their bindings");
+    assert_eq!(m.daemonsets.len(), 2, "the node agent and the DRA plugin");
+    assert_eq!(m.device_classes.len(), 1, "the DRA example's DeviceClass");
+    assert_eq!(m.claim_templates.len(), 1, "the DRA example's claim template");
     assert!(!m.pods.is_empty(), "the testpmd pod");
     assert!(m.nads.len() >= 4, "OVS client, OVS server, VPP memif, KubeVirt");
-    assert_eq!(m.vmis.len(), 1);
+    assert_eq!(m.vmis.len(), 2, "the CNI (Multus) VMI and the DRA VMI");
     assert_eq!(m.kubevirts.len(), 1);
 }
 
@@ -672,36 +715,59 @@ fn each_role_grants_exactly_the_verbs_its_identitys_code_uses_to_that_identity_a
     assert_eq!(m.namespaces[0].metadata.name.as_deref(), Some(NAMESPACE));
 }
 
+/// Which identities each shipped admission policy confines.
+const POLICIES: &[(&str, &[Identity])] = &[
+    ("userspace-cni-own-node", &[Identity::Plugin, Identity::Reconciler]),
+    ("userspace-cni-dra-own-node", &[Identity::DraPlugin]),
+];
+
 #[test]
-fn the_admission_policy_applies_to_exactly_our_accounts_and_denies() {
+fn the_admission_policies_apply_to_exactly_our_accounts_and_deny() {
     let m = manifests();
-    let policy = &m.policies[0];
-    let spec = policy.spec.as_ref().expect("spec");
-    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"), "an expression that errs must refuse");
-    let conditions = spec.match_conditions.clone().unwrap_or_default();
-    assert_eq!(conditions.len(), 1, "one match condition: the username");
-    let expr = &conditions[0].expression;
-    let mut named: Vec<String> = expr.split('\'').skip(1).step_by(2).map(str::to_owned).collect();
-    named.sort();
-    let mut ours: Vec<String> = Identity::ALL.iter().map(|i| i.username()).collect();
-    ours.sort();
-    assert_eq!(named, ours, "the policy matches exactly our ServiceAccounts: {expr}");
+    let mut confined = BTreeSet::new();
+    for (name, who) in POLICIES {
+        let policy = m.policies.iter().find(|p| p.metadata.name.as_deref() == Some(*name));
+        let policy = policy.unwrap_or_else(|| panic!("no ValidatingAdmissionPolicy {name}"));
+        let spec = policy.spec.as_ref().expect("spec");
+        assert_eq!(spec.failure_policy.as_deref(), Some("Fail"), "{name}: an expression that errs must refuse");
+        let conditions = spec.match_conditions.clone().unwrap_or_default();
+        assert_eq!(conditions.len(), 1, "{name}: one match condition: the username");
+        let expr = &conditions[0].expression;
+        let mut named: Vec<String> = expr.split('\'').skip(1).step_by(2).map(str::to_owned).collect();
+        named.sort();
+        let mut ours: Vec<String> = who.iter().map(|i| i.username()).collect();
+        ours.sort();
+        assert_eq!(named, ours, "{name} matches exactly these ServiceAccounts: {expr}");
+        confined.extend(who.iter().copied());
 
-    let rules = spec.match_constraints.as_ref().and_then(|c| c.resource_rules.clone()).unwrap_or_default();
-    let resources: BTreeSet<String> = rules.iter().flat_map(|r| r.resources.clone().unwrap_or_default()).collect();
-    let operations: BTreeSet<String> = rules.iter().flat_map(|r| r.operations.clone().unwrap_or_default()).collect();
-    assert!(operations.contains("UPDATE"), "{operations:?}");
-    for written in API_ACCESS.iter().filter(|a| a.verb != "get") {
-        let wildcard = written.resource.split_once('/').map(|(base, _)| format!("{base}/*"));
-        let seen = resources.contains(written.resource) || wildcard.is_some_and(|w| resources.contains(&w));
-        assert!(seen, "the policy does not see {} {}: {resources:?}", written.verb, written.resource);
+        // Every write of these identities' code is seen by the policy (group and resource).
+        let rules = spec.match_constraints.as_ref().and_then(|c| c.resource_rules.clone()).unwrap_or_default();
+        for written in API_ACCESS.iter().filter(|a| a.verb != "get" && a.verb != "list" && who.contains(&a.by)) {
+            let wildcard = written.resource.split_once('/').map(|(base, _)| format!("{base}/*"));
+            let seen = rules.iter().any(|r| {
+                let groups = r.api_groups.clone().unwrap_or_default();
+                let resources = r.resources.clone().unwrap_or_default();
+                let ops = r.operations.clone().unwrap_or_default();
+                let op = match written.verb {
+                    "create" => "CREATE",
+                    "delete" => "DELETE",
+                    _ => "UPDATE",
+                };
+                groups.iter().any(|g| g == written.group)
+                    && ops.iter().any(|o| o == op)
+                    && (resources.iter().any(|x| x == written.resource)
+                        || wildcard.as_ref().is_some_and(|w| resources.contains(w)))
+            });
+            assert!(seen, "{name} does not see {} {} {}: {rules:?}", written.verb, written.group, written.resource);
+        }
+
+        let binding = m.policy_bindings.iter().find(|b| b.spec.policy_name == *name);
+        let bspec = &binding.unwrap_or_else(|| panic!("no binding of {name}")).spec;
+        assert_eq!(bspec.validation_actions, ["Deny"]);
+        assert!(bspec.param_ref.is_none() && bspec.match_resources.is_none(), "every namespace, no parameters");
     }
-
-    let binding = &m.policy_bindings[0];
-    let bspec = &binding.spec;
-    assert_eq!(Some(bspec.policy_name.as_str()), policy.metadata.name.as_deref());
-    assert_eq!(bspec.validation_actions, ["Deny"]);
-    assert!(bspec.param_ref.is_none() && bspec.match_resources.is_none(), "every namespace, no parameters");
+    assert_eq!(confined, Identity::ALL.into_iter().collect::<BTreeSet<_>>(), "every identity is confined by a policy");
+    assert_eq!(m.policies.len(), POLICIES.len(), "no policy beyond these");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -740,7 +806,7 @@ fn mode_of(host: &Value) -> String {
 #[test]
 fn kubevirt_example_is_consistent() {
     let m = manifests();
-    let vmi = &m.vmis[0];
+    let vmi = vmi(&m, "vmi-vhostuser");
     let kv = &m.kubevirts[0];
     let nads: BTreeMap<&str, &Nad> = m.nads.iter().map(|(_, n)| (n.metadata.name.as_deref().unwrap(), n)).collect();
     let networks: BTreeMap<&str, &VmiNetwork> = vmi.spec.networks.iter().map(|n| (n.name.as_str(), n)).collect();
@@ -774,6 +840,131 @@ fn kubevirt_example_is_consistent() {
         assert!(!limits.is_some_and(|r| r.contains_key(resource)), "the VMI must not limit {resource} itself");
     }
     assert_eq!(vhost, 1, "one vhost-user interface");
+    assert!(vmi.spec.domain.memory.as_ref().and_then(|m| m.hugepages.as_ref()).is_some(), "vhost-user needs hugepages");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DRA plugin's DaemonSet and the KubeVirt-with-DRA example.
+
+#[test]
+fn dra_daemonset_mounts_the_dra_paths_at_their_host_paths_as_its_own_account() {
+    let m = manifests();
+    let ds = daemonset(&m, "userspace-cni-dra");
+    assert_eq!(ds.metadata.namespace.as_deref(), Some(NAMESPACE));
+    let pod = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some(Identity::DraPlugin.service_account()));
+    assert_eq!(pod.node_selector.as_ref().and_then(|s| s.get(NODE_LABEL)).map(String::as_str), Some("true"));
+    let c = container(Some(&pod.containers), "dra-plugin");
+    assert_eq!(strings(&c.args), ["dra-plugin"]);
+    assert_eq!(c.command, None, "the image's entrypoint is /userspace");
+    let node_name = c.env.iter().flatten().find(|e| e.name == "NODE_NAME").expect("env NODE_NAME");
+    let field = node_name.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str());
+    assert_eq!(field, Some("spec.nodeName"), "NODE_NAME comes from the pod's node");
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.privileged, Some(true), "privileged like the node agent (OVSDB, chown of socket dirs)");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    let image = c.image.as_deref().unwrap_or("");
+    assert!(image.ends_with(&format!(":{VERSION}")), "image {image} is not tagged with {VERSION}");
+
+    // Every path the plugin and the kubelet exchange, at the same path inside as on the host.
+    let d = backend_api::NodeSettings::default();
+    let want: BTreeSet<String> = [
+        "/var/lib/kubelet/plugins_registry".to_owned(),
+        "/var/lib/kubelet/plugins".to_owned(),
+        d.dra.cdi_dir.display().to_string(),
+        d.dra.socket_root.display().to_string(),
+        d.dra.container_root.display().to_string(),
+        d.dra.metadata_dir.display().to_string(),
+        d.state_dir.display().to_string(),
+        "/var/run/openvswitch".to_owned(),
+        "/etc/userspace-cni".to_owned(),
+        "/var/log/userspace-cni".to_owned(),
+    ]
+    .into_iter()
+    .collect();
+    let volumes: BTreeMap<&str, &str> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| {
+            let hp = v.host_path.as_ref().unwrap_or_else(|| panic!("volume {} is not a hostPath", v.name));
+            (v.name.as_str(), hp.path.as_str())
+        })
+        .collect();
+    let mut got = BTreeSet::new();
+    for mount in c.volume_mounts.iter().flatten() {
+        let host = volumes.get(mount.name.as_str()).unwrap_or_else(|| panic!("no volume {}", mount.name));
+        assert_eq!(*host, mount.mount_path, "{}: mounted at another path than on the host", mount.name);
+        got.insert(mount.mount_path.clone());
+    }
+    assert_eq!(got, want, "the DRA plugin's mounts");
+    let settings = c.volume_mounts.iter().flatten().find(|v| v.mount_path == "/etc/userspace-cni").unwrap();
+    assert_eq!(settings.read_only, Some(true), "the settings are read only");
+}
+
+#[test]
+fn kubevirt_dra_example_fits_together() {
+    let m = manifests();
+    let vmi = vmi(&m, "vmi-vhostuser-dra");
+    let driver = backend_api::settings::DEFAULT_DRA_DRIVER;
+    let claims = vmi.spec.resource_claims.as_ref().expect("spec.resourceClaims");
+    let mut dra_nics = 0;
+    for iface in &vmi.spec.domain.devices.interfaces {
+        let Some(binding) = &iface.binding else { continue };
+        assert_eq!(binding.name, "vhostuser", "KubeVirt's vhostuser binding plugin");
+        let net = vmi.spec.networks.iter().find(|n| n.name == iface.name).expect("the interface's network");
+        let req = net.resource_claim.as_ref().expect("a DRA network: networks[].resourceClaim");
+        assert!(net.multus.is_none() && net.pod.is_none(), "one network source");
+        let claim = claims.iter().find(|c| c.name == req.claim_name).expect("claimName names a resourceClaims entry");
+        // The binding 0.1.0 reads only the template form of the metadata path.
+        let template_name = claim.resource_claim_template_name.as_deref().expect("a ResourceClaimTemplate");
+        assert!(claim.resource_claim_name.is_none(), "exactly one of the two names");
+        let template = m
+            .claim_templates
+            .iter()
+            .find(|t| t.metadata.name.as_deref() == Some(template_name))
+            .unwrap_or_else(|| panic!("no ResourceClaimTemplate {template_name}"));
+        assert_eq!(template.metadata.namespace, vmi.metadata.namespace, "the template is in the VMI's namespace");
+        let devices = template.spec.spec.devices.as_ref().expect("devices");
+        let request = devices
+            .requests
+            .iter()
+            .flatten()
+            .find(|r| r.name == req.request_name)
+            .unwrap_or_else(|| panic!("the template has no request {}", req.request_name));
+        let exactly = request.exactly.as_ref().expect("an exact request");
+        let class = m
+            .device_classes
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(exactly.device_class_name.as_str()))
+            .unwrap_or_else(|| panic!("no DeviceClass {}", exactly.device_class_name));
+        let selects = class
+            .spec
+            .selectors
+            .iter()
+            .flatten()
+            .filter_map(|s| s.cel.as_ref())
+            .any(|c| c.expression.replace(' ', "") == format!("device.driver==\"{driver}\""));
+        assert!(selects, "the DeviceClass selects the driver {driver}");
+        let by_bridge = exactly
+            .selectors
+            .iter()
+            .flatten()
+            .filter_map(|s| s.cel.as_ref())
+            .any(|c| c.expression.contains(&format!("device.attributes[\"{driver}\"].bridgeName")));
+        assert!(by_bridge, "the request picks a bridge by the slice's bridgeName attribute");
+        for config in devices.config.iter().flatten() {
+            let opaque = config.opaque.as_ref().expect("opaque config");
+            assert_eq!(opaque.driver, driver);
+            let p = &opaque.parameters.0;
+            assert_eq!(p["apiVersion"], "ovsdpdk.k8snetworkplumbingwg.io/v1alpha1", "the PoC's OvsPortConfig");
+            assert_eq!(p["kind"], "OvsPortConfig");
+            let keys: BTreeSet<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
+            assert!(keys.is_subset(&["apiVersion", "kind", "vlan", "policing"].into()), "{keys:?}");
+        }
+        dra_nics += 1;
+    }
+    assert_eq!(dra_nics, 1, "one vhost-user NIC");
     assert!(vmi.spec.domain.memory.as_ref().and_then(|m| m.hugepages.as_ref()).is_some(), "vhost-user needs hugepages");
 }
 

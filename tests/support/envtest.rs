@@ -128,6 +128,12 @@ impl Envtest {
     /// Start a server, or say why not and return `None` (the test then passes as skipped).
     /// Panics when envtest is there but does not start: that is a failure, not an absence.
     pub fn start(test: &str) -> Option<Envtest> {
+        Self::start_with(test, "")
+    }
+
+    /// `start` with extra kube-apiserver flags (start.sh's `APISERVER_EXTRA_ARGS`), e.g.
+    /// `--feature-gates=DRAConsumableCapacity=false`.
+    pub fn start_with(test: &str, apiserver_args: &str) -> Option<Envtest> {
         if let Some(why) = missing() {
             eprintln!("skipped: no envtest ({why}); {test} needs a real kube-apiserver");
             tally("skipped", test);
@@ -144,7 +150,8 @@ impl Envtest {
                     .arg(install_dir())
                     .env("ETCD_PORT", etcd.to_string())
                     .env("ETCD_PEER", peer.to_string())
-                    .env("API_PORT", api.to_string()),
+                    .env("API_PORT", api.to_string())
+                    .env("APISERVER_EXTRA_ARGS", apiserver_args),
                 None,
                 START_TIMEOUT,
             );
