@@ -26,6 +26,11 @@ pub fn main(extra: &[&'static BackendRegistration]) -> i32 {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
+        let mut args = std::env::args_os().skip(1);
+        if args.next().is_some_and(|a| a == "dra-plugin") {
+            let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+            return dra_plugin(Registry::linked().with_extra(extra), &rest);
+        }
         return crate::cli::main(Registry::linked().with_extra(extra));
     }
     let mut stdin = Vec::new();
@@ -55,6 +60,18 @@ pub fn main(extra: &[&'static BackendRegistration]) -> i32 {
         let _ = out.flush();
     }
     code
+}
+
+/// The DRA front-end (`userspace dra-plugin`), a long-running kubelet plugin.
+#[cfg(feature = "kubernetes")]
+fn dra_plugin(registry: Registry, args: &[String]) -> i32 {
+    crate::dra::run::main(registry, args)
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn dra_plugin(_registry: Registry, _args: &[String]) -> i32 {
+    eprintln!("userspace dra-plugin: this binary was built without the `kubernetes` feature");
+    2
 }
 
 fn cni_mode(

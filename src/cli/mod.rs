@@ -29,6 +29,8 @@ Run by a container runtime with CNI_COMMAND set; by hand:
                                 take over the upstream plugin's attachments after an upgrade
   userspace doctor [--json] [--engine ENGINE]
                                 check OVS/VPP, DPDK, hugepages, dirs and CNI_PATH plugins
+  userspace dra-plugin          run as kubelet's DRA plugin for KubeVirt vhost-user NICs
+                                (docs/kubevirt-dra.md)
 ";
 
 /// The node settings for command `cmd`, or its exit code (2) after saying why on stderr.

@@ -340,10 +340,12 @@ mod tests {
         DeviceMetadata::new(&claim(Some("net")), 1, request, vec![device]).expect("valid document")
     }
 
+    /// (request, socket, mtu, policing rate, burst)
+    type Row<'a> = (&'a str, &'a str, u32, Option<u32>, Option<u32>);
+
     #[test]
     fn our_documents_pass_the_binding_rules() {
-        // (request, socket, mtu, policing rate, burst)
-        let table: &[(&str, &str, u32, Option<u32>, Option<u32>)] = &[
+        let table: &[Row] = &[
             ("vhost", "/var/run/vhost-user/net/vhost/vhost.sock", 1500, None, None),
             ("vhost", "/var/run/vhost-user/net/vhost/vhost.sock", MTU_MIN, Some(10_000), Some(1_000)),
             ("vhost", "/v.sock", MTU_MAX, Some(10_000), None),

@@ -1,0 +1,245 @@
+//! `userspace dra-plugin`: the long-running kubelet plugin. Start-up clean-up of DRA attachments
+//! whose claims are gone, the node's ResourceSlice, then kubelet's registration and DRAPlugin
+//! services until SIGTERM or SIGINT; a background pass every minute republishes a slice that
+//! could not be published and tears down attachments whose claims went away while kubelet did
+//! not ask (its Unprepare is the normal path).
+
+use super::prepare::{ClaimSource, PipelineDriver};
+use super::server::{serve, PluginSockets};
+use super::slice::{publish, BridgeDevice, SliceSpec};
+use super::ClaimRef;
+use crate::k8s::claims::{self, ClaimLiveness};
+use crate::k8s::{ApiAccess, Budget};
+use crate::pipeline::{teardown, Registry};
+use crate::state::StateDir;
+use backend_api::{async_trait, NodeSettings, Verb};
+use k8s_openapi::api::resource::v1::ResourceClaim;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the background pass runs.
+const PASS_EVERY: Duration = Duration::from_secs(60);
+
+const USAGE: &str = "usage: userspace dra-plugin
+  Serve kubelet's DRA plugin API for KubeVirt vhost-user NICs (docs/kubevirt-dra.md). Settings:
+  node_name (or NODE_NAME), dra_* and cdi_dir in the settings file (config/userspace.toml).
+";
+
+/// The API server's view of claims.
+pub struct ApiClaimSource {
+    pub access: ApiAccess,
+    pub timeout: Duration,
+}
+
+#[async_trait]
+impl ClaimSource for ApiClaimSource {
+    async fn get(&self, claim: &ClaimRef, deadline: Instant) -> Result<ResourceClaim, String> {
+        let budget = Budget { deadline, timeout: self.timeout };
+        match claims::get_claim(&self.access, &claim.namespace, &claim.name, budget).await {
+            Ok(Some(v)) => serde_json::from_value(v).map_err(|e| {
+                format!("the API server's ResourceClaim {}/{} does not decode: {e}", claim.namespace, claim.name)
+            }),
+            Ok(None) => Err(format!("ResourceClaim {}/{} does not exist (404)", claim.namespace, claim.name)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The node name: the setting, else the downward API's `NODE_NAME`.
+fn node_name(settings: &NodeSettings) -> Option<String> {
+    settings.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+}
+
+fn access_of(settings: &NodeSettings) -> ApiAccess {
+    match &settings.dra.kubeconfig {
+        Some(path) => ApiAccess::OperatorKubeconfig { path: path.clone() },
+        None => ApiAccess::InCluster,
+    }
+}
+
+/// Tear down every DRA attachment whose claim is provably gone (never on an API error).
+/// Returns how many were removed and the errors met.
+pub async fn sweep_gone_claims(
+    settings: &NodeSettings,
+    registry: &Registry,
+    access: &ApiAccess,
+    node: &str,
+) -> (usize, Vec<String>) {
+    let state = StateDir::at(&settings.state_dir);
+    let mut removed = 0;
+    let mut errors = Vec::new();
+    let records = match state.list_records() {
+        Ok(r) => r,
+        Err(e) => return (0, vec![e.to_string()]),
+    };
+    for rec in records.into_iter().flatten().filter(|r| r.is_dra()) {
+        let Some(dra) = &rec.plan.dra else { continue };
+        let budget = Budget { deadline: Instant::now() + settings.timeout() * 2, timeout: settings.timeout() };
+        let live = claims::liveness(
+            access,
+            &dra.claim.namespace,
+            &dra.claim.name,
+            &dra.claim.uid,
+            rec.attachment.pod.uid.as_deref(),
+            node,
+            budget,
+        )
+        .await;
+        let ClaimLiveness::Gone(why) = live else { continue };
+        let id = &rec.attachment.id;
+        // Busy: a Prepare or Unprepare of this claim is running; the next pass looks again.
+        let Ok(lock) = state.lock_attachment(id, Duration::ZERO).await else { continue };
+        let Ok(Some(current)) = state.read_record(id) else {
+            lock.release_and_remove();
+            continue;
+        };
+        match teardown(Verb::Del, settings, registry, &state, &current).await {
+            Ok(()) => {
+                lock.release_and_remove();
+                removed += 1;
+                tracing::info!(claim = %id.container_id, request = %id.ifname, %why, "removed a DRA attachment");
+            }
+            Err(e) => errors.push(format!("claim {} request {}: {e}", id.container_id, id.ifname)),
+        }
+    }
+    (removed, errors)
+}
+
+async fn publish_slice(settings: &NodeSettings, access: &ApiAccess, node: &str) -> Result<(), String> {
+    let budget = Budget { deadline: Instant::now() + settings.deadline(), timeout: settings.timeout() };
+    let client = claims::client(access, budget).await.map_err(|e| e.to_string())?;
+    let spec = SliceSpec {
+        driver: settings.dra.driver_name.clone(),
+        node: node.to_owned(),
+        bridges: settings.dra.bridges.iter().map(|b| BridgeDevice { name: b.name.clone(), mtu: b.mtu }).collect(),
+        ports_per_bridge: super::slice::DEFAULT_PORTS_PER_BRIDGE,
+    };
+    publish(&client, &spec, settings.timeout()).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Run the plugin until a stop signal. Returns the process exit code.
+pub fn main(registry: Registry, args: &[String]) -> i32 {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return 0;
+    }
+    if let Some(a) = args.first() {
+        eprintln!("userspace dra-plugin: unexpected argument {a:?}\n{USAGE}");
+        return 2;
+    }
+    let settings = match crate::settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("userspace dra-plugin: {e}");
+            return 2;
+        }
+    };
+    // A daemon: what it prepares, removes and publishes goes to its container log.
+    crate::logging::init(Some(crate::netconf::LogLevel::Info), None, &[]);
+    // Failpoints (test builds only) name Prepare's steps with ADD's verb, its undo phase included.
+    backend_api::failpoint::set_verb(Verb::Add);
+    let Some(node) = node_name(&settings) else {
+        eprintln!("userspace dra-plugin: this node's name is unknown: set node_name in the settings or NODE_NAME");
+        return 2;
+    };
+    if settings.dra.bridges.is_empty() {
+        tracing::warn!("dra_bridges is empty: the node offers no device, so no claim can be allocated here");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("userspace dra-plugin: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(run(settings, Arc::new(registry), node))
+}
+
+async fn run(settings: NodeSettings, registry: Arc<Registry>, node: String) -> i32 {
+    let access = access_of(&settings);
+    let (removed, errors) = sweep_gone_claims(&settings, &registry, &access, &node).await;
+    tracing::info!(removed, errors = errors.len(), "start-up clean-up of DRA attachments");
+    for e in &errors {
+        tracing::warn!(error = %e, "start-up clean-up");
+    }
+    let mut published = match publish_slice(&settings, &access, &node).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot publish this node's ResourceSlice; retrying every minute");
+            false
+        }
+    };
+    let sockets = PluginSockets::new(&settings.kubelet_root, &settings.dra.driver_name);
+    let driver = Arc::new(PipelineDriver {
+        settings: settings.clone(),
+        registry: registry.clone(),
+        claims: Arc::new(ApiClaimSource { access: access.clone(), timeout: settings.timeout() }),
+    });
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let background = {
+        let (settings, registry, access, node) = (settings.clone(), registry.clone(), access.clone(), node.clone());
+        let stop_tx = stop_tx.clone();
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(PASS_EVERY) => {}
+                    _ = stop_rx.changed() => return,
+                }
+                // A changed settings file (bridges, MTU, roots) takes effect by a restart: the
+                // start-up path republishes the slice and every later Prepare plans with it.
+                match crate::settings::load() {
+                    Ok(now) if now.dra != settings.dra || now.node_name != settings.node_name => {
+                        tracing::info!("the DRA settings changed: stopping so the restarted plugin applies them");
+                        let _ = stop_tx.send(true);
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the settings no longer load; running with the ones read at start")
+                    }
+                }
+                if !published {
+                    published = publish_slice(&settings, &access, &node).await.is_ok();
+                }
+                let (removed, errors) = sweep_gone_claims(&settings, &registry, &access, &node).await;
+                if removed > 0 || !errors.is_empty() {
+                    tracing::info!(removed, errors = %errors.join("; "), "DRA clean-up pass");
+                }
+            }
+        }
+    };
+    let shutdown = async move {
+        tokio::select! {
+            _ = stop_signal() => {}
+            _ = stop_rx.changed() => {}
+        }
+        let _ = stop_tx.send(true);
+    };
+    let driver_name = settings.dra.driver_name.clone();
+    let served = tokio::join!(serve(driver, &driver_name, &sockets, shutdown), background).0;
+    match served {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("userspace dra-plugin: {e}");
+            1
+        }
+    }
+}
+
+/// SIGTERM (kubelet, the DaemonSet's rollout) or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install the stop signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await
+        }
+    }
+}
