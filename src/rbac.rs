@@ -111,6 +111,14 @@ pub const API_ACCESS: &[ApiAccess] = &[
         why: "PUT this node with the label userspace-cni.io/<engine>-unavailable set while an engine with \
               attachments here is unreachable, and removed once it answers (src/reconcile/node_mark.rs)",
     },
+    ApiAccess {
+        group: "resource.k8s.io",
+        resource: "resourceclaims",
+        verb: "get",
+        by: Identity::Reconciler,
+        why: "whether a DRA record's claim (same uid) is still allocated and reserved for its pod; only a \
+              provably gone claim's attachment is removed (src/k8s/claims.rs)",
+    },
     // The DRA plugin (src/dra/). No `watch`: the slice is written at start and on settings
     // changes, never kept in sync by an informer. Slice writes are confined to the token's own
     // node by the admission policy userspace-cni-dra-own-node.
@@ -156,6 +164,14 @@ pub const API_ACCESS: &[ApiAccess] = &[
         verb: "get",
         by: Identity::DraPlugin,
         why: "Prepare reads the claim kubelet names: its allocation, opaque config and the pod it is reserved for",
+    },
+    ApiAccess {
+        group: "",
+        resource: "pods",
+        verb: "get",
+        by: Identity::DraPlugin,
+        why: "clean-up at start and every minute: whether a prepared claim's pod still exists on this node \
+              (src/k8s/claims.rs)",
     },
     ApiAccess {
         group: "",

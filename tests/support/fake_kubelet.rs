@@ -142,18 +142,27 @@ impl FakeKubelet {
 
     /// NodePrepareResources as kubelet calls it, with kubelet's checks asserted on the answer.
     pub async fn prepare(&mut self, claims: &[ClaimRef]) -> BTreeMap<String, Result<Vec<Device>, String>> {
+        self.try_prepare(claims)
+            .await
+            .unwrap_or_else(|status| panic!("NodePrepareResources failed as a whole (kubelet retries every claim): {status}"))
+    }
+
+    /// [`FakeKubelet::prepare`] where the call as a whole may fail (the plugin died under it):
+    /// `Err` is the gRPC status, as kubelet logs it before retrying every claim of the batch.
+    pub async fn try_prepare(
+        &mut self,
+        claims: &[ClaimRef],
+    ) -> Result<BTreeMap<String, Result<Vec<Device>, String>>, String> {
         let mut request = tonic::Request::new(NodePrepareResourcesRequest { claims: Self::claims(claims) });
         request.set_timeout(self.call_timeout);
         let call = self.client.node_prepare_resources(request);
         let response = tokio::time::timeout(self.call_timeout + Duration::from_secs(1), call)
             .await
             .unwrap_or_else(|_| panic!("NodePrepareResources outlived its {:?} deadline", self.call_timeout))
-            .unwrap_or_else(|status| {
-                panic!("NodePrepareResources failed as a whole (kubelet retries every claim): {status}")
-            })
+            .map_err(|status| status.to_string())?
             .into_inner();
         Self::check_keys(claims, response.claims.keys());
-        response
+        Ok(response
             .claims
             .into_iter()
             .map(|(uid, answer)| {
@@ -172,7 +181,7 @@ impl FakeKubelet {
                 }
                 (uid, Ok(answer.devices))
             })
-            .collect()
+            .collect())
     }
 
     /// NodeUnprepareResources as kubelet calls it.
