@@ -271,6 +271,17 @@ fn the_dra_account_publishes_updates_and_withdraws_its_nodes_slice() {
     assert!(err.to_string().contains("node-x"), "{err}");
     assert_eq!(c.slice_names(), ["gpu-node-a", "ours-on-node-b"]);
 
+    // A slice of another driver squatting on our name: the create's 409 is read, not overwritten.
+    c.env.apply(&format!(
+        "apiVersion: resource.k8s.io/v1\nkind: ResourceSlice\nmetadata: {{name: {name}}}\nspec:\n  driver: other.example.com\n  \
+         nodeName: node-a\n  pool: {{name: node-a, generation: 1, resourceSliceCount: 1}}\n  devices: [{{name: x}}]\n"
+    ));
+    let squatter = c.slice(&name);
+    let err = c.publish(&spec("node-a", &[("br-dpdk0", 9000)])).expect_err("our name is taken");
+    assert!(matches!(&err, SliceError::NameTaken { driver, .. } if driver == "other.example.com"), "{err}");
+    assert_eq!(c.slice(&name), squatter, "the other driver's slice is untouched");
+    c.env.kubectl_ok(&["delete", "resourceslice", &name], None);
+
     // Every call of the credential is one of the DRA plugin's rows in src/rbac.rs.
     let calls: Vec<(String, String, String, i64)> = c
         .env
@@ -295,8 +306,8 @@ fn the_dra_account_publishes_updates_and_withdraws_its_nodes_slice() {
         );
     }
     let refused: Vec<_> = calls.iter().filter(|c| !(200..300).contains(&c.3) && c.3 != 404).collect();
-    // The only refusals are the policy probe's dry runs for node-b.
-    assert!(refused.iter().all(|c| c.0 == "create"), "unexpected refusals: {refused:?}");
+    // The only refusals: the policy probe's dry runs for node-b and the create on a taken name.
+    assert!(refused.iter().all(|c| c.0 == "create" && (c.3 == 403 || c.3 == 409)), "unexpected refusals: {refused:?}");
 }
 
 #[test]

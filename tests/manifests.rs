@@ -969,6 +969,25 @@ fn kubevirt_dra_example_fits_together() {
 }
 
 #[test]
+fn the_dra_guide_names_every_dra_setting_and_shipped_file() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let guide = std::fs::read_to_string(format!("{root}/docs/kubevirt-dra.md")).unwrap();
+    let reference = std::fs::read_to_string(format!("{root}/config/userspace.toml")).unwrap();
+    let keys: BTreeSet<&str> = reference
+        .lines()
+        .filter_map(|l| l.trim_start_matches("# ").split_once(" = ").map(|(k, _)| k.trim()))
+        .filter(|k| k.starts_with("dra_") || *k == "cdi_dir" || *k == "node_name")
+        .collect();
+    assert!(keys.len() >= 10, "the DRA keys of config/userspace.toml: {keys:?}");
+    for k in keys {
+        assert!(guide.contains(&format!("| `{k}` |")), "docs/kubevirt-dra.md's settings table lacks {k}");
+    }
+    for file in ["config/kubernetes/dra", "config/kubernetes/examples/kubevirt-dra/", "userspace-cni-dra-own-node"] {
+        assert!(guide.contains(file), "docs/kubevirt-dra.md does not name {file}");
+    }
+}
+
+#[test]
 fn testpmd_pod_uses_an_example_network_and_a_shared_dir_volume() {
     let m = manifests();
     let pod = m.pods.iter().find(|p| p.metadata.name.as_deref() == Some("testpmd")).expect("testpmd pod");

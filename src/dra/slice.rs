@@ -353,6 +353,9 @@ pub async fn publish(client: &kube::Client, spec: &SliceSpec, timeout: Duration)
                     name: Some(name.clone()),
                     owner_references: Some(vec![owner.clone()]),
                     resource_version: current.as_ref().and_then(|c| c.metadata.resource_version.clone()),
+                    // The server keeps its own record of field owners; sending it back would
+                    // overwrite it.
+                    managed_fields: None,
                     // Whatever else the object carries (labels someone added) is kept.
                     ..current.as_ref().map(|c| c.metadata.clone()).unwrap_or_default()
                 },
