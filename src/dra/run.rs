@@ -211,7 +211,7 @@ async fn run(settings: NodeSettings, registry: Arc<Registry>, node: String) -> i
     };
     let shutdown = async move {
         tokio::select! {
-            _ = stop_signal() => {}
+            _ = stop_signal() => tracing::info!("stop signal: finishing in-flight kubelet calls"),
             _ = stop_rx.changed() => {}
         }
         let _ = stop_tx.send(true);

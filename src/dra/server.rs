@@ -109,8 +109,9 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let batches = Arc::new(Mutex::new(()));
     let dra = tonic::transport::Server::builder()
-        .add_service(DraPluginServer::new(DraService { driver, batches: Mutex::new(()) }))
+        .add_service(DraPluginServer::new(DraService { driver, batches: Arc::clone(&batches) }))
         .serve_with_incoming_shutdown(UnixListenerStream::new(service_listener), signal(stopped.clone()));
     let registration = tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(RegistrationService {
@@ -132,16 +133,21 @@ pub async fn serve(
             }
         )
     };
+    // The servers' graceful stop also waits for kubelet to close its idle connections, which it
+    // need not do: once no batch is in flight (or the grace is over) the servers are dropped.
     let grace = async {
         signal(stopped.clone()).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        match tokio::time::timeout(SHUTDOWN_GRACE, batches.lock()).await {
+            Ok(_idle) => tracing::info!("no kubelet call in flight; stopping"),
+            Err(_) => tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "in-flight kubelet calls outlived the shutdown grace; dropping them"
+            ),
+        }
     };
     let (dra_result, registration_result) = tokio::select! {
         results = both => results,
-        () = grace => {
-            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "in-flight kubelet calls outlived the shutdown grace; dropping them");
-            (Ok(()), Ok(()))
-        }
+        () = grace => (Ok(()), Ok(())),
     };
     external.abort();
 
@@ -202,7 +208,7 @@ struct DraService {
     driver: Arc<dyn ClaimDriver>,
     /// One batch at a time, as kubelet's helper library does by default: two calls naming the
     /// same claim (kubelet retrying while the first still runs) must not interleave.
-    batches: Mutex<()>,
+    batches: Arc<Mutex<()>>,
 }
 
 impl DraService {
