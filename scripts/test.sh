@@ -23,14 +23,14 @@ unshare --mount --propagation private -- cargo test --workspace --features testk
 # A plain `cargo test` silently skips the test binaries that need the testkit feature; here every
 # test file of the workspace must have run (a binary that did not is a hole in CI, not a pass).
 not_run=""
-for f in tests/*.rs backends/*/tests/*.rs; do
+for f in tests/*.rs backends/*/tests/*.rs examples/*/tests/*.rs; do
   name=$(basename "$f")
   grep "Running tests/$name (" "$LOG" >/dev/null || not_run="$not_run $f"
 done
 if [ -n "$not_run" ]; then
   echo "FAIL: these test binaries did not run:$not_run"; exit 1
 fi
-echo "every test binary ran ($(ls tests/*.rs backends/*/tests/*.rs | wc -l) files)"
+echo "every test binary ran ($(ls tests/*.rs backends/*/tests/*.rs examples/*/tests/*.rs | wc -l) files)"
 envtest_ran=$(grep -c '^ran ' "$USCNI_ENVTEST_TALLY" || true)
 envtest_skipped=$(grep -c '^skipped ' "$USCNI_ENVTEST_TALLY" || true)
 rm -f "$USCNI_ENVTEST_TALLY"

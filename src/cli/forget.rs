@@ -161,7 +161,13 @@ fn left_behind(record: &Record) -> Vec<String> {
         left.push(format!("bridge {b} (deleted only if it is ours and unused)"));
     }
     if let Some(p) = port_of(record) {
-        left.push(format!("{} {p}", if record.plan.engine == "ovs-dpdk" { "port" } else { "interface" }));
+        // The engine's own word for what it creates; a record of an engine this binary was
+        // built without still gets a readable line.
+        let noun = crate::pipeline::Registry::linked()
+            .get(&record.plan.engine)
+            .map(|b| b.object_noun())
+            .unwrap_or("interface");
+        left.push(format!("{noun} {p}"));
     }
     if let Some(s) = data.get("ovs_socket").and_then(|v| v.as_str()) {
         left.push(format!("socket {s} (OVS's copy, if it re-created it)"));

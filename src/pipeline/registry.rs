@@ -14,6 +14,8 @@ impl Registry {
     /// it: a dependency nothing refers to can be dropped with its `inventory` registration.
     pub fn linked() -> Registry {
         std::hint::black_box([backend_ovs_dpdk::ENGINE, backend_vpp::ENGINE]);
+        #[cfg(feature = "template-backend")]
+        std::hint::black_box(backend_template::ENGINE);
         Registry { regs: backend_api::registered() }
     }
 

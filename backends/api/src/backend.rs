@@ -74,6 +74,12 @@ pub trait Backend: Send + Sync {
         obj.id == *id
     }
 
+    /// What this engine calls the per-attachment object it creates, for messages to an operator
+    /// ("port br0-x left in place"): OVS says `port`, VPP `interface` (the default).
+    fn object_noun(&self) -> &'static str {
+        "interface"
+    }
+
     /// GC: remove one object found by `list_owned`; "not found" is success.
     async fn remove_owned(&self, settings: &NodeSettings, obj: &OwnedObject) -> Result<(), CniError>;
 

@@ -32,7 +32,7 @@ impl Phase {
 #[cfg(feature = "failpoints")]
 mod imp {
     use super::*;
-    use std::sync::OnceLock;
+    use std::sync::{Mutex, OnceLock};
 
     pub const ENV: &str = "USERSPACE_CNI_FAILPOINT";
     pub const SYNC_ENV: &str = "USERSPACE_CNI_FAILPOINT_SYNC";
@@ -49,12 +49,27 @@ mod imp {
         }
     }
     static VERB: OnceLock<Verb> = OnceLock::new();
+    /// A failure injected in-process (the conformance kit): `(step, phase)`, any verb.
+    static INJECTED: Mutex<Option<(String, Phase)>> = Mutex::new(None);
+
+    pub fn inject(at: Option<(&str, Phase)>) {
+        let mut g = INJECTED.lock().unwrap_or_else(|p| p.into_inner());
+        *g = at.map(|(s, p)| (s.to_owned(), p));
+    }
+
+    fn injected(step: &str, phase: Phase) -> bool {
+        let g = INJECTED.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref().is_some_and(|(s, p)| s == step && *p == phase)
+    }
 
     pub fn set_verb(verb: Verb) {
         let _ = VERB.set(verb);
     }
 
     pub fn hit(step: &str, phase: Phase) -> Result<(), CniError> {
+        if injected(step, phase) {
+            return Err(CniError::io(format!("failpoint {step}:{}: injected error", phase.as_str())));
+        }
         let Some(verb) = VERB.get() else { return Ok(()) };
         let Ok(spec) = std::env::var(ENV) else { return Ok(()) };
         for one in spec.split(',') {
@@ -101,6 +116,9 @@ mod imp {
     pub fn set_verb(_verb: Verb) {}
 
     #[inline(always)]
+    pub fn inject(_at: Option<(&str, Phase)>) {}
+
+    #[inline(always)]
     pub fn hit(_step: &str, _phase: Phase) -> Result<(), CniError> {
         Ok(())
     }
@@ -114,6 +132,13 @@ pub fn set_verb(verb: Verb) {
 /// A failpoint: returns an injected error, kills the process, or (normally) does nothing.
 pub fn hit(step: &str, phase: Phase) -> Result<(), CniError> {
     imp::hit(step, phase)
+}
+
+/// Make `hit(step, phase)` return an injected error in this process, whatever the verb, until
+/// replaced or cleared with `None` (the conformance kit; the environment variable is the way to
+/// reach another process). Without the `failpoints` feature it does nothing.
+pub fn inject(at: Option<(&str, Phase)>) {
+    imp::inject(at)
 }
 
 /// Whether this build carries failpoints (CI checks the release binary does not).

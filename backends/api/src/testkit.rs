@@ -1,6 +1,9 @@
 //! The test kit: a recording fake dataplane backend (engine `recording`) whose "bridges" and
 //! "ports" live in `<state_dir>/testkit/dataplane.json` and whose every call is appended to
-//! `<state_dir>/testkit/calls.log`, so separate ADD and DEL processes share it. Test builds only.
+//! `<state_dir>/testkit/calls.log`, so separate ADD and DEL processes share it; and the
+//! conformance kit (`conformance`) any backend is run through. Test builds only.
+
+pub mod conformance;
 
 use crate::attachment::{AttachmentId, SharedDir, SocketDescriptor, SocketKind};
 use crate::backend::{Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest};

@@ -34,6 +34,10 @@ impl Backend for OvsDpdkBackend {
         ENGINE
     }
 
+    fn object_noun(&self) -> &'static str {
+        "port"
+    }
+
     fn plan(&self, req: &PlanRequest<'_>) -> Result<BackendPlan, CniError> {
         let plan = config::plan(req)?;
         let socket = SocketDescriptor {
