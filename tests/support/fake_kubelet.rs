@@ -142,9 +142,9 @@ impl FakeKubelet {
 
     /// NodePrepareResources as kubelet calls it, with kubelet's checks asserted on the answer.
     pub async fn prepare(&mut self, claims: &[ClaimRef]) -> BTreeMap<String, Result<Vec<Device>, String>> {
-        self.try_prepare(claims)
-            .await
-            .unwrap_or_else(|status| panic!("NodePrepareResources failed as a whole (kubelet retries every claim): {status}"))
+        self.try_prepare(claims).await.unwrap_or_else(|status| {
+            panic!("NodePrepareResources failed as a whole (kubelet retries every claim): {status}")
+        })
     }
 
     /// [`FakeKubelet::prepare`] where the call as a whole may fail (the plugin died under it):
