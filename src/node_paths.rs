@@ -222,6 +222,37 @@ pub const NODE_PATHS: &[NodePath] = &[
         why: "the kubeconfig a network config names (e.g. Multus's), read when an orphan's DEL updates \
               pod annotations",
     },
+    NodePath {
+        volume: "dra-sockets",
+        default: "/var/run/ovsdpdk",
+        source: Source::Setting("dra_socket_root"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "the per-claim socket dirs of DRA attachments: the reconciler removes a gone claim's dir and \
+              re-creates a live one's",
+    },
+    NodePath {
+        volume: "dra-metadata",
+        default: "/var/run/userspace-cni/dra",
+        source: Source::Setting("dra_metadata_dir"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "the KEP-5304 metadata files of DRA attachments, removed or rewritten with them",
+    },
+    NodePath {
+        volume: "cdi",
+        default: "/var/run/cdi",
+        source: Source::Setting("cdi_dir"),
+        propagation: Propagation::None,
+        read_only: false,
+        install: false,
+        must_exist: false,
+        why: "the CDI specs of DRA attachments, removed or rewritten with them",
+    },
 ];
 
 /// The settings whose value is (or names a file in) a host directory; each must have a row.
@@ -234,11 +265,14 @@ pub const PATH_SETTINGS: &[&str] = &[
     "short_socket_dir",
     "shared_dir",
     "config",
+    "dra_socket_root",
+    "dra_metadata_dir",
+    "cdi_dir",
 ];
 
 /// Path settings without a default, so without a row: a node that sets one needs the DaemonSet
 /// to mount that directory as well (docs/install.md says how).
-pub const UNSET_PATH_SETTINGS: &[&str] = &["device_host_dir"];
+pub const UNSET_PATH_SETTINGS: &[&str] = &["device_host_dir", "dra_kubeconfig"];
 
 /// Settings that name no host path the plugin or the reconciler touches by themselves (the root
 /// lists only restrict paths from network configs, and their default entries are rows;
@@ -253,6 +287,13 @@ pub const OTHER_SETTINGS: &[&str] = &[
     "kubeconfig_files",
     "annotations",
     "cni_cache_dirs",
+    // The DRA plugin's: names and numbers, and the socket dirs' path inside the VM's pod.
+    "node_name",
+    "dra_driver_name",
+    "dra_container_root",
+    "dra_bridges",
+    "dra_dir_group",
+    "dra_dir_mode",
 ];
 
 /// The directory a path setting means under `settings` (the parent for a socket or file
@@ -268,6 +309,9 @@ pub fn setting_dir(settings: &NodeSettings, key: &str) -> Option<PathBuf> {
         "ovsdb" => settings.ovsdb_socket().and_then(parent),
         "vpp_api_socket" => parent(settings.vpp_api_socket.clone()),
         "config" => parent(PathBuf::from(crate::settings::DEFAULT_CONFIG_FILE)),
+        "dra_socket_root" => Some(settings.dra.socket_root.clone()),
+        "dra_metadata_dir" => Some(settings.dra.metadata_dir.clone()),
+        "cdi_dir" => Some(settings.dra.cdi_dir.clone()),
         _ => None,
     }
 }
