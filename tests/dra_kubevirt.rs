@@ -33,7 +33,6 @@ use userspace_cni::rbac::{Identity, NAMESPACE};
 const DRIVER: &str = "ovsdpdk.k8snetworkplumbingwg.io";
 const NODE: &str = "node-a";
 const NS: &str = "vms";
-const BRIDGE: &str = "br-kv";
 const REGISTER_WAIT: Duration = Duration::from_secs(30);
 
 /// The node, the DRA plugin's pod (its token is bound to it), the reconciler's pod, the VMs'
@@ -134,6 +133,8 @@ impl Drop for Plugin {
 }
 
 struct World {
+    /// This test's bridge: the lab is shared by the tests of this file, which run in parallel.
+    bridge: &'static str,
     env: Envtest,
     lab: std::sync::Arc<Lab>,
     node: Node,
@@ -142,7 +143,7 @@ struct World {
 }
 
 impl World {
-    fn start(test: &str) -> Option<World> {
+    fn start(test: &str, bridge: &'static str) -> Option<World> {
         let env = Envtest::start(test)?;
         env.apply_shipped_rbac();
         env.apply(OBJECTS);
@@ -155,14 +156,14 @@ impl World {
             ("DRA_SOCKET_ROOT", node.path("dra").display().to_string()),
             ("DRA_METADATA_DIR", node.path("meta").display().to_string()),
             ("CDI_DIR", node.path("cdi").display().to_string()),
-            ("DRA_BRIDGES", format!("{BRIDGE}=1500")),
+            ("DRA_BRIDGES", format!("{bridge}=1500")),
             ("DRA_KUBECONFIG", kubeconfig.display().to_string()),
             ("NODE_NAME", NODE.to_owned()),
         ] {
             plugin_env.push((format!("USERSPACE_CNI_{k}"), v));
         }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Some(World { env, lab, node, plugin_env, rt })
+        Some(World { bridge, env, lab, node, plugin_env, rt })
     }
 
     fn plugin(&self, failpoint: Option<&str>, log: &str) -> Plugin {
@@ -183,7 +184,7 @@ impl World {
     /// VMI's template (annotated with the pod's claim name), allocated on our bridge by the
     /// scheduler and reserved for the pod (both status writes as the control plane makes them).
     fn vm(&self, name: &str, vlan: Option<u16>) -> ClaimRef {
-        self.vm_on(name, vlan, BRIDGE)
+        self.vm_on(name, vlan, self.bridge)
     }
 
     /// [`World::vm`] allocated on `device` of this node's pool.
@@ -243,6 +244,26 @@ impl World {
         ClaimRef { namespace: NS.into(), name: format!("{name}-nic-x7k2p"), uid }
     }
 
+    /// One pass of the node reconciler (`userspace gc`) with the node agent's identity.
+    fn gc(&self) -> support::Run {
+        let token = self.env.token(NAMESPACE, Identity::Reconciler.service_account(), Some(("Pod", "agent-a")));
+        static PASSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kubeconfig = self.env.kubeconfig_for(&format!("reconciler-{n}"), &token);
+        let gc = self
+            .node
+            .exec_bounded(
+                PLUGIN_BIN,
+                &["gc", "--json", "--grace=0s", "--kubeconfig", &kubeconfig.display().to_string()],
+                &self.plugin_env,
+                b"",
+                Duration::from_secs(60),
+            )
+            .expect("gc ends");
+        assert_eq!(gc.code, Some(0), "gc: {gc:?}");
+        gc
+    }
+
     fn delete_claim(&self, c: &ClaimRef) {
         self.env.kubectl_ok(&["delete", "resourceclaim", "-n", NS, &c.name, "--wait=false"], None);
     }
@@ -254,7 +275,7 @@ impl World {
 
     fn ports_of(&self, uid: &str) -> Vec<String> {
         self.lab
-            .ports(BRIDGE)
+            .ports(self.bridge)
             .unwrap_or_default()
             .into_iter()
             .filter(|p| self.lab.vsctl(&["get", "Port", p, "external_ids"]).is_ok_and(|ids| ids.contains(uid)))
@@ -277,7 +298,7 @@ impl World {
     /// The node holds nothing of ours: no port on the bridge, no socket dir, spec, metadata or record.
     fn nothing_left(&self) -> Vec<String> {
         let mut out: Vec<String> =
-            self.lab.ports(BRIDGE).unwrap_or_default().into_iter().map(|p| format!("port {p}")).collect();
+            self.lab.ports(self.bridge).unwrap_or_default().into_iter().map(|p| format!("port {p}")).collect();
         for dir in ["dra", "meta", "cdi"] {
             out.extend(entries(&self.node.path(dir)).into_iter().map(|e| format!("{dir}/{e}")));
         }
@@ -322,7 +343,7 @@ fn as_the_runtime_sees_it(cdi_dir: &Path, ids: &[String]) -> (String, Vec<Mount>
 #[test]
 fn a_vmi_shaped_flow_runs_end_to_end_and_one_bad_claim_never_fails_the_batch() {
     let test = "a_vmi_shaped_flow_runs_end_to_end_and_one_bad_claim_never_fails_the_batch";
-    let Some(w) = World::start(test) else { return };
+    let Some(w) = World::start(test, "br-kv1") else { return };
     let plugin = w.plugin(None, "plugin-1.log");
     let mut kubelet = w.kubelet(&plugin);
     assert_eq!(kubelet.driver, DRIVER);
@@ -331,7 +352,7 @@ fn a_vmi_shaped_flow_runs_end_to_end_and_one_bad_claim_never_fails_the_batch() {
     let slices = w.env.get(&["resourceslices", "--field-selector", &format!("spec.nodeName={NODE}")]);
     let slice = slices["items"].as_array().and_then(|a| a.first()).cloned().expect("the node's slice");
     assert_eq!(slice["spec"]["driver"], DRIVER);
-    assert_eq!(slice["spec"]["devices"][0]["name"], BRIDGE);
+    assert_eq!(slice["spec"]["devices"][0]["name"], w.bridge);
     assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Node");
 
     let a = w.vm("vm1", Some(100));
@@ -343,7 +364,7 @@ fn a_vmi_shaped_flow_runs_end_to_end_and_one_bad_claim_never_fails_the_batch() {
     assert!(err.contains("br-elsewhere"), "{err}");
     let da = answers[&a.uid].as_ref().unwrap_or_else(|e| panic!("claim a: {e}\n{}", plugin.log()));
     let db = answers[&b.uid].as_ref().unwrap_or_else(|e| panic!("claim b: {e}"));
-    assert_eq!((da[0].pool_name.as_str(), da[0].device_name.as_str()), (NODE, BRIDGE));
+    assert_eq!((da[0].pool_name.as_str(), da[0].device_name.as_str()), (NODE, w.bridge));
     assert_eq!(da[0].request_names, vec!["vhost".to_string()]);
     assert!(w.traces_of(&bad).is_empty(), "the bad claim left {:?}", w.traces_of(&bad));
 
@@ -376,7 +397,7 @@ fn a_vmi_shaped_flow_runs_end_to_end_and_one_bad_claim_never_fails_the_batch() {
 #[test]
 fn kills_restarts_a_reboot_and_the_clean_up_passes_leave_nothing_and_never_touch_a_live_claim() {
     let test = "kills_restarts_a_reboot_and_the_clean_up_passes_leave_nothing_and_never_touch_a_live_claim";
-    let Some(w) = World::start(test) else { return };
+    let Some(w) = World::start(test, "br-kv2") else { return };
     let a = w.vm("vm1", None);
     let b = w.vm("vm2", None);
 
@@ -420,6 +441,14 @@ fn kills_restarts_a_reboot_and_the_clean_up_passes_leave_nothing_and_never_touch
     assert_eq!(path, "/var/run/ovsdpdk/nic/vhost/vhost.sock");
     assert!(w.socket_dir("virt-launcher-vm1").is_dir(), "the socket dir is back");
 
+    // The port of a live claim lost (OVSDB restored from an older copy): the node reconciler
+    // re-creates it; nothing else changes.
+    let lost = w.ports_of(&a.uid);
+    assert_eq!(lost.len(), 1);
+    w.lab.vsctl(&["del-port", w.bridge, &lost[0]]).expect("del-port");
+    let gc = w.gc();
+    assert_eq!(w.ports_of(&a.uid), lost, "gc re-created the live claim's port: {}", gc.stdout);
+
     // Claim b deleted while the plugin was down: the start-up sweep removes it, a stays.
     drop(plugin);
     w.delete_claim(&b);
@@ -430,18 +459,55 @@ fn kills_restarts_a_reboot_and_the_clean_up_passes_leave_nothing_and_never_touch
 
     // Claim a deleted while kubelet never asked: the node reconciler (`userspace gc`) removes it.
     w.delete_claim(&a);
-    let token = w.env.token(NAMESPACE, Identity::Reconciler.service_account(), Some(("Pod", "agent-a")));
-    let kubeconfig = w.env.kubeconfig_for("reconciler", &token);
-    let gc = w
-        .node
-        .exec_bounded(
-            PLUGIN_BIN,
-            &["gc", "--json", "--grace=0s", "--kubeconfig", &kubeconfig.display().to_string()],
-            &w.plugin_env,
-            b"",
-            Duration::from_secs(60),
-        )
-        .expect("gc ends");
-    assert_eq!(gc.code, Some(0), "gc: {gc:?}");
+    let gc = w.gc();
     assert_eq!(w.nothing_left(), Vec::<String>::new(), "gc: {}", gc.stdout);
+}
+
+/// A SIGKILL before and after every step of Prepare (the plugin dies, kubelet sees the call
+/// fail), then a restarted plugin: half the time kubelet prepares again (the interrupted attempt
+/// is undone and redone: one port, the same devices as a clean Prepare) and unprepares, half the
+/// time it only unprepares. Either way nothing of the claim is left, and the other, live claim
+/// is never touched. The step list is the record's (`tests/fixtures/records/format2-dra-ovs.json`).
+#[test]
+fn a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare() {
+    let test = "a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare";
+    let Some(w) = World::start(test, "br-kv3") else { return };
+    let live = w.vm("vm0", None);
+    let plugin = w.plugin(None, "plugin-live.log");
+    let mut kubelet = w.kubelet(&plugin);
+    w.rt.block_on(kubelet.prepare(std::slice::from_ref(&live)))[&live.uid].as_ref().expect("live claim");
+    drop(plugin);
+    let live_before = w.traces_of(&live);
+
+    let steps = ["shared-dir", "bridge", "vhost-port", "dra-metadata", "cdi-spec", "save-state"];
+    let mut n = 0;
+    for step in steps {
+        for phase in ["before", "after"] {
+            n += 1;
+            let c = w.vm(&format!("vm{n}"), Some(7));
+            let mut plugin = w.plugin(Some(&format!("add:{step}:{phase}:kill")), &format!("plugin-kill-{n}.log"));
+            let mut kubelet = w.kubelet(&plugin);
+            let died = w.rt.block_on(kubelet.try_prepare(std::slice::from_ref(&c)));
+            assert!(died.is_err(), "{step}:{phase}: the plugin should have died: {died:?}");
+            plugin.wait_exit(Duration::from_secs(10));
+
+            let plugin = w.plugin(None, &format!("plugin-after-{n}.log"));
+            let mut kubelet = w.kubelet(&plugin);
+            if n % 2 == 0 {
+                let again = w.rt.block_on(kubelet.prepare(std::slice::from_ref(&c)));
+                let devices =
+                    again[&c.uid].as_ref().unwrap_or_else(|e| panic!("{step}:{phase}: {e}\n{}", plugin.log()));
+                assert_eq!(devices[0].device_name, w.bridge);
+                assert_eq!(w.ports_of(&c.uid).len(), 1, "{step}:{phase}: one port after Prepare again");
+            }
+            let un = w.rt.block_on(kubelet.unprepare(std::slice::from_ref(&c)));
+            un[&c.uid].as_ref().unwrap_or_else(|e| panic!("{step}:{phase}: {e}\n{}", plugin.log()));
+            assert!(w.traces_of(&c).is_empty(), "{step}:{phase}: left {:?}\n{}", w.traces_of(&c), plugin.log());
+            assert_eq!(w.traces_of(&live), live_before, "{step}:{phase}: the live claim was touched");
+        }
+    }
+    let plugin = w.plugin(None, "plugin-end.log");
+    let mut kubelet = w.kubelet(&plugin);
+    w.rt.block_on(kubelet.unprepare(std::slice::from_ref(&live)))[&live.uid].as_ref().expect("unprepare live");
+    assert_eq!(w.nothing_left(), Vec::<String>::new());
 }
