@@ -287,6 +287,7 @@ pub const OTHER_SETTINGS: &[&str] = &[
     "kubeconfig_files",
     "annotations",
     "cni_cache_dirs",
+    "boot_id",
     // The DRA plugin's: names and numbers, and the socket dirs' path inside the VM's pod.
     "node_name",
     "dra_driver_name",

@@ -194,9 +194,14 @@ fn every_fixture_is_exercised() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let covered =
-        [RECORDING, &["format1-recording-kubevirt.json", "format1-ovs-client.json", "format1-ovs-server.json"]]
-            .concat();
+    // format2-dra-ovs.json is torn down by Unprepare in tests/dra_prepare.rs
+    // (a_format_2_record_is_torn_down_by_todays_unprepare).
+    let covered = [
+        RECORDING,
+        &["format1-recording-kubevirt.json", "format1-ovs-client.json", "format1-ovs-server.json"],
+        &["format2-dra-ovs.json"],
+    ]
+    .concat();
     for n in &names {
         assert!(covered.contains(&n.as_str()), "fixture {n} is not torn down by any test here");
     }

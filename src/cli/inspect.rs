@@ -74,10 +74,16 @@ fn entry_json(e: &Entry) -> Value {
     })
 }
 
-/// `{"attachments": [...], "unreadable": [{"record", "error"}]}`.
+/// `{"attachments": [...], "unreadable": [{"record", "error"}]}` (torn records among them).
 pub fn to_json(s: &Survey) -> Value {
-    let unreadable: Vec<Value> =
-        s.unreadable.iter().map(|(p, e)| json!({"record": p.display().to_string(), "error": e})).collect();
+    let unreadable: Vec<Value> = s
+        .unreadable
+        .iter()
+        .map(|(p, e)| json!({"record": p.display().to_string(), "error": e}))
+        .chain(s.torn.iter().map(|(p, e)| {
+            json!({"record": p.display().to_string(), "error": format!("torn ({e}): the next `userspace gc` removes it")})
+        }))
+        .collect();
     json!({
         "attachments": s.entries.iter().map(entry_json).collect::<Vec<_>>(),
         "unreadable": unreadable,
@@ -121,6 +127,9 @@ pub fn table(s: &Survey) -> String {
     }
     for (path, err) in &s.unreadable {
         out.push_str(&format!("unreadable record {}: {err}\n", path.display()));
+    }
+    for (path, err) in &s.torn {
+        out.push_str(&format!("torn record {} ({err}): the next `userspace gc` removes it\n", path.display()));
     }
     out
 }

@@ -162,6 +162,7 @@ pub fn plan_request(
         format: RECORD_FORMAT_DRA,
         complete: false,
         created_unix_ms: now_ms(),
+        boot_id: settings.current_boot_id(),
         cni_version: "1.1.0".into(),
         attachment,
         // What the attachment was planned from, for `inspect` and humans: the same shape as a

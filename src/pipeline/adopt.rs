@@ -58,6 +58,8 @@ pub async fn adopt_legacy(
         format: RECORD_FORMAT_CNI,
         complete: true,
         created_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        // The upstream ADD's boot is unknown (it may predate a reboot): never judged by boot.
+        boot_id: None,
         cni_version,
         attachment: att.clone(),
         config: conf.raw.clone(),

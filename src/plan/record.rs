@@ -148,6 +148,10 @@ pub struct Record {
     /// False while ADD is in progress (or was interrupted), and again once DEL has started.
     pub complete: bool,
     pub created_unix_ms: u64,
+    /// The boot the attachment was made in (`NodeSettings::current_boot_id`); absent in records
+    /// of earlier versions, which is "unknown", never "another boot".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     pub cni_version: String,
     pub attachment: Attachment,
     /// The network config as the runtime gave it (normalised keys); DEL/CHECK/GC use this one.
@@ -165,6 +169,12 @@ impl Record {
         } else {
             RECORD_FORMAT_CNI
         }
+    }
+
+    /// Made in another boot than `current` (both known and different). Such a CNI attachment's
+    /// netns and sandbox are gone; a DRA attachment is prepared again by kubelet.
+    pub fn from_another_boot(&self, current: Option<&str>) -> bool {
+        matches!((self.boot_id.as_deref(), current), (Some(a), Some(b)) if a != b)
     }
 
     /// A DRA claim's attachment (kubelet prepares and unprepares it; no netns, no CNI DEL).

@@ -12,6 +12,7 @@ pub mod node_mark;
 pub mod pods;
 pub mod repair;
 pub mod survey;
+pub mod sweep;
 
 use crate::k8s::claims::ClaimLiveness;
 use crate::pipeline::{teardown, Registry};
@@ -108,7 +109,19 @@ impl std::fmt::Display for Keep {
 
 /// The decision for one attachment, from facts alone (no I/O), in the order that makes the
 /// report most useful: a live netns is the common reason to keep.
-pub fn decide(netns: &NetnsState, age: Duration, grace: Duration, lock_free: bool, pod: &PodPresence) -> Option<Keep> {
+pub fn decide(
+    netns: &NetnsState,
+    old_boot: bool,
+    age: Duration,
+    grace: Duration,
+    lock_free: bool,
+    pod: &PodPresence,
+) -> Option<Keep> {
+    // Made before the last reboot: its netns and its pod sandbox went with that boot (a pod that
+    // is still scheduled here got a new sandbox, with a new container id and its own ADD).
+    if old_boot {
+        return (!lock_free).then_some(Keep::LockHeld);
+    }
     match netns {
         NetnsState::Alive => return Some(Keep::NetnsAlive),
         NetnsState::Unverifiable(why) => return Some(Keep::NetnsUnverifiable(why.clone())),
@@ -184,6 +197,12 @@ pub struct Report {
     pub interrupted: bool,
     /// Complete attachments of live pods, after a dataplane restart (`repair.rs`).
     pub repairs: Vec<repair::RepairReport>,
+    /// Torn record files removed (a power loss cut their write).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub torn_records: Vec<PathBuf>,
+    /// Objects tagged as ours that no record names (`sweep.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untracked: Vec<sweep::Untracked>,
     /// The node's `<engine>-unavailable` labels (`node_mark.rs`; with Kubernetes access and
     /// `NODE_NAME` only). Its errors are here, not in `errors`: they never fail the pass.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,6 +243,19 @@ impl Reconciler<'_> {
         for (path, why) in &found.unreadable {
             report.errors.push(format!("unreadable record {} (left alone): {why}", path.display()));
         }
+        // Torn records (a power loss cut their write) name nothing: removed, and their objects
+        // found by the sweep of tagged objects below.
+        for (path, why) in &found.torn {
+            tracing::warn!(path = %path.display(), %why, "torn record");
+            if !self.options.dry_run {
+                if let Err(e) = state.remove_torn(path) {
+                    report.errors.push(e.to_string());
+                    continue;
+                }
+            }
+            report.torn_records.push(path.clone());
+        }
+        let boot = self.settings.current_boot_id();
         let mut to_repair = Vec::new();
         let engines: std::collections::BTreeSet<String> =
             found.entries.iter().map(|e| e.record.plan.engine.clone()).collect();
@@ -244,7 +276,8 @@ impl Reconciler<'_> {
                     NetnsState::Gone => self.pods.presence(&att.pod).await,
                     _ => PodPresence::NoAccess,
                 };
-                decide(&entry.netns, entry.age, self.options.grace, entry.lock_free, &pod)
+                let old_boot = entry.record.from_another_boot(boot.as_deref());
+                decide(&entry.netns, old_boot, entry.age, self.options.grace, entry.lock_free, &pod)
             };
             let action = match keep {
                 Some(why) => Action::Kept { why },
@@ -280,6 +313,7 @@ impl Reconciler<'_> {
         if report.interrupted {
             return report;
         }
+        self.sweep_untracked(&state, &mut report).await;
         let (repairs, interrupted) =
             repair::repair_all(self.settings, self.registry, &state, &to_repair, self.options.dry_run, stop).await;
         report.errors.extend(repairs.iter().filter_map(|r| match &r.outcome {
@@ -331,19 +365,29 @@ mod tests {
     #[test]
     fn only_a_dead_old_unlocked_attachment_without_a_pod_is_reaped() {
         let gone = NetnsState::Gone;
-        assert_eq!(decide(&gone, OLD, GRACE, true, &PodPresence::NoAccess), None);
-        assert_eq!(decide(&gone, OLD, GRACE, true, &PodPresence::Gone), None);
-        assert_eq!(decide(&NetnsState::Alive, OLD, GRACE, true, &PodPresence::Gone), Some(Keep::NetnsAlive));
+        assert_eq!(decide(&gone, false, OLD, GRACE, true, &PodPresence::NoAccess), None);
+        assert_eq!(decide(&gone, false, OLD, GRACE, true, &PodPresence::Gone), None);
+        assert_eq!(decide(&NetnsState::Alive, false, OLD, GRACE, true, &PodPresence::Gone), Some(Keep::NetnsAlive));
         let unverifiable = NetnsState::Unverifiable("no /run/netns".into());
         assert!(matches!(
-            decide(&unverifiable, OLD, GRACE, true, &PodPresence::Gone),
+            decide(&unverifiable, false, OLD, GRACE, true, &PodPresence::Gone),
             Some(Keep::NetnsUnverifiable(_))
         ));
         assert_eq!(
-            decide(&gone, Duration::from_secs(10), GRACE, true, &PodPresence::Gone),
+            decide(&gone, false, Duration::from_secs(10), GRACE, true, &PodPresence::Gone),
             Some(Keep::YoungerThanGrace)
         );
-        assert_eq!(decide(&gone, OLD, GRACE, false, &PodPresence::Gone), Some(Keep::LockHeld));
+        assert_eq!(decide(&gone, false, OLD, GRACE, false, &PodPresence::Gone), Some(Keep::LockHeld));
+    }
+
+    #[test]
+    fn an_attachment_of_an_earlier_boot_goes_whatever_its_netns_pod_or_age_say_unless_locked() {
+        for netns in [NetnsState::Alive, NetnsState::Unverifiable("x".into()), NetnsState::Gone] {
+            for pod in [PodPresence::OnThisNode, PodPresence::Unknown("503".into()), PodPresence::Gone] {
+                assert_eq!(decide(&netns, true, Duration::ZERO, GRACE, true, &pod), None, "{netns:?} {pod:?}");
+                assert_eq!(decide(&netns, true, OLD, GRACE, false, &pod), Some(Keep::LockHeld));
+            }
+        }
     }
 
     #[test]
@@ -362,9 +406,9 @@ mod tests {
     #[test]
     fn with_kubernetes_a_pod_still_on_the_node_or_unknown_keeps_it() {
         let gone = NetnsState::Gone;
-        assert_eq!(decide(&gone, OLD, GRACE, true, &PodPresence::OnThisNode), Some(Keep::PodOnThisNode));
+        assert_eq!(decide(&gone, false, OLD, GRACE, true, &PodPresence::OnThisNode), Some(Keep::PodOnThisNode));
         assert!(matches!(
-            decide(&gone, OLD, GRACE, true, &PodPresence::Unknown("timeout".into())),
+            decide(&gone, false, OLD, GRACE, true, &PodPresence::Unknown("timeout".into())),
             Some(Keep::PodUnknown(_))
         ));
     }

@@ -47,6 +47,8 @@ pub struct Entry {
 pub struct Survey {
     pub entries: Vec<Entry>,
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Records a power loss cut short (`StateError::Torn`): they name nothing any more.
+    pub torn: Vec<(PathBuf, String)>,
 }
 
 pub fn age_of(record: &Record, now: SystemTime) -> Duration {
@@ -76,6 +78,7 @@ pub fn survey(state: &StateDir, now: SystemTime) -> Result<Survey, StateError> {
                     record,
                 });
             }
+            Err(StateError::Torn { path, reason }) => out.torn.push((path, reason)),
             Err(e) => {
                 let path = match &e {
                     StateError::Corrupt { path, .. } | StateError::Read { path, .. } => path.clone(),

@@ -37,6 +37,7 @@ pub const KEYS: &[&str] = &[
     "annotations",
     "device_host_dir",
     "cni_cache_dirs",
+    "boot_id",
     "node_name",
     "dra_driver_name",
     "dra_socket_root",
@@ -176,6 +177,7 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
             "annotations" => s.annotations = field.annotations()?,
             "device_host_dir" => s.device_host_dir = Some(field.device_dir()?),
             "cni_cache_dirs" => s.cni_cache_dirs = field.roots()?,
+            "boot_id" => s.boot_id = Some(field.token("a boot id: 1-64 characters of letters, digits and '-'", 64)?),
             "node_name" => {
                 s.node_name = Some(field.dns_name("a Kubernetes node name (lower-case DNS subdomain)", 253)?)
             }
@@ -297,6 +299,15 @@ impl Field<'_> {
     }
 
     /// A lower-case DNS subdomain of at most `max` bytes (node names, the DRA driver name).
+    /// A short opaque token (a boot id): letters, digits and '-' only.
+    fn token(&self, expected: &'static str, max: usize) -> Result<String, SettingsError> {
+        let s = self.string(expected)?;
+        if s.is_empty() || s.len() > max || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(self.bad(expected));
+        }
+        Ok(s.to_owned())
+    }
+
     fn dns_name(&self, expected: &'static str, max: usize) -> Result<String, SettingsError> {
         let s = self.string(expected)?;
         let label_ok = |l: &str| {

@@ -28,6 +28,7 @@ pub async fn add(inv: &Invocation<'_>, conf: &NetConf, version: CniVersion) -> R
         format: RECORD_FORMAT_CNI,
         complete: false,
         created_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        boot_id: inv.settings.current_boot_id(),
         cni_version: version.as_str().to_owned(),
         attachment: att.clone(),
         config: conf.raw.clone(),

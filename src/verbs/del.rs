@@ -1,7 +1,8 @@
 //! DEL: idempotent, best effort. With a record, undo every planned step in reverse and remove the
 //! record only when all undos succeeded; without one, ADD created nothing of ours: only the
 //! harmless IPAM DEL (DESIGN.md §3.3), then succeed, unless the upstream plugin left a state
-//! file for the attachment: then the record its ADD would have had is built and torn down.
+//! file for the attachment: then the record its ADD would have had is built and torn down. A
+//! torn record (a power loss cut its write) is absent too, after its tagged objects are removed.
 
 use super::Invocation;
 use crate::legacy::LegacyFile;
@@ -32,6 +33,14 @@ pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
         // attachment has none (ADD refused the name with code 101).
         Err(e @ crate::state::StateError::Mismatch { .. }) => {
             tracing::warn!(error = %e, "DEL: the record under this name is another attachment's; leaving it");
+            None
+        }
+        // A write cut short by a power loss: the record names nothing any more. Its dataplane
+        // objects are found by their ownership tags; the rest is the no-record path.
+        Err(crate::state::StateError::Torn { path, reason }) => {
+            tracing::warn!(path = %path.display(), %reason, "DEL: torn record; removing the attachment's tagged objects");
+            remove_tagged(inv, conf, &id).await?;
+            state.remove_torn(&path)?;
             None
         }
         other => other?,
@@ -72,6 +81,18 @@ async fn ipam_del_without_record(inv: &Invocation<'_>, conf: &NetConf, id: &Atta
     };
     let env = step.env_for(id, inv.env.netns.as_deref());
     step.del_without_record(&env, Budget::of_settings(inv.settings)).await
+}
+
+/// Remove every dataplane object tagged as this attachment's (network, full container id,
+/// ifname), as GC would; "not found" is success, an unreachable dataplane code 11 (retry).
+async fn remove_tagged(inv: &Invocation<'_>, conf: &NetConf, id: &AttachmentId) -> Result<(), CniError> {
+    let backend = inv.registry.get(engine_of(conf)?)?;
+    for obj in backend.list_owned(inv.settings, &conf.name).await? {
+        if backend.owned_by(&obj, id) {
+            backend.remove_owned(inv.settings, &obj).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The upstream plugin's state file for this attachment, if any. One that cannot be read is

@@ -114,6 +114,9 @@ fn unreadable_record(e: StateError, network: &str, errors: &mut ErrorList) {
         StateError::Corrupt { path, .. } | StateError::Read { path, .. } => {
             network_of(path).is_some_and(|n| n == network)
         }
+        // A power loss's leftover names no network any more: the node reconciler removes it
+        // and finds its objects by their tags.
+        StateError::Torn { .. } => false,
         _ => true,
     };
     if ours {

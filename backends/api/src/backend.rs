@@ -48,6 +48,14 @@ pub struct OwnedObject {
     pub name: String,
 }
 
+/// An object tagged as ours, from any network (`Backend::list_all_owned`), with the netns its
+/// attachment was made for when the tags say (none for a DRA attachment).
+#[derive(Debug, Clone)]
+pub struct TaggedObject {
+    pub object: OwnedObject,
+    pub netns: Option<String>,
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// The `host.engine` value this backend serves.
@@ -78,6 +86,15 @@ pub trait Backend: Send + Sync {
     /// ("port br0-x left in place"): OVS says `port`, VPP `interface` (the default).
     fn object_noun(&self) -> &'static str {
         "interface"
+    }
+
+    /// The reconciler, after a power loss: every object tagged as ours, any network, so that
+    /// objects whose record was lost (records are not fsynced) are found by their tags.
+    /// Per-attachment objects carry the attachment id; shared ones (a bridge) an empty id.
+    /// `Ok(None)`: this engine's tags cannot be listed that way (the default), and its objects
+    /// are found only through records.
+    async fn list_all_owned(&self, _settings: &NodeSettings) -> Result<Option<Vec<TaggedObject>>, CniError> {
+        Ok(None)
     }
 
     /// GC: remove one object found by `list_owned`; "not found" is success.

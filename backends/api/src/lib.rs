@@ -20,7 +20,9 @@ pub use async_trait::async_trait;
 pub use inventory;
 
 pub use attachment::{Attachment, AttachmentId, HostInterface, PodRef, SharedDir, SocketDescriptor, SocketKind};
-pub use backend::{registered, Adoption, Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest, Repair};
+pub use backend::{
+    registered, Adoption, Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest, Repair, TaggedObject,
+};
 pub use error::{codes, CniError, ErrorList};
 pub use settings::{AnnotationMode, DraBridge, DraSettings, NodeSettings};
 pub use spec::InterfaceSpec;

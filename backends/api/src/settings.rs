@@ -53,6 +53,11 @@ pub struct NodeSettings {
     /// Used by the DRA plugin (its ResourceSlice, its claims' pods) and node marking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// This boot's identity (`boot_id`); unset: the kernel's `/proc/sys/kernel/random/boot_id`.
+    /// Records carry it: a CNI attachment of an earlier boot lost its netns and its pod sandbox
+    /// with that boot, so the reconciler removes it. Tests set it to simulate a reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// The DRA kubelet plugin (`userspace dra-plugin`, docs/kubevirt-dra.md).
     #[serde(default)]
     pub dra: DraSettings,
@@ -164,6 +169,17 @@ impl NodeSettings {
         roots
     }
 
+    /// This boot's id: the setting, else the kernel's; `None` when neither can be read (then
+    /// no record is ever judged to be of another boot).
+    pub fn current_boot_id(&self) -> Option<String> {
+        if let Some(b) = &self.boot_id {
+            return Some(b.clone());
+        }
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = text.trim();
+        (!id.is_empty() && id.len() <= 64).then(|| id.to_owned())
+    }
+
     /// The OVSDB unix socket path, if the endpoint is `unix:`.
     pub fn ovsdb_socket(&self) -> Option<PathBuf> {
         self.ovsdb.strip_prefix("unix:").map(PathBuf::from)
@@ -190,6 +206,7 @@ impl Default for NodeSettings {
             device_host_dir: None,
             cni_cache_dirs: default_cni_cache_dirs(),
             node_name: None,
+            boot_id: None,
             dra: DraSettings::default(),
         }
     }

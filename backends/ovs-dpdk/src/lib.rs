@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use backend_api::spec::VhostMode;
 use backend_api::{
     async_trait, codes, Backend, BackendPlan, BackendRegistration, CniError, ErrorList, NodeSettings, OwnedObject,
-    PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext,
+    PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext, TaggedObject,
 };
 use std::sync::Arc;
 
@@ -83,6 +83,10 @@ impl Backend for OvsDpdkBackend {
 
     async fn list_owned(&self, settings: &NodeSettings, network: &str) -> Result<Vec<OwnedObject>, CniError> {
         lifecycle::list_owned(settings, network).await
+    }
+
+    async fn list_all_owned(&self, settings: &NodeSettings) -> Result<Option<Vec<TaggedObject>>, CniError> {
+        lifecycle::list_all_owned(settings).await.map(Some)
     }
 
     async fn remove_owned(&self, settings: &NodeSettings, obj: &OwnedObject) -> Result<(), CniError> {

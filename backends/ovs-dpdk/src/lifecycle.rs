@@ -8,7 +8,7 @@ use crate::ovsdb::datum::{as_optional_integer, as_set, as_string, as_string_map,
 use crate::ovsdb::{Condition, Mutation, Op, OvsdbClient, OvsdbError, OPEN_VSWITCH_DB};
 use crate::tags;
 use backend_api::spec::VhostMode;
-use backend_api::{codes, AttachmentId, CniError, NodeSettings, OwnedObject};
+use backend_api::{codes, AttachmentId, CniError, NodeSettings, OwnedObject, TaggedObject};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -235,6 +235,45 @@ pub async fn list_owned(settings: &NodeSettings, network: &str) -> Result<Vec<Ow
             kind: KIND_BRIDGE.into(),
             name: as_string(column(row, "name")?)?,
         });
+    }
+    Ok(out)
+}
+
+/// Every port and bridge tagged as ours, any network (the reconciler's sweep for objects whose
+/// record a power loss took).
+pub async fn list_all_owned(settings: &NodeSettings) -> Result<Vec<TaggedObject>, CniError> {
+    let mut client = conn::connect(settings, settings.timeout()).await?;
+    let ours =
+        || vec![Condition::includes("external_ids", crate::ovsdb::datum::string_map([(tags::OWNER_KEY, tags::OWNER)]))];
+    let r = client
+        .transact(
+            OPEN_VSWITCH_DB,
+            vec![
+                Op::select("Port", ours(), &["name", "external_ids"]),
+                Op::select("Bridge", ours(), &["name", "external_ids"]),
+            ],
+        )
+        .await
+        .map_err(ovs_err("listing our ports and bridges"))?;
+    let mut out = Vec::new();
+    for (i, kind) in [(0, KIND_PORT), (1, KIND_BRIDGE)] {
+        for row in r.get(i).map(|r| r.rows()).unwrap_or_default() {
+            let ids = as_string_map(column(row, "external_ids")?)?;
+            let get = |k: &str| ids.get(k).cloned().unwrap_or_default();
+            let id = match kind {
+                KIND_PORT => AttachmentId::new(get(tags::CONTAINER_ID), get(tags::IFNAME)),
+                _ => AttachmentId::new("", ""),
+            };
+            out.push(TaggedObject {
+                object: OwnedObject {
+                    id,
+                    network: get(tags::NETWORK),
+                    kind: kind.into(),
+                    name: as_string(column(row, "name")?)?,
+                },
+                netns: ids.get(tags::NETNS).cloned().filter(|n| !n.is_empty()),
+            });
+        }
     }
     Ok(out)
 }

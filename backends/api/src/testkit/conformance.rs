@@ -758,6 +758,7 @@ pub fn settings_under(root: &std::path::Path) -> NodeSettings {
         device_host_dir: None,
         cni_cache_dirs: vec![root.join("cnicache")],
         node_name: None,
+        boot_id: None,
         dra: crate::settings::DraSettings {
             socket_root: root.join("dra/sockets"),
             container_root: root.join("dra/sockets"),
