@@ -74,6 +74,16 @@ pub trait Step: Send + Sync {
     /// `undo` removes).
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError>;
 
+    /// After `apply` succeeded: the part that needs no node lock, such as waiting for a dataplane
+    /// daemon to act on what `apply` committed and checking the outcome. The executor calls it
+    /// right after `apply`, having released the node lock when the next step does not need it,
+    /// so concurrent ADDs queue on the lock only for the commits. An error rolls back exactly
+    /// like a failed `apply` of this step (its `undo` runs). Whoever calls `apply` directly
+    /// (a repair) calls `settle` next. The default has nothing to settle.
+    async fn settle(&self, _ctx: &mut StepContext) -> Result<(), CniError> {
+        Ok(())
+    }
+
     /// Remove exactly what the plan names; "not found" is success.
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError>;
 

@@ -63,7 +63,7 @@ impl Backend for OvsDpdkBackend {
         let conn = Arc::new(Conn::default());
         let mut steps: Vec<Box<dyn Step>> = vec![
             Box::new(steps::BridgeStep { plan: plan.clone(), conn: conn.clone() }),
-            Box::new(steps::PortStep { plan: plan.clone(), conn }),
+            Box::new(steps::PortStep::new(plan.clone(), conn)),
         ];
         if plan.host_mode == VhostMode::Server {
             steps.push(Box::new(steps::DeliverSocket { plan }));

@@ -165,12 +165,16 @@ pub async fn repair(ctx: &mut StepContext, p: &OvsPlan, access: &Access) -> Resu
 async fn recreate_port(ctx: &mut StepContext, p: &OvsPlan) -> Result<(), CniError> {
     let conn = Arc::new(Conn::default());
     let bridge = BridgeStep { plan: p.clone(), conn: conn.clone() };
-    let port = PortStep { plan: p.clone(), conn };
+    let port = PortStep::new(p.clone(), conn);
     // The outputs already name the port; the step appends it again.
     let before = ctx.outputs.host_interfaces.clone();
     let had_bridge_value = ctx.outputs.values.get(steps::BRIDGE).cloned();
     bridge.apply(ctx).await?;
-    if let Err(e) = port.apply(ctx).await {
+    let made = match port.apply(ctx).await {
+        Ok(()) => port.settle(ctx).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = made {
         // Leave nothing half-made: the next pass starts over from the same facts.
         let _ = port.undo(ctx).await;
         ctx.outputs.host_interfaces = before;

@@ -161,9 +161,15 @@ impl Step for BridgeStep {
 pub struct PortStep {
     pub plan: OvsPlan,
     pub conn: Arc<Conn>,
+    /// The `next_cfg` that `apply`'s commit produced, for `settle` to wait for.
+    committed: std::sync::Mutex<Option<i64>>,
 }
 
 impl PortStep {
+    pub fn new(plan: OvsPlan, conn: Arc<Conn>) -> PortStep {
+        PortStep { plan, conn, committed: std::sync::Mutex::new(None) }
+    }
+
     fn interface_row(&self, ctx: &StepContext) -> Row {
         let p = &self.plan;
         let (ty, options) = match p.host_mode {
@@ -221,6 +227,16 @@ impl Step for PortStep {
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         let r = self.apply_inner(ctx).await;
+        if r.as_ref().is_err_and(|e| e.code == codes::TRY_AGAIN_LATER || e.code == codes::IO_FAILURE) {
+            self.conn.reset().await;
+        }
+        r
+    }
+
+    /// Outside the node lock: wait for ovs-vswitchd to apply the commit, then the port must be
+    /// up without error and have an `ofport`.
+    async fn settle(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let r = self.settle_inner(ctx).await;
         if r.as_ref().is_err_and(|e| e.code == codes::TRY_AGAIN_LATER || e.code == codes::IO_FAILURE) {
             self.conn.reset().await;
         }
@@ -371,7 +387,8 @@ impl PortStep {
                 vec![Mutation::insert("ports", set([named_uuid("port")]))],
             ),
         ];
-        let res = client.transact_and_wait(OPEN_VSWITCH_DB, ops, budget).await.map_err(ovs_err("adding the port"))?;
+        let (res, next_cfg) =
+            client.transact_for_cfg(OPEN_VSWITCH_DB, ops, budget).await.map_err(ovs_err("adding the port"))?;
         // A mutate that matches no bridge still commits, and OVSDB then silently drops the
         // unreferenced port: the bridge vanished between our two steps (DESIGN.md §3.4).
         if res.get(3).and_then(|r| r.count) != Some(1) {
@@ -380,8 +397,21 @@ impl PortStep {
                 p.bridge, p.port
             )));
         }
+        if let Ok(mut c) = self.committed.lock() {
+            *c = Some(next_cfg);
+        }
         failpoint::hit(PORT, Phase::During)?;
         ctx.outputs.host_interfaces.push(HostInterface { name: p.port.clone(), mac: None });
+        Ok(())
+    }
+
+    async fn settle_inner(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let Some(next_cfg) = self.committed.lock().ok().and_then(|mut c| c.take()) else { return Ok(()) };
+        let budget = ctx.wait_budget();
+        let mut g = self.conn.get(&ctx.settings, budget).await?;
+        let client = g.client()?;
+        let p = &self.plan;
+        client.wait_cfg(OPEN_VSWITCH_DB, next_cfg, budget).await.map_err(ovs_err("waiting for ovs-vswitchd"))?;
 
         // vswitchd has applied it: the port must be up without error.
         let r = client

@@ -26,6 +26,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A step's apply and, when that succeeded, its settle: what the executor runs for one step.
+async fn apply_settled(step: &dyn Step, ctx: &mut StepContext) -> Result<(), crate::CniError> {
+    step.apply(ctx).await?;
+    step.settle(ctx).await
+}
+
 /// Why a harness could not do what the kit asked.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
@@ -300,7 +306,7 @@ async fn failed_apply_unreachable(h: &dyn Harness, case: &str, k: usize, t: &mut
         }
     }
     ctx.no_effect = false;
-    let applied = a.bounded(name, steps[k].apply(&mut ctx)).await;
+    let applied = a.bounded(name, apply_settled(&*steps[k], &mut ctx)).await;
     if let Err(e) = a.bounded("set_reachable(true)", h.set_reachable(&a.fx, true)).await.and_then(|r| r) {
         t.fail(format!("making the dataplane reachable again: {e}"));
         return true;
@@ -345,7 +351,7 @@ async fn failed_apply_injected(h: &dyn Harness, case: &str, k: usize, phase: Pha
     let failed = match phase {
         Phase::During => {
             failpoint::inject(Some((name, Phase::During)));
-            let r = a.bounded(name, steps[k].apply(&mut ctx)).await;
+            let r = a.bounded(name, apply_settled(&*steps[k], &mut ctx)).await;
             failpoint::inject(None);
             match r {
                 Ok(Ok(())) => {
@@ -355,7 +361,7 @@ async fn failed_apply_injected(h: &dyn Harness, case: &str, k: usize, phase: Pha
                 Ok(Err(_)) | Err(_) => true,
             }
         }
-        _ => match a.bounded(name, steps[k].apply(&mut ctx)).await {
+        _ => match a.bounded(name, apply_settled(&*steps[k], &mut ctx)).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 t.fail(format!("step {k} ({name}) apply: {e}"));
@@ -492,7 +498,7 @@ pub async fn kill_at_every_step_boundary_then_teardown_leaves_nothing(h: &dyn Ha
                     continue;
                 }
                 failpoint::inject(Some((name, Phase::During)));
-                let r = a.bounded(name, steps[k].apply(&mut ctx)).await;
+                let r = a.bounded(name, apply_settled(&*steps[k], &mut ctx)).await;
                 failpoint::inject(None);
                 drop(steps);
                 if let Ok(Ok(())) = r {
@@ -628,7 +634,7 @@ impl<'h> Attempt<'h> {
         for i in range {
             ctx.no_effect = false;
             let name = steps[i].name();
-            let r = self.bounded(name, steps[i].apply(ctx)).await;
+            let r = self.bounded(name, apply_settled(&*steps[i], ctx)).await;
             let e = match r {
                 Ok(Ok(())) => continue,
                 Ok(Err(e)) => e.to_string(),

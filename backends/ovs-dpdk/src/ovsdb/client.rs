@@ -145,11 +145,25 @@ impl OvsdbClient {
     pub async fn transact_and_wait(
         &mut self,
         db: &str,
-        mut ops: Vec<Op>,
+        ops: Vec<Op>,
         timeout: Duration,
     ) -> Result<Vec<OpResult>, OvsdbError> {
         let started = Instant::now();
-        let deadline = started + timeout;
+        let (results, next_cfg) = self.transact_for_cfg(db, ops, timeout).await?;
+        self.wait_cfg(db, next_cfg, timeout.saturating_sub(started.elapsed())).await?;
+        Ok(results)
+    }
+
+    /// The commit half of `transact_and_wait`: `ops` plus the `next_cfg` increment, with the
+    /// `cur_cfg` monitor installed first; returns the results of `ops` and the `next_cfg` to wait
+    /// for with `wait_cfg` (on this client, later: the monitor's updates queue meanwhile).
+    pub async fn transact_for_cfg(
+        &mut self,
+        db: &str,
+        mut ops: Vec<Op>,
+        timeout: Duration,
+    ) -> Result<(Vec<OpResult>, i64), OvsdbError> {
+        let deadline = Instant::now() + timeout;
         // Monitor first, so an update that lands between our commit and the wait is not lost.
         if !self.monitoring {
             self.install_cur_cfg_monitor(db, deadline).await?;
@@ -167,6 +181,17 @@ impl OvsdbClient {
             _ => return Err(self.protocol("select of Open_vSwitch.next_cfg did not return one row".into())),
         };
         results.truncate(n);
+        Ok((results, next_cfg))
+    }
+
+    /// Wait (bounded) until ovs-vswitchd reports `cur_cfg >= next_cfg`. On a client without the
+    /// monitor (a reconnect since the commit) it is installed first; its initial value counts.
+    pub async fn wait_cfg(&mut self, db: &str, next_cfg: i64, timeout: Duration) -> Result<(), OvsdbError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        if !self.monitoring {
+            self.install_cur_cfg_monitor(db, deadline).await?;
+        }
         while self.cur_cfg.is_none_or(|c| c < next_cfg) {
             match self.next_incoming(deadline).await {
                 Ok(_) => {}
@@ -181,7 +206,7 @@ impl OvsdbClient {
                 Err(e) => return Err(e),
             }
         }
-        Ok(results)
+        Ok(())
     }
 
     /// Shut the socket down (ovsdb-server then drops the session and its monitors). Dropping the
