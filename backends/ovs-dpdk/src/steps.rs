@@ -7,7 +7,7 @@ use crate::conn::{ovs_err, Conn};
 use crate::ovsdb::datum::{
     as_integer, as_set, as_string, as_string_map, as_uuid, column, empty_set, named_uuid, set, string_map,
 };
-use crate::ovsdb::{row, Condition, Mutation, Op, OpResult, Row, WaitUntil, OPEN_VSWITCH_DB};
+use crate::ovsdb::{row, Condition, Mutation, Op, OpResult, OvsdbError, Row, WaitUntil, OPEN_VSWITCH_DB};
 use crate::tags;
 use backend_api::confine::{self, Dir, Kind, Removal};
 use backend_api::failpoint::{self, Phase};
@@ -330,7 +330,8 @@ fn ovs_dir(p: &OvsPlan) -> Result<Dir, CniError> {
 }
 
 impl PortStep {
-    /// Everything before the first write: connect, and refuse a name someone else holds.
+    /// Why the port's name is not free (after the insert's `wait` found it taken): refuse a
+    /// name another attachment or someone else holds, with a message that says which.
     async fn precheck(&self, ctx: &StepContext) -> Result<(), CniError> {
         let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
         let client = g.client()?;
@@ -345,7 +346,7 @@ impl PortStep {
             )
             .await
             .map_err(ovs_err("looking up the port name"))?;
-        let Some(existing) = first_row(&r, 0).or(first_row(&r, 1)) else { return precheck_socket_name(p) };
+        let Some(existing) = first_row(&r, 0).or(first_row(&r, 1)) else { return Ok(()) };
         let ids = as_string_map(column(existing, "external_ids")?)?;
         Err(match ids.get(tags::CONTAINER_ID) {
             Some(cid) if tags::is_ours(&ids) => CniError::new(
@@ -368,17 +369,34 @@ impl PortStep {
     }
 
     async fn apply_inner(&self, ctx: &mut StepContext) -> Result<(), CniError> {
-        if let Err(e) = self.precheck(ctx).await {
+        let p = &self.plan;
+        if let Err(e) = precheck_socket_name(p) {
             return Err(ctx.fail_unchanged(e));
         }
         let budget = ctx.wait_budget();
-        let mut g = self.conn.get(&ctx.settings, budget).await?;
+        let mut g = match self.conn.get(&ctx.settings, budget).await {
+            Ok(g) => g,
+            Err(e) => return Err(ctx.fail_unchanged(e)),
+        };
         let client = g.client()?;
-        let p = &self.plan;
         let id = ctx.attachment.id.clone();
 
+        // One round trip: the name must be free (the two `wait`s abort the whole transaction
+        // otherwise, and only then is the holder looked up for the message).
+        let absent = |table: &str| {
+            Op::wait(
+                table,
+                vec![Condition::eq("name", json!(p.port))],
+                &["name"],
+                WaitUntil::Equal,
+                vec![],
+                Duration::ZERO,
+            )
+        };
         let ops = vec![
             Op::comment(format!("userspace-cni: add port {} for {}/{}", p.port, id.container_id, id.ifname)),
+            absent("Port"),
+            absent("Interface"),
             Op::insert_named("Interface", "iface", self.interface_row(ctx)),
             Op::insert_named("Port", "port", self.port_row(ctx)),
             Op::mutate(
@@ -387,11 +405,22 @@ impl PortStep {
                 vec![Mutation::insert("ports", set([named_uuid("port")]))],
             ),
         ];
-        let (res, next_cfg) =
-            client.transact_for_cfg(OPEN_VSWITCH_DB, ops, budget).await.map_err(ovs_err("adding the port"))?;
+        let (res, next_cfg) = match client.transact_for_cfg(OPEN_VSWITCH_DB, ops, budget).await {
+            Ok(r) => r,
+            Err(OvsdbError::Transaction { op_index: 1 | 2, .. }) => {
+                drop(g);
+                let why = match self.precheck(ctx).await {
+                    Err(e) => e,
+                    // Gone again meanwhile: the runtime retries.
+                    Ok(()) => CniError::try_again(format!("OVS port name {} was briefly taken; retry", p.port)),
+                };
+                return Err(ctx.fail_unchanged(why));
+            }
+            Err(e) => return Err(ovs_err("adding the port")(e)),
+        };
         // A mutate that matches no bridge still commits, and OVSDB then silently drops the
         // unreferenced port: the bridge vanished between our two steps (DESIGN.md §3.4).
-        if res.get(3).and_then(|r| r.count) != Some(1) {
+        if res.get(5).and_then(|r| r.count) != Some(1) {
             return Err(CniError::try_again(format!(
                 "bridge {} disappeared before port {} could be attached; retry",
                 p.bridge, p.port
