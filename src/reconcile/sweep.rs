@@ -1,10 +1,10 @@
 //! The sweep of tagged objects no record names: after a power loss (records are not fsynced on
 //! the hot path, issue 15) an attachment's record can be gone or torn while its port is still in
 //! OVSDB. Every object tagged as ours is listed (`Backend::list_all_owned`); one whose attachment
-//! has no record is removed when its netns is provably gone (the netns is in its tags), under the
-//! attachment's lock. One without a netns tag (a DRA attachment's) is kept: kubelet prepares its
-//! claim again, and a claim's liveness needs its record. Bridges of ours left without ports are
-//! removed under the node lock. Never touches an untagged or foreign object.
+//! has no record is removed when it was made in another boot and its netns is provably gone (both
+//! are in its tags), under the attachment's lock. One without a netns tag (a DRA attachment's) is kept: kubelet prepares its
+//! claim again, and a claim's liveness needs its record. Bridges of ours of another boot left
+//! without ports are removed under the node lock. Never touches an untagged or foreign object.
 
 use super::netns::{probe, NetnsState};
 use super::Reconciler;
@@ -27,8 +27,16 @@ pub struct Untracked {
     pub action: String,
 }
 
-/// Keep an untracked per-attachment object, and why; `None` removes it.
-pub fn keep_untracked(netns: Option<&str>) -> Option<String> {
+/// Keep an untracked per-attachment object, and why; `None` removes it. Only an object of
+/// another boot is a power loss's leftover: in this boot every object of ours has had a record
+/// since before it existed (and another node's objects, on an OVS that two state dirs share,
+/// have theirs elsewhere).
+pub fn keep_untracked(netns: Option<&str>, boot: Option<&str>, current: Option<&str>) -> Option<String> {
+    match (boot, current) {
+        (Some(b), Some(c)) if b != c => {}
+        (None, _) => return Some("no boot id in its tags (made by an earlier version)".into()),
+        _ => return Some("made in this boot".into()),
+    }
     match netns {
         None => Some("no netns in its tags (a DRA claim's port is prepared again by kubelet)".into()),
         Some(path) => match probe(Some(path)) {
@@ -42,6 +50,7 @@ pub fn keep_untracked(netns: Option<&str>) -> Option<String> {
 impl Reconciler<'_> {
     /// Sweep every engine that can list its tagged objects; findings go to `report.untracked`.
     pub(super) async fn sweep_untracked(&self, state: &StateDir, report: &mut super::Report) {
+        let current = self.settings.current_boot_id();
         for reg in self.registry.registrations() {
             let backend = (reg.make)();
             let objects = match backend.list_all_owned(self.settings).await {
@@ -65,7 +74,7 @@ impl Reconciler<'_> {
                 if !matches!(state.read_record(id), Ok(None)) {
                     continue;
                 }
-                let action = match keep_untracked(t.netns.as_deref()) {
+                let action = match keep_untracked(t.netns.as_deref(), t.boot_id.as_deref(), current.as_deref()) {
                     Some(why) => format!("kept: {why}"),
                     None if self.options.dry_run => "would-remove".into(),
                     None => match state.lock_attachment(id, Duration::ZERO).await {
@@ -105,7 +114,10 @@ impl Reconciler<'_> {
                     .push(format!("sweep of {}: the node lock is busy; bridges left for the next pass", reg.engine));
                 continue;
             };
-            for t in bridges {
+            // Only bridges made in another boot: in this one, an empty bridge of ours is an ADD
+            // between its bridge and port steps (under a node lock this pass may not share).
+            let old_boot = |t: &&TaggedObject| matches!((&t.boot_id, &current), (Some(b), Some(c)) if b != c);
+            for t in bridges.into_iter().filter(old_boot) {
                 if let Err(e) = backend.remove_owned(self.settings, &t.object).await {
                     report.errors.push(format!("bridge {}: {e}", t.object.name));
                 }
@@ -131,11 +143,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_an_object_whose_netns_is_provably_gone_is_removed() {
-        assert!(keep_untracked(None).is_some(), "a DRA port (no netns tag) stays");
+    fn only_an_object_of_another_boot_whose_netns_is_provably_gone_is_removed() {
         let dir = tempfile::tempdir().expect("tmp");
         let gone = dir.path().join("cni-0000");
-        assert_eq!(keep_untracked(Some(gone.to_str().expect("utf-8"))), None);
-        assert!(keep_untracked(Some("relative/netns")).is_some(), "unverifiable stays");
+        let gone = gone.to_str().expect("utf-8");
+        let (old, now) = (Some("boot-1"), Some("boot-2"));
+        assert_eq!(keep_untracked(Some(gone), old, now), None);
+        assert!(keep_untracked(None, old, now).is_some(), "a DRA port (no netns tag) stays");
+        assert!(keep_untracked(Some("relative/netns"), old, now).is_some(), "unverifiable stays");
+        assert!(keep_untracked(Some(gone), now, now).is_some(), "this boot's object stays");
+        assert!(keep_untracked(Some(gone), None, now).is_some(), "an untagged boot stays");
+        assert!(keep_untracked(Some(gone), old, None).is_some(), "an unknown current boot keeps all");
     }
 }

@@ -49,11 +49,13 @@ pub struct OwnedObject {
 }
 
 /// An object tagged as ours, from any network (`Backend::list_all_owned`), with the netns its
-/// attachment was made for when the tags say (none for a DRA attachment).
+/// attachment was made for (none for a DRA attachment) and the boot it was made in, when its
+/// tags say.
 #[derive(Debug, Clone)]
 pub struct TaggedObject {
     pub object: OwnedObject,
     pub netns: Option<String>,
+    pub boot_id: Option<String>,
 }
 
 #[async_trait]

@@ -86,7 +86,7 @@ pub async fn adopt(
     if dry_run {
         return Ok(Adoption::Adopted { object, already: false });
     }
-    let new_tags = tags::to_ovs_map(&tags::port_tags(att));
+    let new_tags = tags::to_ovs_map(&tags::port_tags(att, settings.current_boot_id()));
     let unchanged = |table: &str, uuid: &crate::ovsdb::datum::Uuid, ids: &BTreeMap<String, String>| {
         let current = crate::ovsdb::datum::string_map(ids.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Op::wait(

@@ -272,6 +272,7 @@ pub async fn list_all_owned(settings: &NodeSettings) -> Result<Vec<TaggedObject>
                     name: as_string(column(row, "name")?)?,
                 },
                 netns: ids.get(tags::NETNS).cloned().filter(|n| !n.is_empty()),
+                boot_id: ids.get(tags::BOOT_ID).cloned().filter(|b| !b.is_empty()),
             });
         }
     }

@@ -135,7 +135,10 @@ impl Step for BridgeStep {
                 row([
                     ("name", json!(name)),
                     ("datapath_type", json!("netdev")),
-                    ("external_ids", tags::to_ovs_map(&tags::bridge_tags(&ctx.attachment))),
+                    (
+                        "external_ids",
+                        tags::to_ovs_map(&tags::bridge_tags(&ctx.attachment, ctx.settings.current_boot_id())),
+                    ),
                 ]),
             ),
             Op::mutate("Open_vSwitch", vec![], vec![Mutation::insert("bridges", set([named_uuid("br")]))]),
@@ -182,7 +185,7 @@ impl PortStep {
             ("name", json!(p.port)),
             ("type", json!(ty)),
             ("options", options),
-            ("external_ids", tags::to_ovs_map(&tags::port_tags(&ctx.attachment))),
+            ("external_ids", tags::to_ovs_map(&tags::port_tags(&ctx.attachment, ctx.settings.current_boot_id()))),
         ]);
         if let Some(mtu) = p.mtu {
             r.insert("mtu_request".into(), json!(mtu));
@@ -199,7 +202,7 @@ impl PortStep {
         let mut r = row([
             ("name", json!(p.port)),
             ("interfaces", set([named_uuid("iface")])),
-            ("external_ids", tags::to_ovs_map(&tags::port_tags(&ctx.attachment))),
+            ("external_ids", tags::to_ovs_map(&tags::port_tags(&ctx.attachment, ctx.settings.current_boot_id()))),
         ]);
         if let Some(tag) = p.vlan {
             r.insert("tag".into(), json!(tag));

@@ -14,9 +14,12 @@ pub const NETNS: &str = "userspace-cni/netns";
 pub const POD_NAMESPACE: &str = "userspace-cni/pod-namespace";
 pub const POD_NAME: &str = "userspace-cni/pod-name";
 pub const POD_UID: &str = "userspace-cni/pod-uid";
+/// The boot the object was made in (`NodeSettings::current_boot_id`): the reconciler's sweep
+/// removes a record-less object only when it is of another boot (a power loss took its record).
+pub const BOOT_ID: &str = "userspace-cni/boot-id";
 
-/// Tags of a port created for an attachment.
-pub fn port_tags(att: &Attachment) -> Vec<(&'static str, String)> {
+/// Tags of a port created for an attachment in boot `boot`.
+pub fn port_tags(att: &Attachment, boot: Option<String>) -> Vec<(&'static str, String)> {
     let mut t = vec![
         (OWNER_KEY, OWNER.to_owned()),
         (NETWORK, att.network.clone()),
@@ -26,12 +29,15 @@ pub fn port_tags(att: &Attachment) -> Vec<(&'static str, String)> {
     let opt =
         [(NETNS, &att.netns), (POD_NAMESPACE, &att.pod.namespace), (POD_NAME, &att.pod.name), (POD_UID, &att.pod.uid)];
     t.extend(opt.into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v))));
+    t.extend(boot.map(|b| (BOOT_ID, b)));
     t
 }
 
-/// Tags of a bridge the plugin creates (it is shared by every network that names it).
-pub fn bridge_tags(att: &Attachment) -> Vec<(&'static str, String)> {
-    vec![(OWNER_KEY, OWNER.to_owned()), (NETWORK, att.network.clone())]
+/// Tags of a bridge the plugin creates in boot `boot` (it is shared by every network that names it).
+pub fn bridge_tags(att: &Attachment, boot: Option<String>) -> Vec<(&'static str, String)> {
+    let mut t = vec![(OWNER_KEY, OWNER.to_owned()), (NETWORK, att.network.clone())];
+    t.extend(boot.map(|b| (BOOT_ID, b)));
+    t
 }
 
 pub fn to_ovs_map(tags: &[(&'static str, String)]) -> Value {
