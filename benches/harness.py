@@ -45,7 +45,8 @@ BR_OURS_WAVE, BR_UP_WAVE = "brh-o-wave", "brh-u-wave"
 # src/pipeline/executor.rs at logLevel debug: `step{step="vhost-port" verb="ADD" op="apply"}: elapsed_us=2034 ok=true`.
 STEP_RE = re.compile(r'step\{step="?([\w-]+)"? verb="?(\w+)"? op="?(\w+)"?\}: elapsed_us=(\d+) ok=(\w+)')
 # The verb's own total (src/main's `done`): wall minus this is process start and exit.
-DONE_RE = re.compile(r'cni\{verb="?ADD"?[^}]*\}: done elapsed_us=(\d+)')
+DONE_RE = re.compile(r'cni\{verb="?(\w+)"?[^}]*\}: done elapsed_us=(\d+)')
+IN_VERB, PROCESS = "(in the verb, outside steps)", "(process start and exit)"
 FSYNC_CALLS = ("fsync", "fdatasync", "sync_file_range")
 
 
@@ -328,38 +329,46 @@ def waves(args, lab, ours, up, errors):
     return out
 
 
+def add_steps(steps, text, verb, wall):
+    """Fold one run's debug log into `steps` (name -> seconds): ADD's steps apply, DEL's undo.
+    What no step accounts for is split in two: set-up, the record's creation and planning (in
+    the verb) and the process's start and exit (its wall minus the plugin's own `done`)."""
+    op = "apply" if verb == "ADD" else "undo"
+    inside = 0.0
+    for m in STEP_RE.finditer(text):
+        name, v, o, us, _ok = m.groups()
+        if v == verb and o == op:
+            steps.setdefault(name, []).append(int(us) / 1e6)
+            inside += int(us) / 1e6
+    for m in DONE_RE.finditer(text):
+        if m.group(1) == verb:
+            total = int(m.group(2)) / 1e6
+            steps.setdefault(IN_VERB, []).append(max(total - inside, 0.0))
+            steps.setdefault(PROCESS, []).append(max(wall - total, 0.0))
+
+
 def step_profile(args, ours, errors):
-    """Each step's share of an ADD: a separate pass at logLevel debug (logging costs a little,
-    so the latency rounds run without it). The share is of the ADD's wall time (spawn to exit);
-    what no step accounts for (process start, config parsing, planning, exit) is "outside steps"."""
-    walls, steps = [], {"(in the verb, outside steps)": [], "(process start and exit)": []}
+    """Each step's share of an ADD (and of a DEL): a separate pass at logLevel debug (logging
+    costs a little, so the latency rounds run without it). The share is of the verb's wall time
+    (spawn to exit). Returns {verb: (walls, steps)}."""
+    out = {"ADD": ([], {}), "DEL": ([], {})}
     try:
         os.remove(ours.log)
     except OSError:
         pass
     for i in range(args.profile_runs):
         c = cid(0xE0, i)
-        before = os.path.getsize(ours.log) if os.path.exists(ours.log) else 0
-        d = errors.attempt("profile ADD %d" % i, ours.add, BR_OURS, c, debug=True)
-        if d is None:
-            continue
-        with open(ours.log, errors="replace") as f:
-            f.seek(before)
-            text = f.read()
-        walls.append(d)
-        inside = 0.0
-        for m in STEP_RE.finditer(text):
-            name, verb, op, us, _ok = m.groups()
-            if verb == "ADD" and op == "apply":
-                steps.setdefault(name, []).append(int(us) / 1e6)
-                inside += int(us) / 1e6
-        done = DONE_RE.search(text)
-        if done:
-            total = int(done.group(1)) / 1e6
-            steps["(in the verb, outside steps)"].append(max(total - inside, 0.0))
-            steps["(process start and exit)"].append(max(d - total, 0.0))
-        errors.attempt("profile DEL %d" % i, ours.delete, BR_OURS, c, debug=True)
-    return walls, steps
+        for verb, f in (("ADD", ours.add), ("DEL", ours.delete)):
+            before = os.path.getsize(ours.log) if os.path.exists(ours.log) else 0
+            d = errors.attempt("profile %s %d" % (verb, i), f, BR_OURS, c, debug=True)
+            if d is None:
+                continue
+            with open(ours.log, errors="replace") as fh:
+                fh.seek(before)
+                text = fh.read()
+            out[verb][0].append(d)
+            add_steps(out[verb][1], text, verb, d)
+    return out
 
 
 def strace_counts(path):
@@ -470,15 +479,15 @@ def report(args, res):
             o, u = res["waves"]["ours"][verb], res["waves"]["upstream"][verb]
             p("%d concurrent %s, one bridge: ours %.1f ms (%d errors), upstream %.1f ms (%d errors), ratio %.3f" % (
                 args.wave, verb, o["wall"] * 1000, o["errors"], u["wall"] * 1000, u["errors"], o["wall"] / u["wall"]))
-    walls, steps = res.get("profile") or ([], {})
-    if walls:
+    for verb, key in (("ADD", "profile"), ("DEL", "profile_del")):
+        walls, steps = res.get(key) or ([], {})
+        if not walls:
+            continue
         total = statistics.median(walls)
         p()
-        p("each step's share of an ADD (logLevel debug, %d runs, medians; wall %.2f ms spawn to exit):" % (
-            len(walls), total * 1000))
-        # Medians of parts need not add up to the median wall; the two bracketed rows are what
-        # no step accounts for: set-up, the record's creation, planning (in the verb) and the
-        # process's start and exit (wall minus the plugin's own `done elapsed_us`).
+        p("each step's share of %s %s (logLevel debug, %d runs, medians; wall %.2f ms spawn to exit):" % (
+            "an" if verb == "ADD" else "a", verb, len(walls), total * 1000))
+        # Medians of parts need not add up to the median wall.
         for name, v in sorted(steps.items(), key=lambda kv: kv[0].startswith("(")):
             if not v:
                 continue
@@ -566,7 +575,8 @@ def main():
             res["latency"] = latency(args, ours, up, errors)
             if args.wave:
                 res["waves"] = waves(args, lab, ours, up, errors)
-            res["profile"] = step_profile(args, ours, errors)
+            prof = step_profile(args, ours, errors)
+            res["profile"], res["profile_del"] = prof["ADD"], prof["DEL"]
             res["fsyncs"] = fsyncs(args, ours, up, node, errors)
         except Failed as e:
             errors.list.append(str(e))
