@@ -121,7 +121,7 @@ def main():
     ap.add_argument("--bench-exe", help="the latency bench executable (cargo bench --bench latency --no-run)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=100)
-    ap.add_argument("--out", default="/tmp/uscni-attribution")
+    ap.add_argument("--out", default="/tmp/userspace-cni-attribution")
     ap.add_argument("--harness-arg", action="append", default=[], help="passed to harness.py")
     args = ap.parse_args()
     builds = []

@@ -129,8 +129,9 @@ class Lab:
 class Ours:
     """The shipped binary, env + stdin, as a runtime executes it."""
 
-    def __init__(self, binary, lab, node, netns, no_fsync):
+    def __init__(self, binary, lab, node, netns, no_fsync, vlan):
         self.binary = binary
+        self.vlan = vlan
         self.node = node
         p = lambda rel: os.path.join(node, rel)
         self.env = {
@@ -159,6 +160,9 @@ class Ours:
                      "vhost": {"mode": "client"}, "bridge": {"bridgeName": bridge}},
             "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"},
         }
+        if self.vlan:
+            # README's example config sets `vlanId` (100); benches/latency.rs sets none.
+            c["host"]["bridge"]["vlanId"] = self.vlan
         if debug:
             c["logLevel"] = "debug"
             c["logFile"] = self.log
@@ -523,6 +527,8 @@ def main():
     ap.add_argument("--wait-max", type=int, default=180)
     ap.add_argument("--pmd-maxsleep", type=int, default=0,
                     help="other_config:pmd-maxsleep in us (0: busy PMD; lab-up.sh's default is 1000)")
+    ap.add_argument("--vlan", type=int, default=0,
+                    help="host.bridge.vlanId of ours (README's example has 100; default none, as latency.rs)")
     ap.add_argument("--json", help="also write the raw results (seconds) here")
     args = ap.parse_args()
     if args.smoke:
@@ -543,8 +549,8 @@ def main():
         wait_for_load(args.wait_load, args.wait_max)
     load_before = loadavg()
     started = datetime.datetime.now(datetime.timezone.utc)
-    print("userspace-cni harness (%s): %d rounds, interleave %s, wave %d, fsync %s" % (
-        "smoke" if args.smoke else "full", args.rounds, args.interleave, args.wave,
+    print("userspace-cni harness (%s): %d rounds, interleave %s, wave %d, vlanId %s, fsync %s" % (
+        "smoke" if args.smoke else "full", args.rounds, args.interleave, args.wave, args.vlan or "none",
         "off (USERSPACE_CNI_TEST_NO_FSYNC=1)" if args.no_fsync else "as built"))
     print("plugin: %s" % binary)
     print("date: %s; machine: %d CPUs; load average at start: %s" % (
@@ -566,7 +572,7 @@ def main():
         open(os.path.join(node, "userspace.toml"), "w").close()
         print("lab: %s (pmd-maxsleep %d us%s); node: %s" % (
             lab.dir, args.pmd_maxsleep, ": busy-polling PMD" if args.pmd_maxsleep == 0 else "", node))
-        ours = Ours(binary, lab, node, netns, args.no_fsync)
+        ours = Ours(binary, lab, node, netns, args.no_fsync, args.vlan)
         up = Upstream(lab, os.path.join(node, "upstream-shared"))
         try:
             # Anchors keep the "existing" bridges alive through every round.
@@ -601,7 +607,7 @@ def main():
             with open(args.json, "w") as f:
                 json.dump({"date": started.isoformat(), "cpus": os.cpu_count(), "load_before": load_before,
                            "load_after": loadavg(), "bin": binary, "no_fsync": args.no_fsync,
-                           "pmd_maxsleep": args.pmd_maxsleep, "rounds": args.rounds,
+                           "pmd_maxsleep": args.pmd_maxsleep, "vlan": args.vlan, "rounds": args.rounds,
                            "interleave": args.interleave, "errors": errors.list, "leftovers": left,
                            **res}, f)
     except Failed as e:
