@@ -31,6 +31,14 @@ def loadavg():
         return f.read().split()[0]
 
 
+def settle(limit, max_wait):
+    """Wait until the 1-minute load is below `limit` (a 64-process wave raises it for minutes)."""
+    import time
+    deadline = time.monotonic() + max_wait
+    while float(loadavg()) >= limit and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def run_harness(out, name, path, nofsync, rounds, extra):
     j = os.path.join(out, "harness-%s.json" % name)
     argv = [sys.executable, os.path.join(HERE, "harness.py"), "--bin", path, "--rounds", str(rounds), "--json", j]
@@ -122,6 +130,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--out", default="/tmp/userspace-cni-attribution")
+    ap.add_argument("--settle", type=float, default=0.0, help="before each run, wait for a load below this")
+    ap.add_argument("--settle-max", type=int, default=60, help="... for at most this many seconds")
     ap.add_argument("--harness-arg", action="append", default=[], help="passed to harness.py")
     args = ap.parse_args()
     builds = []
@@ -134,9 +144,13 @@ def main():
     c = {n: [] for n, _, _ in builds}
     for i in range(args.runs):
         for name, path, nofsync in builds:
+            if args.settle:
+                settle(args.settle, args.settle_max)
             print("run %d %s: harness (load %s)" % (i + 1, name, loadavg()), flush=True)
             h[name].append(run_harness(args.out, "%s-%d" % (name, i + 1), path, nofsync, args.rounds, args.harness_arg))
             if args.bench_exe:
+                if args.settle:
+                    settle(args.settle, args.settle_max)
                 print("run %d %s: cargo bench harness (load %s)" % (i + 1, name, loadavg()), flush=True)
                 c[name].append(run_bench(args.out, "%s-%d" % (name, i + 1), args.bench_exe, path, nofsync, {}))
     summary("benches/harness.py (python, %d rounds per run)" % args.rounds, h)
