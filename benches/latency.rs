@@ -9,7 +9,16 @@
 //! failed or the lab or node is left with bridges, ports or files. Targets are reported, not
 //! asserted. Needs root and the lab packages. Env: BENCH_RUNS, BENCH_CONCURRENCY,
 //! BENCH_WAVE_REPS, BENCH_SMOKE, BENCH_LOG_FILE (ours at logLevel debug, for profiling), TMPDIR
-//! (where the node's state dir lives: its fsyncs cost what that filesystem charges).
+//! (where the node's state dir lives: its fsyncs cost what that filesystem charges),
+//! BENCH_PROFILE_RUNS (the step-share pass), BENCH_STRACE_RUNS (the fsync count), BENCH_DRA_RUNS,
+//! BENCH_PLUGIN (measure another release binary), BENCH_NO_FSYNC=1 (failpoints builds only).
+//! Under the table: each step's share of an ADD, fsyncs per verb, DRA Prepare/Unprepare latency.
+
+#[cfg(feature = "kubernetes")]
+#[path = "latency/dra.rs"]
+mod dra;
+#[path = "latency/profile.rs"]
+mod profile;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -24,7 +33,18 @@ use std::time::{Duration, Instant};
 use testlab::{Lab, LabOptions};
 
 /// The release-profile plugin binary `cargo bench` built.
-const PLUGIN: &str = env!("CARGO_BIN_EXE_userspace");
+const BUILT_PLUGIN: &str = env!("CARGO_BIN_EXE_userspace");
+
+/// The binary measured: BENCH_PLUGIN, or the one `cargo bench` built. The override lets one bench
+/// build measure another revision's release binary (the attribution of docs/performance.md).
+fn plugin() -> String {
+    std::env::var("BENCH_PLUGIN").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| BUILT_PLUGIN.to_string())
+}
+
+/// BENCH_NO_FSYNC=1: run ours with USERSPACE_CNI_TEST_NO_FSYNC=1 (honoured by failpoints builds only).
+fn no_fsync() -> bool {
+    std::env::var("BENCH_NO_FSYNC").is_ok_and(|v| v == "1")
+}
 /// Bound on every process the benchmark starts (the watchdog SIGKILLs it after this).
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the fixture's own checks (`ip netns`, `ovs-vsctl list-*`).
@@ -75,6 +95,9 @@ struct Params {
     concurrency: usize,
     wave_reps: usize,
     warmup: usize,
+    profile_runs: usize,
+    strace_runs: usize,
+    dra_runs: usize,
 }
 
 impl Params {
@@ -96,6 +119,9 @@ impl Params {
             concurrency: num("BENCH_CONCURRENCY", if smoke { 8 } else { 64 })?,
             wave_reps: num("BENCH_WAVE_REPS", if smoke { 1 } else { 3 })?,
             warmup: if smoke { 1 } else { 3 },
+            profile_runs: num("BENCH_PROFILE_RUNS", if smoke { 3 } else { 20 })?,
+            strace_runs: num("BENCH_STRACE_RUNS", if smoke { 1 } else { 3 })?,
+            dra_runs: num("BENCH_DRA_RUNS", if smoke { 5 } else { 100 })?,
         })
     }
 }
@@ -114,7 +140,15 @@ fn run() -> Result<bool, String> {
         p.concurrency,
         p.wave_reps
     );
-    println!("plugin: {PLUGIN}");
+    let plugin = plugin();
+    println!("plugin: {plugin}");
+    if no_fsync() {
+        let carries = std::fs::read(&plugin).is_ok_and(|b| b.windows(27).any(|w| w == b"USERSPACE_CNI_TEST_NO_FSYNC"));
+        if !carries {
+            return Err(format!("BENCH_NO_FSYNC=1 needs a failpoints build (cargo build --release --features failpoints): {plugin} lacks the switch"));
+        }
+        println!("fsync: off (USERSPACE_CNI_TEST_NO_FSYNC=1)");
+    }
 
     let t = Instant::now();
     let lab = Lab::start_with("bench", &LabOptions::busy_pmd()).map_err(|e| format!("start lab: {e}"))?;
@@ -136,6 +170,18 @@ fn run() -> Result<bool, String> {
 
     let mut errors = Errors::default();
     let report = measure(&p, &ours, &up, &wd, &mut errors);
+    // The profiles run on the existing bridge the anchor keeps, before the cleanup DELs it.
+    let (shares, fsyncs) = if report.is_some() {
+        let log = node.path().join("log").join("steps.log");
+        let shares = profile::step_shares(&ours, BR_OURS_EXIST, &log, p.profile_runs, &mut errors);
+        let _ = std::fs::remove_file(&log);
+        let trace = node.path().join("strace.out");
+        (Some(shares), Some(profile::fsyncs(&ours, BR_OURS_EXIST, &trace, p.strace_runs, &mut errors)))
+    } else {
+        (None, None)
+    };
+    #[cfg(feature = "kubernetes")]
+    let dra = report.as_ref().and_then(|_| dra::measure(&lab, p.dra_runs, p.warmup, &mut errors));
     // Tear down the anchors even when measuring failed, then look for anything left.
     cleanup(&ours, &up, &mut errors);
     let leftovers = leftovers(&lab, node.path());
@@ -144,6 +190,21 @@ fn run() -> Result<bool, String> {
 
     if let Some(r) = &report {
         r.print(&p);
+    }
+    if let Some(s) = &shares {
+        s.print();
+    }
+    if let Some(f) = &fsyncs {
+        println!();
+        profile::print_fsyncs(f);
+    }
+    #[cfg(feature = "kubernetes")]
+    if let Some(d) = &dra {
+        println!();
+        println!(
+            "DRA (in-process PipelineDriver, bridge exists, {} claims, ms): Prepare p50 / p90 / p99 {:.2} / {:.2} / {:.2}; Unprepare {:.2} / {:.2} / {:.2}",
+            d.prepare.n, d.prepare.p50, d.prepare.p90, d.prepare.p99, d.unprepare.p50, d.unprepare.p90, d.unprepare.p99
+        );
     }
     println!();
     println!("machine: {} CPUs; load average before: {load_before}; after: {load_after}", cpus());
@@ -389,7 +450,7 @@ fn leftovers(lab: &Lab, root: &Path) -> Vec<String> {
             }
         }
     }
-    let allowed = ["userspace.toml", "state", "state/node.lock", "shared", "upstream-shared"];
+    let allowed = ["userspace.toml", "state", "state/node.lock", "shared", "upstream-shared", "log"];
     let mut files = Vec::new();
     walk(root, root, &mut files);
     for f in files {
@@ -446,6 +507,9 @@ struct Ours<'a> {
     log_file: Option<String>,
 }
 
+/// CNI config key `logFile` and `logLevel` debug, or nothing.
+type DebugLog<'p> = Option<&'p Path>;
+
 impl<'a> Ours<'a> {
     fn new(lab: &'a Lab, root: &Path, netns: &str, wd: &'a Watchdog) -> Ours<'a> {
         let p = |rel: &str| root.join(rel).display().to_string();
@@ -458,18 +522,21 @@ impl<'a> Ours<'a> {
             ("USERSPACE_CNI_OVSDB".to_string(), lab.db_endpoint()),
             ("USERSPACE_CNI_OVS_SOCK_DIR".to_string(), lab.sock_dir().display().to_string()),
         ];
+        if no_fsync() {
+            settings.push(("USERSPACE_CNI_TEST_NO_FSYNC".to_string(), "1".to_string()));
+        }
         // Profiling aid: BENCH_LOG_FILE=<path> runs ours at logLevel debug into that file, whose
         // per-step `elapsed_us` spans show where the time goes (it costs a little itself).
         let log_file = std::env::var("BENCH_LOG_FILE").ok().filter(|v| !v.is_empty());
         let log_root = log_file.as_deref().and_then(|f| Path::new(f).parent()).map(|d| d.display().to_string());
         settings.push(("USERSPACE_CNI_SHARED_ROOTS".to_string(), p("shared")));
-        if let Some(log_root) = log_root {
-            settings.push(("USERSPACE_CNI_LOG_ROOTS".to_string(), log_root));
-        }
+        // The step-share pass logs into the node's own log dir.
+        let roots = log_root.into_iter().chain([p("log")]).collect::<Vec<_>>().join(":");
+        settings.push(("USERSPACE_CNI_LOG_ROOTS".to_string(), roots));
         Ours { lab, wd, settings, netns: netns.to_string(), log_file }
     }
 
-    fn conf(&self, bridge: &str) -> Vec<u8> {
+    fn conf(&self, bridge: &str, debug_log: DebugLog) -> Vec<u8> {
         let mut conf = json!({
             "cniVersion": "1.1.0",
             "name": NETWORK,
@@ -478,15 +545,24 @@ impl<'a> Ours<'a> {
                      "vhost": {"mode": "client"}, "bridge": {"bridgeName": bridge}},
             "container": {"engine": "ovs-dpdk", "iftype": "vhostuser", "netType": "interface"}
         });
-        if let Some(log) = &self.log_file {
+        let log = debug_log.map(|p| p.display().to_string()).or_else(|| self.log_file.clone());
+        if let Some(log) = log {
             conf["logLevel"] = json!("debug");
             conf["logFile"] = json!(log);
         }
         conf.to_string().into_bytes()
     }
 
-    fn command(&self, verb: &str, cid: &str) -> Command {
-        let mut c = Command::new(PLUGIN);
+    /// The plugin, or `wrap[0] wrap[1..] PLUGIN` (strace), with the CNI environment.
+    fn command(&self, wrap: &[String], verb: &str, cid: &str) -> Command {
+        let mut c = match wrap.split_first() {
+            Some((w, args)) => {
+                let mut c = Command::new(w);
+                c.args(args).arg(plugin());
+                c
+            }
+            None => Command::new(plugin()),
+        };
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -499,7 +575,11 @@ impl<'a> Ours<'a> {
     }
 
     fn call(&self, verb: &str, bridge: &str, cid: &str) -> Result<Proc, String> {
-        let p = run_timed(self.wd, self.command(verb, cid), Some(&self.conf(bridge)))?;
+        self.call_with(&[], verb, bridge, cid, None)
+    }
+
+    fn call_with(&self, wrap: &[String], verb: &str, bridge: &str, cid: &str, log: DebugLog) -> Result<Proc, String> {
+        let p = run_timed(self.wd, self.command(wrap, verb, cid), Some(&self.conf(bridge, log)))?;
         if p.code != Some(0) {
             return Err(format!("{verb} {}: exit {:?}: {}{}", cid12(cid), p.code, p.stdout.trim(), p.stderr.trim()));
         }
@@ -507,7 +587,25 @@ impl<'a> Ours<'a> {
     }
 
     fn add(&self, bridge: &str, cid: &str) -> Result<Duration, String> {
-        let p = self.call("ADD", bridge, cid)?;
+        self.add_logged_opt(bridge, cid, None)
+    }
+
+    /// ADD at logLevel debug into `log` (the step-share pass).
+    fn add_logged(&self, bridge: &str, cid: &str, log: &Path) -> Result<Duration, String> {
+        self.add_logged_opt(bridge, cid, Some(log))
+    }
+
+    fn del_logged(&self, bridge: &str, cid: &str, log: &Path) -> Result<Duration, String> {
+        self.call_with(&[], "DEL", bridge, cid, Some(log)).map(|p| p.elapsed)
+    }
+
+    /// A verb under a wrapper (strace), untimed use.
+    fn call_wrapped(&self, wrap: &[String], verb: &str, bridge: &str, cid: &str) -> Result<Proc, String> {
+        self.call_with(wrap, verb, bridge, cid, None)
+    }
+
+    fn add_logged_opt(&self, bridge: &str, cid: &str, log: DebugLog) -> Result<Duration, String> {
+        let p = self.call_with(&[], "ADD", bridge, cid, log)?;
         let v: Value =
             serde_json::from_str(&p.stdout).map_err(|e| format!("ADD result is not JSON ({e}): {}", p.stdout))?;
         let has_socket = v["interfaces"].as_array().is_some_and(|a| a.iter().any(|i| i["socketPath"].is_string()));
@@ -522,7 +620,7 @@ impl<'a> Ours<'a> {
     }
 
     fn version(&self) -> Result<Duration, String> {
-        let mut c = Command::new(PLUGIN);
+        let mut c = Command::new(plugin());
         c.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default()).env("CNI_COMMAND", "VERSION");
         let p = run_timed(self.wd, c, Some(br#"{"cniVersion":"1.1.0"}"#))?;
         if p.code != Some(0) || !p.stdout.contains("supportedVersions") {

@@ -2,11 +2,12 @@
 # Install what the demo and the tests need on a Debian 12 machine (as root): Debian's OVS-DPDK,
 # DPDK (testpmd), the reference CNI plugins (host-local), and what builds and runs the static
 # binary and its image (musl-tools, buildah, podman, skopeo, umoci, runc, the musl Rust target),
-# and busybox-static (the root filesystem of the CDI test's podman container).
+# busybox-static (the root filesystem of the CDI test's podman container), and strace (the
+# benchmarks count the plugin's fsyncs per verb with it).
 # Skips what is already installed.
 set -euo pipefail
 PKGS="openvswitch-switch-dpdk dpdk dpdk-dev containernetworking-plugins iproute2 util-linux procps
-  musl-tools buildah podman skopeo umoci runc file openssl curl xz-utils busybox-static"
+  musl-tools buildah podman skopeo umoci runc file openssl curl xz-utils busybox-static strace"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing="$missing $p"

@@ -58,6 +58,8 @@ ls -l "$BIN"
 
 echo "==> benchmark smoke (the full run: cargo bench --bench latency)"
 cargo bench --bench latency -- --smoke
+echo "==> second harness smoke (the full run: python3 benches/harness.py; docs/performance.md)"
+python3 benches/harness.py --smoke --bin "$BIN"
 
 echo "==> fuzz smoke: 60 s of the config parser (the 10-minute campaign is in README)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
