@@ -274,19 +274,14 @@ impl World {
     }
 
     fn ports_of(&self, uid: &str) -> Vec<String> {
-        self.lab
-            .ports(self.bridge)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| self.lab.vsctl(&["get", "Port", p, "external_ids"]).is_ok_and(|ids| ids.contains(uid)))
-            .collect()
+        support::ports_tagged_with(&self.lab, self.bridge, uid)
     }
 
     /// Everything of a claim on the node: its ports, records, CDI specs, metadata, socket dir.
     fn traces_of(&self, c: &ClaimRef) -> Vec<String> {
         let mut out: Vec<String> = self.ports_of(&c.uid).into_iter().map(|p| format!("port {p}")).collect();
         for dir in ["state", "cdi", "meta"] {
-            for e in entries(&self.node.path(dir)) {
+            for e in support::entries(&self.node.path(dir)) {
                 if e.contains(&c.uid) {
                     out.push(format!("{dir}/{e}"));
                 }
@@ -299,21 +294,9 @@ impl World {
     fn nothing_left(&self) -> Vec<String> {
         let mut out: Vec<String> =
             self.lab.ports(self.bridge).unwrap_or_default().into_iter().map(|p| format!("port {p}")).collect();
-        for dir in ["dra", "meta", "cdi"] {
-            out.extend(entries(&self.node.path(dir)).into_iter().map(|e| format!("{dir}/{e}")));
-        }
-        out.extend(
-            entries(&self.node.state_dir()).into_iter().filter(|e| e.ends_with(".json")).map(|e| format!("state/{e}")),
-        );
+        out.extend(support::dra_files(&self.node));
         out
     }
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let Ok(list) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
 }
 
 /// The socket path the metadata gives the VM (the container's view) and the mounts of the

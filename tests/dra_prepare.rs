@@ -119,32 +119,13 @@ impl Env {
 
     /// Every file the DRA side may leave: socket dirs, metadata, CDI specs, records.
     fn leftovers(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for dir in ["dra", "meta", "cdi"] {
-            out.extend(entries(&self.node.path(dir)).into_iter().map(|e| format!("{dir}/{e}")));
-        }
-        out.extend(
-            entries(&self.node.state_dir()).into_iter().filter(|e| e.ends_with(".json")).map(|e| format!("state/{e}")),
-        );
-        out
+        support::dra_files(&self.node)
     }
-}
-
-/// The names in `dir`, sorted; none when it does not exist (nothing was ever made there).
-fn entries(dir: &Path) -> Vec<String> {
-    let Ok(list) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
 }
 
 /// Ports on `bridge` owned by claim `uid` (the `external_ids` the backend stamps).
 fn ports_of(lab: &Lab, bridge: &str, uid: &str) -> Vec<String> {
-    lab.ports(bridge)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| lab.vsctl(&["get", "Port", p, "external_ids"]).map(|ids| ids.contains(uid)).unwrap_or(false))
-        .collect()
+    support::ports_tagged_with(lab, bridge, uid)
 }
 
 fn read_spec(path: &Path) -> CdiSpec {
@@ -313,12 +294,12 @@ fn an_interrupted_prepare_is_undone_and_prepared_again() {
     rec["complete"] = json!(false);
     rec["outputs"] = Value::Null;
     std::fs::write(&record, serde_json::to_vec(&rec).expect("json")).expect("rewrite");
-    for spec in entries(&env.node.path("cdi")) {
+    for spec in support::entries(&env.node.path("cdi")) {
         std::fs::remove_file(env.node.path("cdi").join(spec)).expect("remove a spec");
     }
     assert_eq!(env.prepare(&c).expect("prepare after the interruption"), first);
     assert_eq!(ports_of(&lab, "br-drai", &u).len(), 1, "one port, not two");
-    assert_eq!(entries(&env.node.path("cdi")).len(), 2);
+    assert_eq!(support::entries(&env.node.path("cdi")).len(), 2);
     env.unprepare(&c).expect("unprepare");
     assert!(ports_of(&lab, "br-drai", &u).is_empty());
     assert_eq!(env.leftovers(), Vec::<String>::new());

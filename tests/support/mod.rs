@@ -456,3 +456,31 @@ pub fn sandbox(res: &Value) -> Value {
 pub fn socket_path(res: &Value) -> PathBuf {
     PathBuf::from(sandbox(res)["socketPath"].as_str().unwrap_or_else(|| panic!("no socketPath in {res}")))
 }
+
+/// The names in `dir`, sorted; none when it does not exist (nothing was ever made there).
+pub fn entries(dir: &Path) -> Vec<String> {
+    let Ok(list) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> = list.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Every file the DRA side may leave on `node` (the DRA tests' settings put the socket dirs in
+/// `dra/`, metadata in `meta/`, CDI specs in `cdi/`): their entries and the records.
+pub fn dra_files(node: &Node) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in ["dra", "meta", "cdi"] {
+        out.extend(entries(&node.path(dir)).into_iter().map(|e| format!("{dir}/{e}")));
+    }
+    out.extend(entries(&node.state_dir()).into_iter().filter(|e| e.ends_with(".json")).map(|e| format!("state/{e}")));
+    out
+}
+
+/// The ports on `bridge` whose `external_ids` name `id` (a claim uid, a container id).
+pub fn ports_tagged_with(lab: &testlab::Lab, bridge: &str, id: &str) -> Vec<String> {
+    lab.ports(bridge)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| lab.vsctl(&["get", "Port", p, "external_ids"]).is_ok_and(|ids| ids.contains(id)))
+        .collect()
+}
