@@ -99,15 +99,7 @@ fn check(field: &'static str, shape: Shape, value: &str) -> Result<(), ClaimErro
 
 /// `req` of `req/sub`, after checking both parts are DNS labels.
 pub fn base_request(request: &str) -> Result<&str, ClaimError> {
-    let (base, sub) = match request.split_once('/') {
-        Some((b, s)) => (b, Some(s)),
-        None => (request, None),
-    };
-    check("request", Shape::DnsLabel, base)?;
-    if let Some(sub) = sub {
-        check("subrequest", Shape::DnsLabel, sub)?;
-    }
-    Ok(base)
+    crate::plan::k8s_names::base_request(request, check)
 }
 
 /// The opaque parameters as written in the claim (the PoC's `OvsPortConfig`). Unknown keys are

@@ -140,15 +140,7 @@ fn check(field: &'static str, shape: Shape, value: &str) -> Result<(), MetadataE
 
 /// `req` of `req/sub`, after checking that the reference is one or two DNS labels.
 fn base_request(request: &str) -> Result<&str, MetadataError> {
-    let (base, sub) = match request.split_once('/') {
-        Some((base, sub)) => (base, Some(sub)),
-        None => (request, None),
-    };
-    check("request", Shape::DnsLabel, base)?;
-    if let Some(sub) = sub {
-        check("subrequest", Shape::DnsLabel, sub)?;
-    }
-    Ok(base)
+    super::k8s_names::base_request(request, check)
 }
 
 impl MetadataClaim {

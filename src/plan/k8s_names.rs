@@ -71,6 +71,20 @@ fn dns_label(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `req` of a request reference `req` or `req/sub`, after `check` (the caller's: its error names
+/// the field) found each part a DNS label. Paths and names use the base; metadata the whole.
+pub fn base_request<E>(request: &str, check: impl Fn(&'static str, Shape, &str) -> Result<(), E>) -> Result<&str, E> {
+    let (base, sub) = match request.split_once('/') {
+        Some((base, sub)) => (base, Some(sub)),
+        None => (request, None),
+    };
+    check("request", Shape::DnsLabel, base)?;
+    if let Some(sub) = sub {
+        check("subrequest", Shape::DnsLabel, sub)?;
+    }
+    Ok(base)
+}
+
 /// How many characters of an outside value an error message repeats.
 const SHOWN_CHARS: usize = 64;
 
