@@ -19,13 +19,10 @@ const MAX_STDIN: u64 = 1 << 20;
 /// inventory (only the test binary passes one).
 pub fn main(extra: &[&'static BackendRegistration]) -> i32 {
     if std::env::var_os("CNI_COMMAND").is_none() {
-        // A CLI piped into `head` or `grep -q` must end quietly when the reader goes away, as
-        // Unix tools do, instead of panicking on EPIPE (Rust ignores SIGPIPE by default). CNI
-        // mode keeps ignoring it: there the runtime holds the pipe and we must finish rollback.
-        // SAFETY: setting a signal disposition to its default before any thread is started.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        // SIGPIPE stays ignored (Rust's default) here too: the DRA plugin and `gc --every`
+        // runs write to sockets whose peer may leave (a restarted ovsdb-server, kubelet dropping
+        // a connection) and must see EPIPE, not die of it. A CLI piped into `head` still ends
+        // as Unix tools do: `stdout::write` raises SIGPIPE when stdout's reader is gone.
         let mut args = std::env::args_os().skip(1);
         if args.next().is_some_and(|a| a == "dra-plugin") {
             let rest: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();

@@ -17,5 +17,6 @@ pub mod rbac;
 pub mod reconcile;
 pub mod settings;
 pub mod state;
+pub mod stdout;
 pub mod steps;
 pub mod verbs;

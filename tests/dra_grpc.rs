@@ -6,6 +6,7 @@
 
 #[path = "support/fake_kubelet.rs"]
 mod fake_kubelet;
+mod support;
 
 use async_trait::async_trait;
 use fake_kubelet::{container_command, resolve_cdi, FakeKubelet};
@@ -431,4 +432,62 @@ fn the_fake_runtime_refuses_targets_outside_its_private_run() {
     assert!(container_command(std::slice::from_ref(&mount), "true", &[]).is_err());
     let dotdot = fake_kubelet::Mount { container_path: PathBuf::from("/run/../etc/x"), ..mount };
     assert!(container_command(&[dotdot], "true", &[]).is_err());
+}
+
+/// The shipped binary as `userspace dra-plugin`, its own process, with no API server (it logs
+/// that and serves on): peers that connect and hang up before the plugin writes its first frame
+/// (kubelet restarting, a probe) give the plugin EPIPE on a socket, which must not kill it. A CI
+/// run once lost the plugin under a batch to signal 13 (the CLI then restored SIGPIPE's default).
+#[test]
+fn the_plugin_process_outlives_peers_that_hang_up() {
+    use std::io::Write;
+    let node = support::Node::new();
+    let mut env = node.settings_env();
+    for (k, v) in [
+        ("DRA_SOCKET_ROOT", node.path("dra").display().to_string()),
+        ("DRA_METADATA_DIR", node.path("meta").display().to_string()),
+        ("CDI_DIR", node.path("cdi").display().to_string()),
+        ("DRA_BRIDGES", "br-x=1500".to_owned()),
+        ("DRA_KUBECONFIG", node.path("no-kubeconfig").display().to_string()),
+        ("NODE_NAME", "node-a".to_owned()),
+    ] {
+        env.push((format!("USERSPACE_CNI_{k}"), v));
+    }
+    let log = node.path("plugin.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let mut child = std::process::Command::new(support::PLUGIN_BIN)
+        .arg("dra-plugin")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn userspace dra-plugin");
+    let sockets = PluginSockets::new(&node.path("kubelet"), DRIVER);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let first = rt.block_on(FakeKubelet::register(&node.path("kubelet/plugins_registry"), REGISTER_WITHIN));
+    let report = |child: &mut std::process::Child| {
+        format!("{:?}\n{}", child.try_wait(), std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    if let Err(e) = first {
+        let _ = child.kill();
+        panic!("registration: {e}\n{}", report(&mut child));
+    }
+    // HTTP/2's connection preface and an empty SETTINGS frame, then gone.
+    let hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    for round in 0..300 {
+        for socket in [&sockets.registration, &sockets.service] {
+            if let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) {
+                let _ = s.write_all(if round % 2 == 0 { &hello[..] } else { &hello[..24] });
+            }
+        }
+    }
+    let again = rt.block_on(FakeKubelet::register(&node.path("kubelet/plugins_registry"), REGISTER_WITHIN));
+    let alive = child.try_wait().expect("try_wait").is_none();
+    let state = report(&mut child);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive && again.is_ok(), "the plugin died or stopped answering: {:?}\n{state}", again.err());
 }

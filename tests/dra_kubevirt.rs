@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use support::envtest::Envtest;
 use support::{Node, PLUGIN_BIN};
 use testlab::{Lab, Testpmd, VhostPort};
+use userspace_cni::dra::proto::dra_v1::Device;
 use userspace_cni::dra::ClaimRef;
 use userspace_cni::plan::dra_metadata::{Attribute, DeviceMetadata};
 use userspace_cni::rbac::{Identity, NAMESPACE};
@@ -34,6 +35,9 @@ const DRIVER: &str = "ovsdpdk.k8snetworkplumbingwg.io";
 const NODE: &str = "node-a";
 const NS: &str = "vms";
 const REGISTER_WAIT: Duration = Duration::from_secs(30);
+
+/// kubelet's view of a batch's answer: each claim's result by UID.
+type Answers<T> = std::collections::BTreeMap<String, Result<T, String>>;
 
 /// The node, the DRA plugin's pod (its token is bound to it), the reconciler's pod, the VMs'
 /// namespace. The VMs' launcher pods and claims are made per test.
@@ -90,6 +94,28 @@ impl Plugin {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process still runs (and if not, its wait status, read from the zombie's
+    /// `/proc/<pid>/stat` without reaping it) and its log: what a failed call is explained by.
+    fn report(&self) -> String {
+        let state = match &self.child {
+            None => "not running (reaped)".to_owned(),
+            Some(c) => {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+                let fields: Vec<&str> =
+                    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+                match fields.first() {
+                    Some(&"Z") => {
+                        let status: i32 = fields.last().and_then(|f| f.parse().ok()).unwrap_or(-1);
+                        format!("exited: exit code {}, signal {}", (status >> 8) & 0xff, status & 0x7f)
+                    }
+                    Some(state) => format!("running (state {state})"),
+                    None => "gone".to_owned(),
+                }
+            }
+        };
+        format!("plugin process {state}; its log:\n{}", self.log())
     }
 
     /// SIGKILL, as the OOM killer or a node crash would.
@@ -178,6 +204,20 @@ impl World {
         self.rt
             .block_on(FakeKubelet::register(&self.node.path("kubelet/plugins_registry"), REGISTER_WAIT))
             .unwrap_or_else(|e| panic!("registration: {e}\nplugin log:\n{}", plugin.log()))
+    }
+
+    /// NodePrepareResources, which must not fail as a whole; if it does, the plugin's state and log.
+    fn prepare(&self, kubelet: &mut FakeKubelet, plugin: &Plugin, claims: &[ClaimRef]) -> Answers<Vec<Device>> {
+        self.rt
+            .block_on(kubelet.try_prepare(claims))
+            .unwrap_or_else(|status| panic!("NodePrepareResources failed as a whole: {status}\n{}", plugin.report()))
+    }
+
+    /// NodeUnprepareResources, which must not fail as a whole.
+    fn unprepare(&self, kubelet: &mut FakeKubelet, plugin: &Plugin, claims: &[ClaimRef]) -> Answers<()> {
+        self.rt
+            .block_on(kubelet.try_unprepare(claims))
+            .unwrap_or_else(|status| panic!("NodeUnprepareResources failed as a whole: {status}\n{}", plugin.report()))
     }
 
     /// A VM: its launcher pod on node-a and the claim the resourceclaim controller makes from the
@@ -342,7 +382,7 @@ fn a_vmi_shaped_flow_runs_end_to_end_and_one_bad_claim_never_fails_the_batch() {
     let b = w.vm("vm2", Some(100));
     // Allocated on a bridge this node does not offer: its own error, the others prepared.
     let bad = w.vm_on("vm3", None, "br-elsewhere");
-    let answers = w.rt.block_on(kubelet.prepare(&[a.clone(), bad.clone(), b.clone()]));
+    let answers = w.prepare(&mut kubelet, &plugin, &[a.clone(), bad.clone(), b.clone()]);
     let err = answers[&bad.uid].as_ref().expect_err("the bad claim fails");
     assert!(err.contains("br-elsewhere"), "{err}");
     let da = answers[&a.uid].as_ref().unwrap_or_else(|e| panic!("claim a: {e}\n{}", plugin.log()));
@@ -370,7 +410,7 @@ fn a_vmi_shaped_flow_runs_end_to_end_and_one_bad_claim_never_fails_the_batch() {
     .expect("testpmd");
     assert_eq!((sent, received), (32, 32), "packets between the two VMs' ports");
 
-    let answers = w.rt.block_on(kubelet.unprepare(&[a.clone(), b.clone(), bad.clone()]));
+    let answers = w.unprepare(&mut kubelet, &plugin, &[a.clone(), b.clone(), bad.clone()]);
     for (uid, r) in &answers {
         r.as_ref().unwrap_or_else(|e| panic!("unprepare {uid}: {e}"));
     }
@@ -394,7 +434,7 @@ fn kills_restarts_a_reboot_and_the_clean_up_passes_leave_nothing_and_never_touch
     // Restarted: kubelet prepares again; the interrupted attempt is undone and done again.
     let plugin = w.plugin(None, "plugin-2.log");
     let mut kubelet = w.kubelet(&plugin);
-    let first = w.rt.block_on(kubelet.prepare(&[a.clone(), b.clone()]));
+    let first = w.prepare(&mut kubelet, &plugin, &[a.clone(), b.clone()]);
     let first_a = first[&a.uid].clone().unwrap_or_else(|e| panic!("{e}\n{}", plugin.log()));
     assert!(first[&b.uid].is_ok());
     assert_eq!(w.ports_of(&a.uid).len(), 1, "one port, not two");
@@ -403,14 +443,14 @@ fn kills_restarts_a_reboot_and_the_clean_up_passes_leave_nothing_and_never_touch
     drop(plugin);
     let mut plugin = w.plugin(None, "plugin-3.log");
     let mut kubelet = w.kubelet(&plugin);
-    let un = w.rt.block_on(kubelet.unprepare(std::slice::from_ref(&a)));
+    let un = w.unprepare(&mut kubelet, &plugin, std::slice::from_ref(&a));
     un[&a.uid].as_ref().unwrap_or_else(|e| panic!("{e}"));
     assert!(w.traces_of(&a).is_empty(), "after a restart Unprepare left {:?}", w.traces_of(&a));
     assert_eq!(w.ports_of(&b.uid).len(), 1, "the live claim b is untouched");
 
     // A reboot: /var/run is gone (CDI specs, socket dirs, metadata), the records stay; kubelet
     // prepares again after the plugin registers, and gets the same devices.
-    let again = w.rt.block_on(kubelet.prepare(std::slice::from_ref(&a)));
+    let again = w.prepare(&mut kubelet, &plugin, std::slice::from_ref(&a));
     assert_eq!(again[&a.uid].as_ref().expect("prepare a again"), &first_a);
     assert_eq!(plugin.stop().code(), Some(0), "SIGTERM ends the plugin cleanly:\n{}", plugin.log());
     for dir in ["cdi", "dra", "meta"] {
@@ -418,7 +458,7 @@ fn kills_restarts_a_reboot_and_the_clean_up_passes_leave_nothing_and_never_touch
     }
     let plugin = w.plugin(None, "plugin-4.log");
     let mut kubelet = w.kubelet(&plugin);
-    let after = w.rt.block_on(kubelet.prepare(&[a.clone(), b.clone()]));
+    let after = w.prepare(&mut kubelet, &plugin, &[a.clone(), b.clone()]);
     assert_eq!(after[&a.uid].as_ref().unwrap_or_else(|e| panic!("{e}\n{}", plugin.log())), &first_a);
     let (path, _) = as_the_runtime_sees_it(&w.node.path("cdi"), &first_a[0].cdi_device_ids);
     assert_eq!(path, "/var/run/ovsdpdk/nic/vhost/vhost.sock");
@@ -458,7 +498,7 @@ fn a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare() 
     let live = w.vm("vm0", None);
     let plugin = w.plugin(None, "plugin-live.log");
     let mut kubelet = w.kubelet(&plugin);
-    w.rt.block_on(kubelet.prepare(std::slice::from_ref(&live)))[&live.uid].as_ref().expect("live claim");
+    w.prepare(&mut kubelet, &plugin, std::slice::from_ref(&live))[&live.uid].as_ref().expect("live claim");
     drop(plugin);
     let live_before = w.traces_of(&live);
 
@@ -477,13 +517,13 @@ fn a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare() 
             let plugin = w.plugin(None, &format!("plugin-after-{n}.log"));
             let mut kubelet = w.kubelet(&plugin);
             if n % 2 == 0 {
-                let again = w.rt.block_on(kubelet.prepare(std::slice::from_ref(&c)));
+                let again = w.prepare(&mut kubelet, &plugin, std::slice::from_ref(&c));
                 let devices =
                     again[&c.uid].as_ref().unwrap_or_else(|e| panic!("{step}:{phase}: {e}\n{}", plugin.log()));
                 assert_eq!(devices[0].device_name, w.bridge);
                 assert_eq!(w.ports_of(&c.uid).len(), 1, "{step}:{phase}: one port after Prepare again");
             }
-            let un = w.rt.block_on(kubelet.unprepare(std::slice::from_ref(&c)));
+            let un = w.unprepare(&mut kubelet, &plugin, std::slice::from_ref(&c));
             un[&c.uid].as_ref().unwrap_or_else(|e| panic!("{step}:{phase}: {e}\n{}", plugin.log()));
             assert!(w.traces_of(&c).is_empty(), "{step}:{phase}: left {:?}\n{}", w.traces_of(&c), plugin.log());
             assert_eq!(w.traces_of(&live), live_before, "{step}:{phase}: the live claim was touched");
@@ -491,6 +531,6 @@ fn a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare() 
     }
     let plugin = w.plugin(None, "plugin-end.log");
     let mut kubelet = w.kubelet(&plugin);
-    w.rt.block_on(kubelet.unprepare(std::slice::from_ref(&live)))[&live.uid].as_ref().expect("unprepare live");
+    w.unprepare(&mut kubelet, &plugin, std::slice::from_ref(&live))[&live.uid].as_ref().expect("unprepare live");
     assert_eq!(w.nothing_left(), Vec::<String>::new());
 }

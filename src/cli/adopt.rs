@@ -39,7 +39,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             "--dry-run" => dry_run = true,
             "--json" => json_out = true,
             "-h" | "--help" => {
-                print!("{USAGE}");
+                crate::stdout::out!("{USAGE}");
                 return 0;
             }
             other => {
@@ -101,13 +101,16 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
                        "network": network, "detail": l.detail})
             })
             .collect();
-        println!("{}", json!({"dryRun": dry_run, "files": list, "notAdopted": failed, "summary": summary}));
+        crate::stdout::outln!(
+            "{}",
+            json!({"dryRun": dry_run, "files": list, "notAdopted": failed, "summary": summary})
+        );
     } else {
         for l in &lines {
             let who = l.attachment.as_ref().map(|(c, i, n)| format!(" {c}/{i} (network {n})")).unwrap_or_default();
-            println!("{:<15} {}{who}: {}", l.outcome, l.file.display(), l.detail);
+            crate::stdout::outln!("{:<15} {}{who}: {}", l.outcome, l.file.display(), l.detail);
         }
-        println!("{summary}");
+        crate::stdout::outln!("{summary}");
     }
     i32::from(failed > 0)
 }

@@ -71,7 +71,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
                 }
             },
             "-h" | "--help" => {
-                print!("{USAGE}");
+                crate::stdout::out!("{USAGE}");
                 return 0;
             }
             other => {
@@ -106,7 +106,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
     };
     let ok = checks.iter().all(|c| c.status != Status::Fail);
     if json_out {
-        println!("{}", serde_json::json!({"ok": ok, "checks": checks}));
+        crate::stdout::outln!("{}", serde_json::json!({"ok": ok, "checks": checks}));
     } else {
         for c in &checks {
             let mark = match c.status {
@@ -114,16 +114,16 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
                 Status::Fail => "✘",
                 Status::Skip => "-",
             };
-            println!("{mark} {}: {}", c.check, c.detail);
+            crate::stdout::outln!("{mark} {}: {}", c.check, c.detail);
             if let Some(h) = &c.hint {
-                println!("    hint: {h}");
+                crate::stdout::outln!("    hint: {h}");
             }
         }
         let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
         if ok {
-            println!("userspace doctor: all {} checks passed", checks.len());
+            crate::stdout::outln!("userspace doctor: all {} checks passed", checks.len());
         } else {
-            println!("userspace doctor: {failed} of {} checks failed", checks.len());
+            crate::stdout::outln!("userspace doctor: {failed} of {} checks failed", checks.len());
         }
     }
     if ok {

@@ -180,7 +180,7 @@ pub fn main(args: &[String]) -> i32 {
     for a in args {
         match a.as_str() {
             "-h" | "--help" => {
-                print!("{USAGE}");
+                crate::stdout::out!("{USAGE}");
                 return 0;
             }
             s if s.starts_with('-') => {
@@ -226,7 +226,7 @@ pub fn main(args: &[String]) -> i32 {
     for id in ids {
         match runtime.block_on(forget_one(&settings, &state, &id)) {
             Ok(Some(f)) => {
-                println!(
+                crate::stdout::outln!(
                     "forgot {}/{} (network {}, engine {}): removed its record and {}",
                     f.id.container_id,
                     f.id.ifname,
@@ -235,14 +235,18 @@ pub fn main(args: &[String]) -> i32 {
                     if f.undone.is_empty() { "nothing else".to_owned() } else { f.undone.join(", ") }
                 );
                 if !f.left.is_empty() {
-                    println!("  left in the dataplane for you to remove: {}", f.left.join("; "));
+                    crate::stdout::outln!("  left in the dataplane for you to remove: {}", f.left.join("; "));
                 }
                 for e in &f.errors.0 {
                     failed = true;
-                    println!("  FAILED: {e}");
+                    crate::stdout::outln!("  FAILED: {e}");
                 }
             }
-            Ok(None) => println!("{}/{}: its record went meanwhile (a DEL finished it)", id.container_id, id.ifname),
+            Ok(None) => crate::stdout::outln!(
+                "{}/{}: its record went meanwhile (a DEL finished it)",
+                id.container_id,
+                id.ifname
+            ),
             Err(e) => {
                 failed = true;
                 eprintln!("userspace forget: {}/{}: {e}", id.container_id, id.ifname);

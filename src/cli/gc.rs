@@ -180,7 +180,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
     let args = match parse_args(args) {
         Ok(Some(a)) => a,
         Ok(None) => {
-            print!("{USAGE}");
+            crate::stdout::out!("{USAGE}");
             return 0;
         }
         Err(e) => {
@@ -195,7 +195,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
     if let Some(max_age) = args.check_heartbeat {
         return match heartbeat::check(&settings.state_dir, max_age) {
             Ok(age) => {
-                println!("reconciler heartbeat {}s old (limit {}s)", age.as_secs(), max_age.as_secs());
+                crate::stdout::outln!("reconciler heartbeat {}s old (limit {}s)", age.as_secs(), max_age.as_secs());
                 0
             }
             Err(e) => {
@@ -262,7 +262,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
 fn print_report(r: &Report, json: bool) {
     if json {
         match serde_json::to_string(r) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => crate::stdout::outln!("{s}"),
             Err(e) => eprintln!("userspace gc: cannot encode the report: {e}"),
         }
         return;
@@ -277,29 +277,33 @@ fn print_report(r: &Report, json: bool) {
             o.netns.as_deref().unwrap_or("-")
         );
         match &o.action {
-            Action::Reaped | Action::WouldReap => println!("{verb} {who}: netns gone, {}s old", o.age_seconds),
-            Action::Failed { error } => println!("FAILED to remove {who}: {error}"),
+            Action::Reaped | Action::WouldReap => {
+                crate::stdout::outln!("{verb} {who}: netns gone, {}s old", o.age_seconds)
+            }
+            Action::Failed { error } => crate::stdout::outln!("FAILED to remove {who}: {error}"),
             // Live pods are the normal case: one summary line covers them.
             Action::Kept { why: Keep::NetnsAlive } => {}
-            Action::Kept { why } => println!("kept {who}: {why}"),
+            Action::Kept { why } => crate::stdout::outln!("kept {who}: {why}"),
         }
     }
     for f in &r.swept_files {
-        println!("{verb} stray state file {}", f.display());
+        crate::stdout::outln!("{verb} stray state file {}", f.display());
     }
     for p in &r.repairs {
         let who = format!("{}/{} (network {}, {})", p.container_id, p.ifname, p.network, p.engine);
         match &p.outcome {
-            RepairOutcome::Repaired { actions } => println!("repaired {who}: {}", actions.join("; ")),
-            RepairOutcome::WouldRepair { actions } => println!("would repair {who}: {}", actions.join("; ")),
-            RepairOutcome::Failed { error, .. } => println!("FAILED to repair {who}: {error}"),
-            RepairOutcome::Skipped { why } => println!("did not repair {who}: {why}"),
+            RepairOutcome::Repaired { actions } => crate::stdout::outln!("repaired {who}: {}", actions.join("; ")),
+            RepairOutcome::WouldRepair { actions } => {
+                crate::stdout::outln!("would repair {who}: {}", actions.join("; "))
+            }
+            RepairOutcome::Failed { error, .. } => crate::stdout::outln!("FAILED to repair {who}: {error}"),
+            RepairOutcome::Skipped { why } => crate::stdout::outln!("did not repair {who}: {why}"),
             // Healthy is the normal case: the summary line counts it.
             RepairOutcome::Healthy => {}
         }
     }
     let kept = r.attachments.iter().filter(|o| matches!(o.action, Action::Kept { .. })).count();
-    println!(
+    crate::stdout::outln!(
         "gc pass{}: {} attachments, {} {verb}, {kept} kept, {} stray files, {} errors{}",
         if r.dry_run { " (dry run)" } else { "" },
         r.attachments.len(),
@@ -310,7 +314,7 @@ fn print_report(r: &Report, json: bool) {
     );
     if !r.repairs.is_empty() {
         let count = |f: fn(&RepairOutcome) -> bool| r.repairs.iter().filter(|p| f(&p.outcome)).count();
-        println!(
+        crate::stdout::outln!(
             "repair{}: {} live attachments, {} {}, {} healthy, {} failed, {} skipped",
             if r.dry_run { " (dry run)" } else { "" },
             r.repairs.len(),
@@ -324,11 +328,11 @@ fn print_report(r: &Report, json: bool) {
     if let Some(m) = &r.node_mark {
         let verb = if r.dry_run { "would label" } else { "labelled" };
         for k in &m.set {
-            println!("{verb} node {} {k}=true", m.node);
+            crate::stdout::outln!("{verb} node {} {k}=true", m.node);
         }
         let verb = if r.dry_run { "would remove" } else { "removed" };
         for k in &m.removed {
-            println!("{verb} label {k} from node {}", m.node);
+            crate::stdout::outln!("{verb} label {k} from node {}", m.node);
         }
         if let Some(e) = &m.error {
             // Never an error of the pass: the reconciler's own work is done; the next pass retries.

@@ -18,7 +18,7 @@ pub fn main(args: &[String]) -> i32 {
         match a.as_str() {
             "--json" => json_out = true,
             "-h" | "--help" => {
-                print!("{USAGE}");
+                crate::stdout::out!("{USAGE}");
                 return 0;
             }
             other => {
@@ -40,9 +40,9 @@ pub fn main(args: &[String]) -> i32 {
         }
     };
     if json_out {
-        println!("{}", to_json(&found));
+        crate::stdout::outln!("{}", to_json(&found));
     } else {
-        print!("{}", table(&found));
+        crate::stdout::out!("{}", table(&found));
     }
     0
 }

@@ -115,7 +115,7 @@ pub fn main(args: &[String]) -> i32 {
     let args = match parse_args(args) {
         Ok(Some(a)) => a,
         Ok(None) => {
-            print!("{USAGE}");
+            crate::stdout::out!("{USAGE}");
             return 0;
         }
         Err(e) => {
@@ -126,15 +126,15 @@ pub fn main(args: &[String]) -> i32 {
     let version = env!("CARGO_PKG_VERSION");
     match install_binary(Path::new(SELF_EXE), &args.dir) {
         Ok(BinaryOutcome::Installed { path, bytes }) => {
-            println!("installed {} (userspace-cni {version}, {bytes} bytes)", path.display())
+            crate::stdout::outln!("installed {} (userspace-cni {version}, {bytes} bytes)", path.display())
         }
-        Ok(BinaryOutcome::Replaced { path, bytes, previous_bytes }) => println!(
+        Ok(BinaryOutcome::Replaced { path, bytes, previous_bytes }) => crate::stdout::outln!(
             "replaced {} with userspace-cni {version} ({bytes} bytes; the previous file had {previous_bytes})",
             path.display()
         ),
         Ok(BinaryOutcome::Unchanged { path, bytes, mode_fixed }) => {
             let mode = if mode_fixed { "; mode set to 0755" } else { "" };
-            println!(
+            crate::stdout::outln!(
                 "unchanged: {} already is userspace-cni {version} ({bytes} bytes), nothing written{mode}",
                 path.display()
             )
@@ -146,8 +146,10 @@ pub fn main(args: &[String]) -> i32 {
     }
     if let Some(path) = &args.settings {
         match install_settings(path) {
-            Ok(SettingsOutcome::Written(p)) => println!("wrote the settings file {} (built-in defaults)", p.display()),
-            Ok(SettingsOutcome::Kept(p)) => println!("settings file {} exists: left as is", p.display()),
+            Ok(SettingsOutcome::Written(p)) => {
+                crate::stdout::outln!("wrote the settings file {} (built-in defaults)", p.display())
+            }
+            Ok(SettingsOutcome::Kept(p)) => crate::stdout::outln!("settings file {} exists: left as is", p.display()),
             Err(e) => {
                 eprintln!("userspace install: {e}");
                 return 1;
@@ -282,7 +284,7 @@ fn remove_stale_temps(dir: &Path) {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age > STALE_TEMP);
         if old && fs::remove_file(entry.path()).is_ok() {
-            println!("removed {}, left by an interrupted install", entry.path().display());
+            crate::stdout::outln!("removed {}, left by an interrupted install", entry.path().display());
         }
     }
 }

@@ -62,10 +62,10 @@ pub fn main(registry: Registry) -> i32 {
                     .iter()
                     .map(|r| serde_json::json!({"engine": r.engine, "description": r.description}))
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                crate::stdout::outln!("{}", serde_json::Value::Array(list));
             } else {
                 for r in registry.registrations() {
-                    println!("{:<10} {}", r.engine, r.description);
+                    crate::stdout::outln!("{:<10} {}", r.engine, r.description);
                 }
             }
             0
@@ -77,11 +77,15 @@ pub fn main(registry: Registry) -> i32 {
         Some("adopt") => adopt::main(&registry, &args[1..]),
         Some("forget") => forget::main(&args[1..]),
         Some("version") | Some("--version") => {
-            println!("userspace-cni {} (CNI {})", env!("CARGO_PKG_VERSION"), crate::cni::version::SUPPORTED.join(", "));
+            crate::stdout::outln!(
+                "userspace-cni {} (CNI {})",
+                env!("CARGO_PKG_VERSION"),
+                crate::cni::version::SUPPORTED.join(", ")
+            );
             0
         }
         Some("help") | Some("--help") | Some("-h") | None => {
-            print!("{USAGE}");
+            crate::stdout::out!("{USAGE}");
             if args.is_empty() {
                 2
             } else {

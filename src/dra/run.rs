@@ -120,7 +120,7 @@ async fn publish_slice(settings: &NodeSettings, access: &ApiAccess, node: &str) 
 /// Run the plugin until a stop signal. Returns the process exit code.
 pub fn main(registry: Registry, args: &[String]) -> i32 {
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{USAGE}");
+        crate::stdout::out!("{USAGE}");
         return 0;
     }
     if let Some(a) = args.first() {

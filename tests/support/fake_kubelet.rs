@@ -186,20 +186,27 @@ impl FakeKubelet {
 
     /// NodeUnprepareResources as kubelet calls it.
     pub async fn unprepare(&mut self, claims: &[ClaimRef]) -> BTreeMap<String, Result<(), String>> {
+        self.try_unprepare(claims)
+            .await
+            .unwrap_or_else(|status| panic!("NodeUnprepareResources failed as a whole: {status}"))
+    }
+
+    /// [`FakeKubelet::unprepare`] where the call as a whole may fail: `Err` is the gRPC status.
+    pub async fn try_unprepare(&mut self, claims: &[ClaimRef]) -> Result<BTreeMap<String, Result<(), String>>, String> {
         let mut request = tonic::Request::new(NodeUnprepareResourcesRequest { claims: Self::claims(claims) });
         request.set_timeout(self.call_timeout);
         let call = self.client.node_unprepare_resources(request);
         let response = tokio::time::timeout(self.call_timeout + Duration::from_secs(1), call)
             .await
             .unwrap_or_else(|_| panic!("NodeUnprepareResources outlived its {:?} deadline", self.call_timeout))
-            .unwrap_or_else(|status| panic!("NodeUnprepareResources failed as a whole: {status}"))
+            .map_err(|status| status.to_string())?
             .into_inner();
         Self::check_keys(claims, response.claims.keys());
-        response
+        Ok(response
             .claims
             .into_iter()
             .map(|(uid, answer)| (uid, if answer.error.is_empty() { Ok(()) } else { Err(answer.error) }))
-            .collect()
+            .collect())
     }
 }
 
