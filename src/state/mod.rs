@@ -263,8 +263,7 @@ impl StateDir {
             sync_file(&f).map_err(write_err)?;
         }
         drop(f);
-        fs::rename(&tmp, &path).map_err(write_err)?;
-        Ok(())
+        replace(&tmp, &path).map_err(write_err)
     }
 
     /// The record of an attachment, if there is one. `<cid>_<ifname>` is ambiguous (both may
@@ -334,6 +333,44 @@ impl StateDir {
 
 /// A record holds at most the 1 MiB stdin config plus its plan; anything larger is not one.
 pub const MAX_RECORD: u64 = 8 << 20;
+
+/// Put `tmp` in `path`'s place atomically. An exchange, then the unlink of the old version now
+/// at `tmp`: a plain rename over an existing file makes ext4 (`auto_da_alloc`) start writing the
+/// new file's data back inside the rename, the cost of a partial fsync on every ADD and DEL,
+/// which this design does without (issue 15). Where the filesystem cannot exchange, or `path`
+/// does not exist yet, a plain rename.
+fn replace(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (from, to) = (c(tmp)?, c(path)?);
+    // SAFETY: renameat2(2) with two NUL-terminated paths that outlive the call; it touches no
+    // other memory. A raw syscall, so glibc and musl builds behave alike.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        // The new version is in place; an old one left at `tmp` is overwritten by the next write
+        // and removed with the record, so failing the verb over it would be wrong.
+        if let Err(e) = fs::remove_file(tmp) {
+            if e.kind() != ErrorKind::NotFound {
+                tracing::warn!(path = %tmp.display(), error = %e, "cannot remove a record's previous version");
+            }
+        }
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => fs::rename(tmp, path),
+        _ => Err(e),
+    }
+}
 
 fn read_record_file(path: &Path) -> Result<Option<Record>, StateError> {
     let open = OpenOptions::new()
@@ -417,6 +454,24 @@ mod tests {
                 Err(StateError::Corrupt { .. }) => assert!(!torn, "{:?} is torn", String::from_utf8_lossy(bytes)),
                 other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bytes)),
             }
+        }
+    }
+
+    /// The new version takes the old one's place (an exchange on filesystems that have it, else a
+    /// rename), a first version goes in by rename, and no previous version is left behind.
+    #[test]
+    fn replacing_leaves_the_new_version_and_no_old_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (tmp, path) = (dir.path().join(".r.json.tmp"), dir.path().join("r.json"));
+        std::fs::write(&tmp, b"first").expect("write");
+        replace(&tmp, &path).expect("first version");
+        assert_eq!(std::fs::read(&path).expect("read"), b"first");
+        assert!(!tmp.exists(), "the temp name is gone after a first version");
+        for version in ["second", "third"] {
+            std::fs::write(&tmp, version).expect("write");
+            replace(&tmp, &path).expect("replace");
+            assert_eq!(std::fs::read(&path).expect("read"), version.as_bytes());
+            assert!(!tmp.exists(), "the old version is removed after {version}");
         }
     }
 }

@@ -175,9 +175,16 @@ impl NodeSettings {
         if let Some(b) = &self.boot_id {
             return Some(b.clone());
         }
-        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-        let id = text.trim();
-        (!id.is_empty() && id.len() <= 64).then(|| id.to_owned())
+        // Constant for the life of a boot, so for this process: read once (an ADD asks for it
+        // for the record, the bridge and the port).
+        static KERNEL_BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        KERNEL_BOOT_ID
+            .get_or_init(|| {
+                let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+                let id = text.trim();
+                (!id.is_empty() && id.len() <= 64).then(|| id.to_owned())
+            })
+            .clone()
     }
 
     /// The OVSDB unix socket path, if the endpoint is `unix:`.
