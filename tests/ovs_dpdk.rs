@@ -336,3 +336,39 @@ fn server_mode_socket_gets_the_configured_group() {
     assert!(msg.contains("no-such-group-here"), "{msg}");
     assert!(!has_bridge(&lab, "br-grp"), "validation failed before any change");
 }
+
+/// DEL removes the port row its ADD recorded, in one transaction whose `wait` proves the row is
+/// still that attachment's (uuid, name, tags). A port someone else put under the same name
+/// after our ADD is not ours: DEL leaves it, and the bridge with it.
+#[test]
+fn del_removes_the_recorded_row_and_never_a_replacement_under_its_name() {
+    let lab = lab();
+    let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
+    let c = conf("net-uuid", "br-uuid", "client");
+    let (cid, port) = ("ab1d0000000000000000000000000001", "ab1d00000000-net1");
+    node.cni("ADD", cid, "net1", &c, &[]).expect_ok();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.state_dir().join(format!("{cid}_net1.json"))).expect("record"))
+            .expect("record JSON");
+    let uuid = lab.vsctl(&["get", "Port", port, "_uuid"]).expect("uuid");
+    assert_eq!(record["outputs"]["values"]["vhost-port"]["uuid"], uuid.trim(), "the record names the row: {record}");
+    assert!(record["outputs"]["values"]["vhost-port"]["ofport"].as_i64().is_some_and(|n| n > 0), "{record}");
+
+    // An administrator replaces the port under the same name (a new row, no tags of ours).
+    let server = lab.sock_dir().join("admin-uuid.sock");
+    let server_opt = format!("options:vhost-server-path={}", server.display());
+    lab.vsctl(&["del-port", "br-uuid", port]).expect("del-port");
+    lab.vsctl(&["add-port", "br-uuid", port, "--", "set", "Interface", port, "type=dpdkvhostuserclient", &server_opt])
+        .expect("add-port");
+    node.cni("DEL", cid, "net1", &c, &[]).expect_ok();
+    assert_eq!(ports(&lab, "br-uuid"), vec![port.to_string()], "the administrator's port stays");
+    assert!(has_bridge(&lab, "br-uuid"), "a bridge with a port in it stays");
+    assert_node_clean(&node, "after DEL");
+
+    // Once the administrator's port is gone, our (empty, tagged) bridge goes with the next DEL
+    // of an attachment on it.
+    lab.vsctl(&["del-port", "br-uuid", port]).expect("del-port");
+    node.cni("ADD", cid, "net1", &c, &[]).expect_ok();
+    node.cni("DEL", cid, "net1", &c, &[]).expect_ok();
+    assert!(!has_bridge(&lab, "br-uuid"), "our bridge goes with its last port");
+}

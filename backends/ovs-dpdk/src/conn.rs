@@ -9,6 +9,18 @@ use tokio::sync::{Mutex, MutexGuard};
 #[derive(Default)]
 pub struct Conn {
     client: Mutex<Option<OvsdbClient>>,
+    /// The bridge as the port's removal left it, read in the removal's own transaction, for the
+    /// bridge step's undo that runs next in the same verb (one round trip fewer per DEL). Lives
+    /// only as long as this verb's steps; never written to a record.
+    bridge_after_port_removal: std::sync::Mutex<Option<SeenBridge>>,
+}
+
+/// A `Bridge` row as one transaction saw it.
+#[derive(Debug, Clone)]
+pub struct SeenBridge {
+    pub name: String,
+    /// `None`: no bridge of that name.
+    pub row: Option<(serde_json::Value, std::collections::BTreeMap<String, String>, usize)>,
 }
 
 impl Conn {
@@ -19,6 +31,19 @@ impl Conn {
             *g = Some(connect(settings, timeout).await?);
         }
         Ok(ClientGuard(g))
+    }
+
+    /// Remember how the port's removal left the bridge (see the field).
+    pub fn saw_bridge(&self, seen: SeenBridge) {
+        if let Ok(mut s) = self.bridge_after_port_removal.lock() {
+            *s = Some(seen);
+        }
+    }
+
+    /// What the port's removal saw of bridge `name`, once.
+    pub fn take_seen_bridge(&self, name: &str) -> Option<SeenBridge> {
+        let mut s = self.bridge_after_port_removal.lock().ok()?;
+        s.take_if(|b| b.name == name)
     }
 
     /// Drop the connection after an error, so the next use reconnects instead of reading a

@@ -3,9 +3,9 @@
 //! the socket OVS created into the pod's shared dir. Undo works from the plan and the tags.
 
 use crate::config::OvsPlan;
-use crate::conn::{ovs_err, Conn};
+use crate::conn::{ovs_err, Conn, SeenBridge};
 use crate::ovsdb::datum::{
-    as_integer, as_set, as_string, as_string_map, as_uuid, column, empty_set, named_uuid, set, string_map,
+    as_integer, as_set, as_string, as_string_map, as_uuid, column, empty_set, map, named_uuid, set, string_map,
 };
 use crate::ovsdb::{row, Condition, Mutation, Op, OpResult, OvsdbError, Row, WaitUntil, OPEN_VSWITCH_DB};
 use crate::tags;
@@ -31,23 +31,23 @@ pub async fn find_bridge(
     client: &mut crate::ovsdb::OvsdbClient,
     name: &str,
 ) -> Result<Option<(Value, String, std::collections::BTreeMap<String, String>, usize)>, CniError> {
-    let r = client
-        .transact(
-            OPEN_VSWITCH_DB,
-            vec![Op::select(
-                "Bridge",
-                vec![Condition::eq("name", json!(name))],
-                &["_uuid", "datapath_type", "external_ids", "ports"],
-            )],
-        )
-        .await
-        .map_err(ovs_err("looking up the bridge"))?;
-    let Some(row) = first_row(&r, 0) else { return Ok(None) };
+    let r =
+        client.transact(OPEN_VSWITCH_DB, vec![select_bridge(name)]).await.map_err(ovs_err("looking up the bridge"))?;
+    first_row(&r, 0).map(bridge_of_row).transpose()
+}
+
+/// A selected `Bridge` row (columns `_uuid`, `datapath_type`, `external_ids`, `ports`).
+fn bridge_of_row(row: &Row) -> Result<(Value, String, std::collections::BTreeMap<String, String>, usize), CniError> {
     let uuid = as_uuid(column(row, "_uuid")?)?.to_json();
     let dp = as_string(column(row, "datapath_type")?).unwrap_or_default();
     let ids = as_string_map(column(row, "external_ids")?)?;
     let ports = as_set(column(row, "ports")?)?.len();
-    Ok(Some((uuid, dp, ids, ports)))
+    Ok((uuid, dp, ids, ports))
+}
+
+/// The `select` that [`bridge_of_row`] decodes.
+fn select_bridge(name: &str) -> Op {
+    Op::select("Bridge", vec![Condition::eq("name", json!(name))], &["_uuid", "datapath_type", "external_ids", "ports"])
 }
 
 /// Delete a bridge only if we created it and no port is left, in one transaction whose leading
@@ -59,7 +59,19 @@ pub async fn delete_bridge_if_unused(
     why: &str,
 ) -> Result<(), CniError> {
     let Some((uuid, _, ids, ports)) = find_bridge(client, name).await? else { return Ok(()) };
-    if !tags::is_ours(&ids) || ports > 0 {
+    delete_bridge_seen_unused(client, name, why, uuid, &ids, ports).await
+}
+
+/// [`delete_bridge_if_unused`] for a bridge already read (`uuid`, its tags, its port count).
+async fn delete_bridge_seen_unused(
+    client: &mut crate::ovsdb::OvsdbClient,
+    name: &str,
+    why: &str,
+    uuid: Value,
+    ids: &std::collections::BTreeMap<String, String>,
+    ports: usize,
+) -> Result<(), CniError> {
+    if !tags::is_ours(ids) || ports > 0 {
         return Ok(());
     }
     let ops = vec![
@@ -156,8 +168,20 @@ impl Step for BridgeStep {
     /// Delete the bridge only if we created it and no port is left, in one transaction whose
     /// `wait` fails if a port was attached meanwhile. An administrator's bridge is never touched.
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
+        let why = "delete unused bridge";
+        let name = &self.plan.bridge;
+        // The port's removal just read the bridge in its own transaction: in use, an
+        // administrator's or gone needs no second look. Deleting still goes through the `wait`.
+        if let Some(seen) = self.conn.take_seen_bridge(name) {
+            let Some((uuid, ids, ports)) = seen.row else { return Ok(()) };
+            if !tags::is_ours(&ids) || ports > 0 {
+                return Ok(());
+            }
+            let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
+            return delete_bridge_seen_unused(g.client()?, name, why, uuid, &ids, ports).await;
+        }
         let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
-        delete_bridge_if_unused(g.client()?, &self.plan.bridge, "delete unused bridge").await
+        delete_bridge_if_unused(g.client()?, name, why).await
     }
 }
 
@@ -250,6 +274,47 @@ impl Step for PortStep {
         let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
         let client = g.client()?;
         let name = &self.plan.port;
+        let id = &ctx.attachment.id;
+        if let Some(uuid) = recorded_port_uuid(ctx) {
+            // One round trip: the `wait` proves the row is still this attachment's port (same
+            // uuid, name and tags), the mutate removes it, the select reads the bridge as left.
+            let ours = map([(tags::CONTAINER_ID, id.container_id.as_str()), (tags::IFNAME, id.ifname.as_str())]);
+            let ops = vec![
+                Op::wait(
+                    "Port",
+                    vec![
+                        Condition::eq("_uuid", uuid.to_json()),
+                        Condition::eq("name", json!(name)),
+                        Condition::includes("external_ids", ours),
+                    ],
+                    &["name"],
+                    WaitUntil::Equal,
+                    vec![row([("name", json!(name))])],
+                    Duration::ZERO,
+                ),
+                Op::mutate(
+                    "Bridge",
+                    vec![Condition::includes("ports", set([uuid.to_json()]))],
+                    vec![Mutation::delete("ports", set([uuid.to_json()]))],
+                ),
+                select_bridge(&self.plan.bridge),
+                Op::comment(format!("userspace-cni: delete port {name} of {}/{}", id.container_id, id.ifname)),
+            ];
+            match client.transact(OPEN_VSWITCH_DB, ops).await {
+                Ok(res) => {
+                    let row = first_row(&res, 2).map(bridge_of_row).transpose()?;
+                    self.conn.saw_bridge(SeenBridge {
+                        name: self.plan.bridge.clone(),
+                        row: row.map(|(uuid, _, ids, ports)| (uuid, ids, ports)),
+                    });
+                    return self.after_removal();
+                }
+                // Not (or no longer) that row: a repair re-created the port, or it is gone or
+                // someone else's. The lookup by name below decides.
+                Err(OvsdbError::Transaction { op_index: 0, .. }) => {}
+                Err(e) => return Err(ovs_err("deleting the port")(e)),
+            }
+        }
         let r = client
             .transact(
                 OPEN_VSWITCH_DB,
@@ -278,6 +343,20 @@ impl Step for PortStep {
             Op::comment(format!("userspace-cni: delete port {name} of {}/{}", id.container_id, id.ifname)),
         ];
         client.transact(OPEN_VSWITCH_DB, ops).await.map_err(ovs_err("deleting the port"))?;
+        self.after_removal()
+    }
+}
+
+/// The port row's uuid that this attachment's ADD recorded, if any (records written before it
+/// was recorded, and incomplete ones, have none).
+fn recorded_port_uuid(ctx: &StepContext) -> Option<crate::ovsdb::datum::Uuid> {
+    let v = ctx.outputs.values.get(PORT)?.get("uuid")?.as_str()?;
+    crate::ovsdb::datum::Uuid::parse(v)
+}
+
+impl PortStep {
+    /// Once the port is proven ours and removed from OVSDB.
+    fn after_removal(&self) -> Result<(), CniError> {
         // Server mode: vswitchd unlinks its socket only when it gets round to applying the
         // deletion, and DEL does not wait for it; a socket never delivered (ADD rolled back
         // before delivery) would outlive the DEL. Remove it now; vswitchd tolerates that.
@@ -432,6 +511,10 @@ impl PortStep {
         if let Ok(mut c) = self.committed.lock() {
             *c = Some(next_cfg);
         }
+        // The row's uuid lets DEL remove exactly this port in one transaction.
+        if let Some(uuid) = res.get(4).and_then(|r| r.uuid.as_ref()) {
+            ctx.outputs.values.insert(PORT.into(), json!({"uuid": uuid.as_str()}));
+        }
         failpoint::hit(PORT, Phase::During)?;
         ctx.outputs.host_interfaces.push(HostInterface { name: p.port.clone(), mac: None });
         Ok(())
@@ -462,7 +545,10 @@ impl PortStep {
         let ofport: Vec<i64> = as_set(column(row, "ofport")?)?.into_iter().filter_map(|v| as_integer(v).ok()).collect();
         match ofport.first() {
             Some(n) if *n > 0 => {
-                ctx.outputs.values.insert(PORT.into(), json!({"ofport": n}));
+                let entry = ctx.outputs.values.entry(PORT.into()).or_insert_with(|| json!({}));
+                if let Some(o) = entry.as_object_mut() {
+                    o.insert("ofport".into(), json!(n));
+                }
                 Ok(())
             }
             other => {
