@@ -164,14 +164,24 @@ impl OvsdbClient {
         timeout: Duration,
     ) -> Result<(Vec<OpResult>, i64), OvsdbError> {
         let deadline = Instant::now() + timeout;
-        // Monitor first, so an update that lands between our commit and the wait is not lost.
-        if !self.monitoring {
-            self.install_cur_cfg_monitor(db, deadline).await?;
-        }
         let n = ops.len();
         ops.push(Op::mutate("Open_vSwitch", vec![], vec![Mutation::add("next_cfg", 1)]));
         ops.push(Op::select("Open_vSwitch", vec![], &["next_cfg"]));
-        let mut results = self.transact_until(db, &ops, deadline).await?;
+        let mut results = if self.monitoring {
+            self.transact_until(db, &ops, deadline).await?
+        } else {
+            // Monitor first, so an update that lands between our commit and the wait is not
+            // lost; both requests go out together (ovsdb-server answers a session's requests in
+            // order, so the monitor is in place before the commit): one round trip, not two.
+            let started = Instant::now();
+            let monitor = self.send_request("monitor", cur_cfg_monitor_params(db), deadline, started).await?;
+            let transact = self.send_request("transact", transact_params(db, &ops), deadline, started).await?;
+            let initial = self.await_reply(monitor, "monitor", deadline, started).await;
+            let reply = self.await_reply(transact, "transact", deadline, started).await;
+            self.apply_table_updates(&initial?);
+            self.monitoring = true;
+            self.transaction_results(db, &ops, reply?)?
+        };
         let rows = results.get(n).and_then(|r| r.count).unwrap_or(0);
         if rows != 1 {
             return Err(OvsdbError::NotInitialized { endpoint: self.endpoint.clone(), rows });
@@ -224,17 +234,19 @@ impl OvsdbClient {
     }
 
     async fn install_cur_cfg_monitor(&mut self, db: &str, deadline: Instant) -> Result<(), OvsdbError> {
-        let params = json!([db, CUR_CFG_MONITOR, {"Open_vSwitch": {"columns": ["cur_cfg"]}}]);
-        let initial = self.request("monitor", params, deadline).await?;
+        let initial = self.request("monitor", cur_cfg_monitor_params(db), deadline).await?;
         self.apply_table_updates(&initial);
         self.monitoring = true;
         Ok(())
     }
 
     async fn transact_until(&mut self, db: &str, ops: &[Op], deadline: Instant) -> Result<Vec<OpResult>, OvsdbError> {
-        let mut params = vec![json!(db)];
-        params.extend(ops.iter().map(Op::to_json));
-        let reply = self.request("transact", Value::Array(params), deadline).await?;
+        let reply = self.request("transact", transact_params(db, ops), deadline).await?;
+        self.transaction_results(db, ops, reply)
+    }
+
+    /// A `transact` reply as one result per op, or the failing op's error.
+    fn transaction_results(&mut self, db: &str, ops: &[Op], reply: Value) -> Result<Vec<OpResult>, OvsdbError> {
         let entries = reply.as_array().ok_or_else(|| OvsdbError::decode("an array of operation results", &reply))?;
         // RFC 7047 §4.1.3: an error object at the failing op's index (later entries are null),
         // or one extra trailing error when every op succeeded but the commit failed.
@@ -259,11 +271,35 @@ impl OvsdbClient {
     /// Send one request and read until its reply; notifications and server requests that arrive
     /// meanwhile are handled, replies to other ids (a request that timed out earlier) dropped.
     async fn request(&mut self, method: &str, params: Value, deadline: Instant) -> Result<Value, OvsdbError> {
+        let started = Instant::now();
+        let id = self.send_request(method, params, deadline, started).await?;
+        self.await_reply(id, method, deadline, started).await
+    }
+
+    /// Send a request without waiting for its reply; its id.
+    async fn send_request(
+        &mut self,
+        method: &str,
+        params: Value,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<u64, OvsdbError> {
         let id = self.next_id;
         self.next_id += 1;
         let msg = json!({"method": method, "params": params, "id": id});
-        let started = Instant::now();
         self.send(&msg, deadline, method, started).await?;
+        Ok(id)
+    }
+
+    /// Read until the reply to `id`. Replies to earlier ids that nobody awaits are dropped, so
+    /// pipelined requests are awaited in the order they were sent.
+    async fn await_reply(
+        &mut self,
+        id: u64,
+        method: &str,
+        deadline: Instant,
+        started: Instant,
+    ) -> Result<Value, OvsdbError> {
         loop {
             let incoming = match self.next_incoming(deadline).await {
                 Err(OvsdbError::Timeout { endpoint, .. }) => {
@@ -421,4 +457,16 @@ fn text_of(v: &Value) -> String {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `monitor` params for `Open_vSwitch.cur_cfg` (the wait for ovs-vswitchd).
+fn cur_cfg_monitor_params(db: &str) -> Value {
+    json!([db, CUR_CFG_MONITOR, {"Open_vSwitch": {"columns": ["cur_cfg"]}}])
+}
+
+/// `transact` params: the database, then the operations.
+fn transact_params(db: &str, ops: &[Op]) -> Value {
+    let mut params = vec![json!(db)];
+    params.extend(ops.iter().map(Op::to_json));
+    Value::Array(params)
 }
