@@ -5,7 +5,9 @@ does), against the upstream Go plugin's OVS command sequence replayed as separat
 `ovs-ofctl` processes, alternating on one private OVS-DPDK lab. Written apart from
 benches/latency.rs on purpose: a claim must hold outside the Rust harness.
 
-Builds nothing (`--bin`, default target/release/userspace), never writes outside its own temp
+Builds nothing (`--bin`, default the shipped static binary,
+target/x86_64-unknown-linux-musl/release/userspace: `cargo build --release --target
+x86_64-unknown-linux-musl`; docs/performance.md says why), never writes outside its own temp
 dirs (/tmp/uscni-harness-*), and stops its lab on exit, failure, Ctrl-C or SIGTERM. Standard
 library only. Needs root and the lab packages (scripts/setup.sh); strace for the fsync counts.
 
@@ -515,7 +517,8 @@ def report(args, res):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=os.path.join(REPO, "target/release/userspace"))
+    ap.add_argument("--bin", default=os.path.join(REPO, "target/x86_64-unknown-linux-musl/release/userspace"),
+                    help="the plugin binary (default: the shipped static musl build)")
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--wave", type=int, default=64, help="concurrent ADDs in the wave (0: none)")
     ap.add_argument("--smoke", action="store_true", help="5 rounds, no wave, short profiles (CI)")
@@ -538,7 +541,8 @@ def main():
         sys.exit("harness: needs root (private OVS-DPDK, network namespaces)")
     binary = os.path.abspath(args.bin)
     if not os.access(binary, os.X_OK):
-        sys.exit("harness: %s is not an executable: build it first (cargo build --release)" % binary)
+        sys.exit("harness: %s is not an executable: build it first (cargo build --release --target "
+                 "x86_64-unknown-linux-musl, or pass --bin target/release/userspace)" % binary)
     if args.no_fsync and not has_no_fsync_switch(binary):
         sys.exit("harness: --no-fsync needs a build with the failpoints feature "
                  "(cargo build --release --features failpoints); %s has no USERSPACE_CNI_TEST_NO_FSYNC" % binary)

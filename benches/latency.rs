@@ -1021,14 +1021,18 @@ impl Report {
         );
 
         println!();
-        println!("targets (measured, not asserted):");
-        for c in &self.cases {
+        println!("targets (issue 15; measured, not asserted):");
+        // ADD with the bridge there and DEL leaving it: the cases the targets name.
+        for c in self.cases.iter().filter(|c| c.name.starts_with('1') || c.name.starts_with('3')) {
             let r = c.ours.p50 / c.up.p50;
-            println!("  ours <= 1/5 of upstream, {:<34} ratio p50 {:.3}: {}", c.name, r, verdict(r <= 0.2));
+            println!("  ours <= 0.3 x upstream, {:<34} ratio p50 {:.3}: {}", c.name, r, verdict(r <= 0.3));
         }
-        for w in self.waves.iter().filter(|w| w.up.is_some()) {
+        for c in self.cases.iter().filter(|c| c.name.starts_with('1')) {
+            println!("  ours <= 4 ms, {:<44} p50 {:.2} ms: {}", c.name, c.ours.p50, verdict(c.ours.p50 <= 4.0));
+        }
+        for w in self.waves.iter().filter(|w| w.up.is_some() && w.name.contains("ADD")) {
             let r = w.ours.median_wall() / w.up.as_ref().map_or(f64::NAN, |u| u.median_wall());
-            println!("  ours <= 1/5 of upstream, {:<34} wall ratio {:.3}: {}", w.name, r, verdict(r <= 0.2));
+            println!("  ours <= 0.3 x upstream, {:<34} wall ratio {:.3}: {}", w.name, r, verdict(r <= 0.3));
         }
         let bound = 3.0 * OVSDB_FLOOR_MS + self.version.p50;
         for c in self.cases.iter().filter(|c| c.name.starts_with('1') || c.name.starts_with('3')) {

@@ -70,6 +70,13 @@ fi
 grep -a '^Done ' "$FUZZLOG"
 rm -f "$FUZZLOG"
 
+echo "==> a third backend linked with one feature (docs/backend-authors.md, section 6)"
+# Last: it rebuilds target/debug/userspace with the template backend linked in.
+cargo build --quiet --features template-backend --bin userspace
+target/debug/userspace backends | grep "^template " >/dev/null \
+  || { echo "FAIL: --features template-backend does not link the template backend"; exit 1; }
+target/debug/userspace backends | awk '{print $1}' | tr '\n' ' '; echo
+
 echo "==> all checks passed"
 echo "$envtest_ran tests ran against a real kube-apiserver ($envtest_skipped skipped: no envtest)"
 # One summary line over every test binary of the suite, last (CI reads the closing line).

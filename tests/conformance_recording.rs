@@ -175,3 +175,78 @@ async fn the_kit_reports_a_backend_whose_undo_leaves_objects_behind() {
         "the missing set_reachable is reported as skipped: {no_effect}"
     );
 }
+
+/// The recording backend with a reconciler that cannot see: `list_owned` finds nothing and
+/// `status` always answers Ok. GC of a lost record could never find its objects.
+struct BlindBackend;
+
+#[async_trait]
+impl Backend for BlindBackend {
+    fn engine(&self) -> &'static str {
+        "blind"
+    }
+    fn plan(&self, req: &backend_api::PlanRequest<'_>) -> Result<BackendPlan, backend_api::CniError> {
+        RecordingBackend.plan(req)
+    }
+    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn backend_api::Step>>, backend_api::CniError> {
+        RecordingBackend.steps(plan)
+    }
+    async fn check(&self, ctx: &backend_api::StepContext, plan: &BackendPlan) -> Result<(), backend_api::CniError> {
+        RecordingBackend.check(ctx, plan).await
+    }
+    async fn list_owned(
+        &self,
+        _settings: &backend_api::NodeSettings,
+        _network: &str,
+    ) -> Result<Vec<backend_api::OwnedObject>, backend_api::CniError> {
+        Ok(Vec::new())
+    }
+    async fn remove_owned(
+        &self,
+        settings: &backend_api::NodeSettings,
+        obj: &backend_api::OwnedObject,
+    ) -> Result<(), backend_api::CniError> {
+        RecordingBackend.remove_owned(settings, obj).await
+    }
+    async fn status(&self, _settings: &backend_api::NodeSettings) -> Result<(), backend_api::CniError> {
+        Ok(())
+    }
+}
+
+struct Blind;
+
+#[async_trait]
+impl Harness for Blind {
+    fn backend(&self) -> Box<dyn Backend> {
+        Box::new(BlindBackend)
+    }
+    fn cases(&self) -> Vec<&'static str> {
+        vec!["client"]
+    }
+    async fn fresh(&self, case: &str) -> Result<Fixture, HarnessError> {
+        Recording.fresh(case).await
+    }
+    async fn holdings(&self, fx: &Fixture, plan: &BackendPlan) -> Result<Vec<String>, HarnessError> {
+        Recording.holdings(fx, plan).await
+    }
+    async fn restart(&self, fx: &Fixture, plan: &BackendPlan) -> Result<(), HarnessError> {
+        Recording.restart(fx, plan).await
+    }
+    async fn set_reachable(&self, fx: &Fixture, up: bool) -> Result<(), HarnessError> {
+        Recording.set_reachable(fx, up).await
+    }
+}
+
+/// The kit's GC check fails a backend whose `list_owned` cannot find what its ADD made, and one
+/// whose `status` answers Ok with the dataplane down, naming both.
+#[tokio::test]
+async fn the_kit_reports_a_backend_that_gc_and_status_cannot_see() {
+    let report = conformance::gc_finds_and_removes_by_tags_and_status_answers(&Blind).await;
+    assert!(!report.is_ok(), "a blind reconciler passed: {report}");
+    let detail = report.failures.iter().map(|f| f.detail.as_str()).collect::<Vec<_>>().join("\n");
+    assert!(detail.contains("status answered Ok while the dataplane was unreachable"), "{report}");
+    assert!(detail.contains("found nothing owned_by the attachment"), "{report}");
+    // The real recording backend passes the same check.
+    let ok = conformance::gc_finds_and_removes_by_tags_and_status_answers(&Recording).await;
+    assert!(ok.is_ok(), "{ok}");
+}

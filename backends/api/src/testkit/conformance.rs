@@ -13,7 +13,7 @@
 //! - a rollback whose undo failed keeps the record, so a later DEL must finish the job.
 
 use crate::attachment::{Attachment, SharedDir};
-use crate::backend::{Backend, BackendPlan, PlanRequest, Repair};
+use crate::backend::{Backend, BackendPlan, OwnedObject, PlanRequest, Repair};
 use crate::failpoint::{self, Phase};
 use crate::settings::NodeSettings;
 use crate::spec::InterfaceSpec;
@@ -160,6 +160,7 @@ pub async fn run_all(h: &dyn Harness) -> Report {
     r.merge(check_passes_after_apply_and_fails_after_undo(h).await);
     r.merge(repair_after_restart_restores(h).await);
     r.merge(kill_at_every_step_boundary_then_teardown_leaves_nothing(h).await);
+    r.merge(gc_finds_and_removes_by_tags_and_status_answers(h).await);
     r
 }
 
@@ -463,6 +464,88 @@ pub async fn repair_after_restart_restores(h: &dyn Harness) -> Report {
             }
             a.teardown(outputs, "DEL after the repair", t).await;
             a.expect_nothing_left("after DEL of a repaired attachment", t).await;
+        })
+    })
+    .await
+}
+
+/// The reconciler's half, for an attachment whose record is lost (a power loss): after a
+/// complete apply, `list_owned` of its network finds objects `owned_by` the attachment; removing
+/// each with `remove_owned`, from the tags alone, leaves `list_owned` finding none of them; a
+/// second `remove_owned` (GC retried) succeeds; DEL from the record afterwards finds nothing to
+/// do and leaves nothing. `status` answers Ok while the dataplane is reachable and an error while
+/// it is not (where the harness can make it unreachable).
+pub async fn gc_finds_and_removes_by_tags_and_status_answers(h: &dyn Harness) -> Report {
+    each_case(h, "gc_finds_and_removes_by_tags_and_status_answers", |h, case, t| {
+        Box::pin(async move {
+            let Some(a) = Attempt::new(h, case, t).await else { return };
+            let settings = &a.fx.settings;
+            match a.bounded("status", a.backend.status(settings)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => t.fail(format!("status of a reachable dataplane failed: {e}")),
+                Err(e) => t.fail(format!("status: {e}")),
+            }
+            match a.bounded("set_reachable(false)", h.set_reachable(&a.fx, false)).await {
+                Ok(Ok(())) => {
+                    let down = a.bounded("status", a.backend.status(settings)).await;
+                    if let Err(e) = a.bounded("set_reachable(true)", h.set_reachable(&a.fx, true)).await.and_then(|r| r)
+                    {
+                        t.fail(format!("making the dataplane reachable again: {e}"));
+                        return;
+                    }
+                    if let Ok(Ok(())) = down {
+                        t.fail("status answered Ok while the dataplane was unreachable");
+                    }
+                }
+                Ok(Err(HarnessError::Unsupported(what))) => {
+                    t.skips.push(format!("status of an unreachable dataplane: the harness does not implement {what}"))
+                }
+                Ok(Err(e)) | Err(e) => t.fail(format!("making the dataplane unreachable: {e}")),
+            }
+            let Some(outputs) = a.apply_complete(t).await else { return };
+            let id = &a.fx.attachment.id;
+            let network = &a.fx.attachment.network;
+            let mine = |owned: Vec<OwnedObject>| -> Vec<OwnedObject> {
+                owned.into_iter().filter(|o| a.backend.owned_by(o, id)).collect()
+            };
+            let listed = a.bounded("list_owned", a.backend.list_owned(settings, network)).await;
+            let found = match listed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                Ok(owned) => mine(owned),
+                Err(e) => {
+                    t.fail(format!("list_owned({network}) after a complete ADD failed: {e}"));
+                    a.teardown(outputs, "DEL", t).await;
+                    return;
+                }
+            };
+            if found.is_empty() {
+                t.fail(format!(
+                    "list_owned({network}) after a complete ADD found nothing owned_by the attachment: GC of a \
+                     lost record could never find it"
+                ));
+                a.teardown(outputs, "DEL", t).await;
+                return;
+            }
+            for round in ["remove_owned", "remove_owned again (GC retried)"] {
+                for o in &found {
+                    match a.bounded(round, a.backend.remove_owned(settings, o)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => t.fail(format!("{round} of {} {}: {e}", o.kind, o.name)),
+                        Err(e) => t.fail(format!("{round} of {} {}: {e}", o.kind, o.name)),
+                    }
+                }
+            }
+            match a.bounded("list_owned", a.backend.list_owned(settings, network)).await {
+                Ok(Ok(owned)) => {
+                    let left = mine(owned);
+                    if !left.is_empty() {
+                        t.fail(format!("after remove_owned, list_owned still finds {left:?}"));
+                    }
+                }
+                Ok(Err(e)) => t.fail(format!("list_owned after remove_owned failed: {e}")),
+                Err(e) => t.fail(format!("list_owned after remove_owned: {e}")),
+            }
+            a.teardown(outputs, "DEL after GC removed the objects", t).await;
+            a.expect_nothing_left("after GC and DEL", t).await;
         })
     })
     .await
