@@ -81,8 +81,16 @@ async fn recording_backend_passes_the_conformance_kit() {
     assert!(report.is_ok(), "{report}");
 }
 
-/// The recording backend with a broken contract: its steps' undo does nothing.
-struct Forgetful;
+/// The recording backend with a broken contract, one flaw per flag.
+#[derive(Clone, Copy, Default)]
+struct Broken {
+    /// Its steps' undo does nothing.
+    forgetful: bool,
+    /// Its reconciler cannot see: `list_owned` finds nothing and `status` always answers Ok.
+    blind: bool,
+    /// The harness can make the dataplane unreachable (the default `set_reachable` cannot).
+    switchable: bool,
+}
 
 struct NoUndo(Box<dyn backend_api::Step>);
 
@@ -101,22 +109,20 @@ impl backend_api::Step for NoUndo {
     }
 }
 
-struct ForgetfulBackend;
-
 #[async_trait]
-impl Backend for ForgetfulBackend {
+impl Backend for Broken {
     fn engine(&self) -> &'static str {
-        "forgetful"
+        "broken"
     }
     fn plan(&self, req: &backend_api::PlanRequest<'_>) -> Result<BackendPlan, backend_api::CniError> {
         RecordingBackend.plan(req)
     }
     fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn backend_api::Step>>, backend_api::CniError> {
-        Ok(RecordingBackend
-            .steps(plan)?
-            .into_iter()
-            .map(|s| Box::new(NoUndo(s)) as Box<dyn backend_api::Step>)
-            .collect())
+        let steps = RecordingBackend.steps(plan)?;
+        if !self.forgetful {
+            return Ok(steps);
+        }
+        Ok(steps.into_iter().map(|s| Box::new(NoUndo(s)) as Box<dyn backend_api::Step>).collect())
     }
     async fn check(&self, ctx: &backend_api::StepContext, plan: &BackendPlan) -> Result<(), backend_api::CniError> {
         RecordingBackend.check(ctx, plan).await
@@ -126,6 +132,9 @@ impl Backend for ForgetfulBackend {
         settings: &backend_api::NodeSettings,
         network: &str,
     ) -> Result<Vec<backend_api::OwnedObject>, backend_api::CniError> {
+        if self.blind {
+            return Ok(Vec::new());
+        }
         RecordingBackend.list_owned(settings, network).await
     }
     async fn remove_owned(
@@ -136,89 +145,17 @@ impl Backend for ForgetfulBackend {
         RecordingBackend.remove_owned(settings, obj).await
     }
     async fn status(&self, settings: &backend_api::NodeSettings) -> Result<(), backend_api::CniError> {
+        if self.blind {
+            return Ok(());
+        }
         RecordingBackend.status(settings).await
     }
 }
 
 #[async_trait]
-impl Harness for Forgetful {
+impl Harness for Broken {
     fn backend(&self) -> Box<dyn Backend> {
-        Box::new(ForgetfulBackend)
-    }
-    fn cases(&self) -> Vec<&'static str> {
-        vec!["client"]
-    }
-    async fn fresh(&self, case: &str) -> Result<Fixture, HarnessError> {
-        Recording.fresh(case).await
-    }
-    async fn holdings(&self, fx: &Fixture, plan: &BackendPlan) -> Result<Vec<String>, HarnessError> {
-        Recording.holdings(fx, plan).await
-    }
-    async fn restart(&self, fx: &Fixture, plan: &BackendPlan) -> Result<(), HarnessError> {
-        Recording.restart(fx, plan).await
-    }
-}
-
-/// The kit must catch a backend that breaks the contract, naming what it left.
-#[tokio::test]
-async fn the_kit_reports_a_backend_whose_undo_leaves_objects_behind() {
-    let report = conformance::apply_then_undo_leaves_nothing(&Forgetful).await;
-    assert!(!report.is_ok(), "a backend whose undo does nothing passed: {report}");
-    let detail = report.failures.iter().map(|f| f.detail.as_str()).collect::<Vec<_>>().join("\n");
-    assert!(detail.contains("port ") && detail.contains("bridge br-conf"), "the report names the leftovers: {report}");
-    let kills = conformance::kill_at_every_step_boundary_then_teardown_leaves_nothing(&Forgetful).await;
-    assert!(!kills.is_ok(), "kill check passed a backend whose undo does nothing: {kills}");
-    // The default set_reachable cannot: reported as skipped, never as a pass in disguise.
-    let no_effect = conformance::failed_apply_leaves_nothing(&Forgetful).await;
-    assert!(
-        no_effect.skipped.iter().any(|s| s.detail.contains("set_reachable")),
-        "the missing set_reachable is reported as skipped: {no_effect}"
-    );
-}
-
-/// The recording backend with a reconciler that cannot see: `list_owned` finds nothing and
-/// `status` always answers Ok. GC of a lost record could never find its objects.
-struct BlindBackend;
-
-#[async_trait]
-impl Backend for BlindBackend {
-    fn engine(&self) -> &'static str {
-        "blind"
-    }
-    fn plan(&self, req: &backend_api::PlanRequest<'_>) -> Result<BackendPlan, backend_api::CniError> {
-        RecordingBackend.plan(req)
-    }
-    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn backend_api::Step>>, backend_api::CniError> {
-        RecordingBackend.steps(plan)
-    }
-    async fn check(&self, ctx: &backend_api::StepContext, plan: &BackendPlan) -> Result<(), backend_api::CniError> {
-        RecordingBackend.check(ctx, plan).await
-    }
-    async fn list_owned(
-        &self,
-        _settings: &backend_api::NodeSettings,
-        _network: &str,
-    ) -> Result<Vec<backend_api::OwnedObject>, backend_api::CniError> {
-        Ok(Vec::new())
-    }
-    async fn remove_owned(
-        &self,
-        settings: &backend_api::NodeSettings,
-        obj: &backend_api::OwnedObject,
-    ) -> Result<(), backend_api::CniError> {
-        RecordingBackend.remove_owned(settings, obj).await
-    }
-    async fn status(&self, _settings: &backend_api::NodeSettings) -> Result<(), backend_api::CniError> {
-        Ok(())
-    }
-}
-
-struct Blind;
-
-#[async_trait]
-impl Harness for Blind {
-    fn backend(&self) -> Box<dyn Backend> {
-        Box::new(BlindBackend)
+        Box::new(*self)
     }
     fn cases(&self) -> Vec<&'static str> {
         vec!["client"]
@@ -233,20 +170,45 @@ impl Harness for Blind {
         Recording.restart(fx, plan).await
     }
     async fn set_reachable(&self, fx: &Fixture, up: bool) -> Result<(), HarnessError> {
+        if !self.switchable {
+            return Err(HarnessError::Unsupported("set_reachable"));
+        }
         Recording.set_reachable(fx, up).await
     }
+}
+
+/// The kit must catch a backend that breaks the contract, naming what it left.
+#[tokio::test]
+async fn the_kit_reports_a_backend_whose_undo_leaves_objects_behind() {
+    let forgetful = Broken { forgetful: true, ..Broken::default() };
+    let report = conformance::apply_then_undo_leaves_nothing(&forgetful).await;
+    assert!(!report.is_ok(), "a backend whose undo does nothing passed: {report}");
+    let detail = report.failures.iter().map(|f| f.detail.as_str()).collect::<Vec<_>>().join("\n");
+    assert!(detail.contains("port ") && detail.contains("bridge br-conf"), "the report names the leftovers: {report}");
+    let kills = conformance::kill_at_every_step_boundary_then_teardown_leaves_nothing(&forgetful).await;
+    assert!(!kills.is_ok(), "kill check passed a backend whose undo does nothing: {kills}");
+    // A harness that cannot make its dataplane unreachable: reported as skipped, never as a pass
+    // in disguise.
+    let no_effect = conformance::failed_apply_leaves_nothing(&forgetful).await;
+    assert!(
+        no_effect.skipped.iter().any(|s| s.detail.contains("set_reachable")),
+        "the missing set_reachable is reported as skipped: {no_effect}"
+    );
 }
 
 /// The kit's GC check fails a backend whose `list_owned` cannot find what its ADD made, and one
 /// whose `status` answers Ok with the dataplane down, naming both.
 #[tokio::test]
 async fn the_kit_reports_a_backend_that_gc_and_status_cannot_see() {
-    let report = conformance::gc_finds_and_removes_by_tags_and_status_answers(&Blind).await;
+    let blind = Broken { blind: true, switchable: true, ..Broken::default() };
+    let report = conformance::gc_finds_and_removes_by_tags_and_status_answers(&blind).await;
     assert!(!report.is_ok(), "a blind reconciler passed: {report}");
     let detail = report.failures.iter().map(|f| f.detail.as_str()).collect::<Vec<_>>().join("\n");
     assert!(detail.contains("status answered Ok while the dataplane was unreachable"), "{report}");
     assert!(detail.contains("found nothing owned_by the attachment"), "{report}");
-    // The real recording backend passes the same check.
-    let ok = conformance::gc_finds_and_removes_by_tags_and_status_answers(&Recording).await;
-    assert!(ok.is_ok(), "{ok}");
+    // Without the flaw the same check passes.
+    let sound =
+        conformance::gc_finds_and_removes_by_tags_and_status_answers(&Broken { switchable: true, ..Broken::default() })
+            .await;
+    assert!(sound.is_ok(), "{sound}");
 }
