@@ -347,6 +347,23 @@ impl Step for PortStep {
     }
 }
 
+/// The `ofport` of an interface whose `error` is empty and whose `ofport` is valid.
+fn healthy_ofport(ofport: &Value, error: &Value) -> Option<i64> {
+    if !as_set(error).ok()?.is_empty() {
+        return None;
+    }
+    let n = as_integer(as_set(ofport).ok()?.first()?).ok()?;
+    (n > 0).then_some(n)
+}
+
+/// Record the port's `ofport` next to its row's uuid.
+fn record_ofport(ctx: &mut StepContext, n: i64) {
+    let entry = ctx.outputs.values.entry(PORT.into()).or_insert_with(|| json!({}));
+    if let Some(o) = entry.as_object_mut() {
+        o.insert("ofport".into(), json!(n));
+    }
+}
+
 /// The port row's uuid that this attachment's ADD recorded, if any (records written before it
 /// was recorded, and incomplete ones, have none).
 fn recorded_port_uuid(ctx: &StepContext) -> Option<crate::ovsdb::datum::Uuid> {
@@ -528,7 +545,13 @@ impl PortStep {
         let p = &self.plan;
         client.wait_cfg(OPEN_VSWITCH_DB, next_cfg, budget).await.map_err(ovs_err("waiting for ovs-vswitchd"))?;
 
-        // vswitchd has applied it: the port must be up without error.
+        // vswitchd has applied it: the port must be up without error. The monitor carried
+        // vswitchd's own transaction; a valid ofport and no error there settle it. Anything else
+        // (an error, no ofport yet, a monitor installed after the commit) is read from OVSDB.
+        if let Some(n) = client.seen_interface(&p.port).and_then(|(ofport, error)| healthy_ofport(ofport, error)) {
+            record_ofport(ctx, n);
+            return Ok(());
+        }
         let r = client
             .transact(
                 OPEN_VSWITCH_DB,
@@ -545,10 +568,7 @@ impl PortStep {
         let ofport: Vec<i64> = as_set(column(row, "ofport")?)?.into_iter().filter_map(|v| as_integer(v).ok()).collect();
         match ofport.first() {
             Some(n) if *n > 0 => {
-                let entry = ctx.outputs.values.entry(PORT.into()).or_insert_with(|| json!({}));
-                if let Some(o) = entry.as_object_mut() {
-                    o.insert("ofport".into(), json!(n));
-                }
+                record_ofport(ctx, *n);
                 Ok(())
             }
             other => {

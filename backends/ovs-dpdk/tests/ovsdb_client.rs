@@ -367,6 +367,12 @@ async fn transact_and_wait_returns_once_vswitchd_applied_and_ofport_is_readable(
     let add = t.elapsed();
     assert_eq!(res.len(), 5, "only the caller's results are returned");
     check_count(OPEN_VSWITCH_DB, &add_bridge_ops("br-v", "vhu-v", "dpdkvhostuser"), &res, 4, 1).unwrap();
+    // When the wait ends, the monitor has carried vswitchd's transaction: a valid ofport and no
+    // error, without a read (the port step's settle relies on it and reads only when missing).
+    let (seen_ofport, seen_error) = c.seen_interface("vhu-v").expect("the monitor saw the interface change");
+    let seen_ofport = as_optional_integer(seen_ofport).unwrap();
+    assert!(seen_ofport.is_some_and(|p| p > 0), "{seen_ofport:?}");
+    assert_eq!(as_optional_string(seen_error).unwrap(), None, "{seen_error:?}");
 
     let res = c
         .transact(
@@ -381,6 +387,7 @@ async fn transact_and_wait_returns_once_vswitchd_applied_and_ofport_is_readable(
     let iface = &res[0].rows()[0];
     let ofport = as_optional_integer(column(iface, "ofport").unwrap()).unwrap();
     assert!(ofport.is_some_and(|p| p > 0), "vswitchd assigned an ofport before cur_cfg caught up: {iface:?}");
+    assert_eq!(ofport, seen_ofport, "the monitor's ofport is OVSDB's");
     assert_eq!(as_optional_string(column(iface, "error").unwrap()).unwrap(), None, "{iface:?}");
     let cfg = &res[1].rows()[0];
     assert!(cfg["cur_cfg"].as_i64() >= cfg["next_cfg"].as_i64(), "{cfg:?}");

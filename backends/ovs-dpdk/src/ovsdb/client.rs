@@ -35,6 +35,10 @@ pub struct OvsdbClient {
     monitoring: bool,
     /// Latest `Open_vSwitch.cur_cfg` seen through the monitor.
     cur_cfg: Option<i64>,
+    /// `Interface` rows changed since the monitor was installed (name -> `ofport`, `error` as
+    /// the last update carried them): ovs-vswitchd writes them in the transaction that raises
+    /// `cur_cfg`, so a port's state is known when the wait ends, without another round trip.
+    interfaces: std::collections::HashMap<String, (Value, Value)>,
     /// Set when the stream can no longer be trusted (a write cut by a timeout, bytes that are
     /// not JSON): later requests fail fast instead of reading garbage.
     broken: Option<String>,
@@ -66,6 +70,7 @@ impl OvsdbClient {
             timeout,
             monitoring: false,
             cur_cfg: None,
+            interfaces: std::collections::HashMap::new(),
             broken: None,
         })
     }
@@ -423,16 +428,42 @@ impl OvsdbClient {
         }
     }
 
-    /// `<table-updates>` of the cur_cfg monitor: `{"Open_vSwitch": {uuid: {"new": {...}}}}`.
+    /// `<table-updates>` of the cur_cfg monitor: `{"Open_vSwitch": {uuid: {"new": {...}}},
+    /// "Interface": {uuid: {"new": {"name": .., "ofport": .., "error": ..}}}}`.
     fn apply_table_updates(&mut self, updates: &Value) {
-        let Some(rows) = updates.get("Open_vSwitch").and_then(Value::as_object) else {
-            return;
-        };
-        for update in rows.values() {
-            if let Some(c) = update.get("new").and_then(|n| n.get("cur_cfg")).and_then(Value::as_i64) {
-                self.cur_cfg = Some(c);
+        if let Some(rows) = updates.get("Open_vSwitch").and_then(Value::as_object) {
+            for update in rows.values() {
+                if let Some(c) = update.get("new").and_then(|n| n.get("cur_cfg")).and_then(Value::as_i64) {
+                    self.cur_cfg = Some(c);
+                }
             }
         }
+        if let Some(rows) = updates.get("Interface").and_then(Value::as_object) {
+            for update in rows.values() {
+                match (update.get("new"), update.get("old")) {
+                    (Some(new), _) => {
+                        if let (Some(name), Some(ofport), Some(error)) =
+                            (new.get("name").and_then(Value::as_str), new.get("ofport"), new.get("error"))
+                        {
+                            self.interfaces.insert(name.to_owned(), (ofport.clone(), error.clone()));
+                        }
+                    }
+                    // Deleted: nothing is known of that name any more.
+                    (None, Some(old)) => {
+                        if let Some(name) = old.get("name").and_then(Value::as_str) {
+                            self.interfaces.remove(name);
+                        }
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+
+    /// `ofport` and `error` of interface `name` as the monitor last saw them change (none if no
+    /// change was seen since it was installed, or without the monitor).
+    pub fn seen_interface(&self, name: &str) -> Option<(&Value, &Value)> {
+        self.interfaces.get(name).map(|(o, e)| (o, e))
     }
 
     fn protocol(&mut self, detail: String) -> OvsdbError {
@@ -459,9 +490,14 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `monitor` params for `Open_vSwitch.cur_cfg` (the wait for ovs-vswitchd).
+/// `monitor` params for `Open_vSwitch.cur_cfg` (the wait for ovs-vswitchd), and for the
+/// `Interface` rows that change after it is installed (no initial dump: a node's hundreds of
+/// interfaces are not read on every ADD).
 fn cur_cfg_monitor_params(db: &str) -> Value {
-    json!([db, CUR_CFG_MONITOR, {"Open_vSwitch": {"columns": ["cur_cfg"]}}])
+    json!([db, CUR_CFG_MONITOR, {
+        "Open_vSwitch": {"columns": ["cur_cfg"]},
+        "Interface": {"columns": ["name", "ofport", "error"], "select": {"initial": false}},
+    }])
 }
 
 /// `transact` params: the database, then the operations.
