@@ -442,38 +442,13 @@ fn the_fake_runtime_refuses_targets_outside_its_private_run() {
 fn the_plugin_process_outlives_peers_that_hang_up() {
     use std::io::Write;
     let node = support::Node::new();
-    let mut env = node.settings_env();
-    for (k, v) in [
-        ("DRA_SOCKET_ROOT", node.path("dra").display().to_string()),
-        ("DRA_METADATA_DIR", node.path("meta").display().to_string()),
-        ("CDI_DIR", node.path("cdi").display().to_string()),
-        ("DRA_BRIDGES", "br-x=1500".to_owned()),
-        ("DRA_KUBECONFIG", node.path("no-kubeconfig").display().to_string()),
-        ("NODE_NAME", "node-a".to_owned()),
-    ] {
-        env.push((format!("USERSPACE_CNI_{k}"), v));
-    }
-    let log = node.path("plugin.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let mut child = std::process::Command::new(support::PLUGIN_BIN)
-        .arg("dra-plugin")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env)
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn userspace dra-plugin");
+    let env = support::dra_plugin::settings_env(&node, "br-x=1500", &node.path("no-kubeconfig"), "node-a");
+    let plugin = support::dra_plugin::Plugin::start(&node, &env, "plugin.log");
     let sockets = PluginSockets::new(&node.path("kubelet"), DRIVER);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let first = rt.block_on(FakeKubelet::register(&node.path("kubelet/plugins_registry"), REGISTER_WITHIN));
-    let report = |child: &mut std::process::Child| {
-        format!("{:?}\n{}", child.try_wait(), std::fs::read_to_string(&log).unwrap_or_default())
-    };
-    if let Err(e) = first {
-        let _ = child.kill();
-        panic!("registration: {e}\n{}", report(&mut child));
+    let registry = node.path("kubelet/plugins_registry");
+    if let Err(e) = rt.block_on(FakeKubelet::register(&registry, REGISTER_WITHIN)) {
+        panic!("registration: {e}\n{}", plugin.report());
     }
     // HTTP/2's connection preface and an empty SETTINGS frame, then gone.
     let hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
@@ -484,10 +459,11 @@ fn the_plugin_process_outlives_peers_that_hang_up() {
             }
         }
     }
-    let again = rt.block_on(FakeKubelet::register(&node.path("kubelet/plugins_registry"), REGISTER_WITHIN));
-    let alive = child.try_wait().expect("try_wait").is_none();
-    let state = report(&mut child);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(alive && again.is_ok(), "the plugin died or stopped answering: {:?}\n{state}", again.err());
+    let again = rt.block_on(FakeKubelet::register(&registry, REGISTER_WITHIN));
+    assert!(
+        plugin.is_running() && again.is_ok(),
+        "the plugin died or stopped answering: {:?}\n{}",
+        again.err(),
+        plugin.report()
+    );
 }

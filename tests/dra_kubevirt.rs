@@ -19,10 +19,9 @@ mod support;
 
 use fake_kubelet::{container_command, resolve_cdi, FakeKubelet, Mount};
 use serde_json::{json, Value};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::dra_plugin::{self, Plugin};
 use support::envtest::Envtest;
 use support::{Node, PLUGIN_BIN};
 use testlab::{Lab, Testpmd, VhostPort};
@@ -65,99 +64,6 @@ metadata: {name: agent-a, namespace: userspace-cni}
 spec: {nodeName: node-a, serviceAccountName: userspace-cni, containers: [{name: c, image: agent}]}
 "#;
 
-/// The plugin's process; SIGKILLed when dropped (and if the test process dies).
-struct Plugin {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Plugin {
-    fn start(node: &Node, env: &[(String, String)], log_name: &str) -> Plugin {
-        let log = node.path(log_name);
-        let out = std::fs::File::create(&log).expect("plugin log");
-        let err = out.try_clone().expect("dup log");
-        let mut cmd = Command::new(PLUGIN_BIN);
-        cmd.arg("dra-plugin").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        Plugin { child: Some(cmd.spawn().expect("spawn userspace dra-plugin")), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Whether the process still runs (and if not, its wait status, read from the zombie's
-    /// `/proc/<pid>/stat` without reaping it) and its log: what a failed call is explained by.
-    fn report(&self) -> String {
-        let state = match &self.child {
-            None => "not running (reaped)".to_owned(),
-            Some(c) => {
-                let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
-                let fields: Vec<&str> =
-                    stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-                match fields.first() {
-                    Some(&"Z") => {
-                        let status: i32 = fields.last().and_then(|f| f.parse().ok()).unwrap_or(-1);
-                        format!("exited: exit code {}, signal {}", (status >> 8) & 0xff, status & 0x7f)
-                    }
-                    Some(state) => format!("running (state {state})"),
-                    None => "gone".to_owned(),
-                }
-            }
-        };
-        format!("plugin process {state}; its log:\n{}", self.log())
-    }
-
-    /// SIGKILL, as the OOM killer or a node crash would.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Wait (bounded) for the process to end by itself (a failpoint's SIGKILL); its wait status.
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            assert!(started.elapsed() < limit, "the plugin did not exit within {limit:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM and a bounded wait for a clean exit (kubelet's DaemonSet rollout).
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        let pid = i32::try_from(child.id()).expect("pid");
-        // SAFETY: kill(2) with a pid we own.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        self.wait_exit(Duration::from_secs(30))
-    }
-}
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 struct World {
     /// This test's bridge: the lab is shared by the tests of this file, which run in parallel.
     bridge: &'static str,
@@ -177,17 +83,7 @@ impl World {
         let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
         let token = env.token(NAMESPACE, Identity::DraPlugin.service_account(), Some(("Pod", "dra-a")));
         let kubeconfig = env.kubeconfig_for("dra", &token);
-        let mut plugin_env = node.settings_env();
-        for (k, v) in [
-            ("DRA_SOCKET_ROOT", node.path("dra").display().to_string()),
-            ("DRA_METADATA_DIR", node.path("meta").display().to_string()),
-            ("CDI_DIR", node.path("cdi").display().to_string()),
-            ("DRA_BRIDGES", format!("{bridge}=1500")),
-            ("DRA_KUBECONFIG", kubeconfig.display().to_string()),
-            ("NODE_NAME", NODE.to_owned()),
-        ] {
-            plugin_env.push((format!("USERSPACE_CNI_{k}"), v));
-        }
+        let plugin_env = dra_plugin::settings_env(&node, &format!("{bridge}=1500"), &kubeconfig, NODE);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         Some(World { bridge, env, lab, node, plugin_env, rt })
     }

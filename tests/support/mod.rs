@@ -2,6 +2,7 @@
 //! and log dirs) and a runner that executes the plugin binary exactly as a runtime does.
 #![allow(dead_code)]
 
+pub mod dra_plugin;
 pub mod envtest;
 
 use serde_json::{json, Value};

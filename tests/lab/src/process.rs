@@ -107,6 +107,21 @@ where
     c
 }
 
+/// Have `cmd`'s child SIGKILLed when the thread that spawns it ends (the test thread, which
+/// outlives the child's handle), so a killed test leaves no busy-polling testpmd or plugin.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Whether `pid` is a running process. A zombie counts as dead: detached OVS daemons are
 /// reparented to PID 1, which on some machines (this project's VMs) reaps only about once a
 /// second, so `kill(pid, 0)` would report an exited daemon alive for up to a second.

@@ -3,10 +3,9 @@
 
 use crate::error::LabError;
 use crate::lab::DPDK_RUN_DIR;
-use crate::process::{ms, signal, tail, unique_suffix, POLL, PREFIX};
+use crate::process::{die_with_parent, ms, signal, tail, unique_suffix, POLL, PREFIX};
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -186,16 +185,8 @@ impl Testpmd {
         let mut cmd = wrap(&argv);
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         // If the test process is killed, its testpmd dies with it instead of busy-polling a
-        // core forever (the signal follows the spawning thread, which outlives this handle).
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // core forever.
+        die_with_parent(&mut cmd);
         me.child = Some(cmd.spawn().map_err(|e| LabError::io(format!("spawn {TESTPMD}"), e))?);
         Ok(me)
     }
