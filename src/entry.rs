@@ -9,8 +9,8 @@ use crate::netconf::{self, NetConf};
 use crate::pipeline::Registry;
 use crate::verbs::{self, Invocation};
 use crate::{logging, settings};
-use backend_api::{codes, BackendRegistration, CniError, Verb};
 use std::io::{Read, Write};
+use userspace_cni_api::{codes, BackendRegistration, CniError, Verb};
 
 /// Stdin larger than this is refused (a network config is a few KiB).
 const MAX_STDIN: u64 = 1 << 20;
@@ -77,7 +77,7 @@ fn cni_mode(
     extra: &[&'static BackendRegistration],
 ) -> Result<Option<serde_json::Value>, CniError> {
     let env = CniEnv::from_process_env()?;
-    backend_api::failpoint::set_verb(env.command);
+    userspace_cni_api::failpoint::set_verb(env.command);
     if env.command == Verb::Version {
         return Ok(Some(version::version_response(stdin)));
     }

@@ -11,7 +11,6 @@
 //! error, so this module maps none to a code.
 
 use crate::netconf::LogLevel;
-use backend_api::confine::{self, ConfineError, Dir, Kind};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -19,6 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
+use userspace_cni_api::confine::{self, ConfineError, Dir, Kind};
 
 /// Directories the plugin creates below a log root (and the root itself when absent).
 const DIR_MODE: u32 = 0o750;

@@ -7,8 +7,8 @@
 //! so each row is mounted at its own host path. `tests/manifests.rs` fails when the DaemonSet and
 //! this table differ, and prints the volumes this table expects.
 
-use backend_api::NodeSettings;
 use std::path::PathBuf;
+use userspace_cni_api::NodeSettings;
 
 /// Where a host path comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,7 +376,7 @@ mod tests {
             assert!(row_for(root).is_some(), "root {} has no row in NODE_PATHS", root.display());
         }
         // Multus's kubeconfig (the one the shipped NADs name) is readable by the reconciler.
-        let multus = PathBuf::from(backend_api::settings::DEFAULT_KUBECONFIG_FILES[0]);
+        let multus = PathBuf::from(userspace_cni_api::settings::DEFAULT_KUBECONFIG_FILES[0]);
         let mounted = NODE_PATHS.iter().any(|r| multus.starts_with(r.default));
         assert!(mounted, "{} is under no row of NODE_PATHS", multus.display());
     }

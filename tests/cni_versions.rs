@@ -1,12 +1,12 @@
 //! Every supported version × verb through the library API, expectations written from the CNI spec
 //! and libcni (pkg/types/100, pkg/types/040, pkg/skel); never compares against our own output.
 
-use backend_api::{codes, CniError, Verb};
 use serde_json::{json, Value};
 use userspace_cni::cni::{
     check_verb_allowed, error_json, error_version, negotiate, valid_attachments, version_response, CniEnv, CniResult,
     CniVersion, Dns, Interface, IpConfig, Route, SUPPORTED,
 };
+use userspace_cni_api::{codes, CniError, Verb};
 
 const VERBS: [Verb; 6] = [Verb::Add, Verb::Del, Verb::Check, Verb::Gc, Verb::Status, Verb::Version];
 

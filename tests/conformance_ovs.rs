@@ -4,13 +4,13 @@
 //! re-delivered by the repair) and stops ovsdb-server to make the dataplane unreachable. Every
 //! fixture has its own bridge; the lab and its files go when the test ends, also on failure.
 
-use backend_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
-use backend_api::{async_trait, Backend, BackendPlan};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use testlab::Lab;
+use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
+use userspace_cni_api::{async_trait, Backend, BackendPlan};
 
 struct Ovs {
     lab: Mutex<Lab>,
@@ -50,7 +50,7 @@ fn rows(lab: &Lab, table: &str) -> Result<Vec<(String, Value)>, HarnessError> {
 #[async_trait]
 impl Harness for Ovs {
     fn backend(&self) -> Box<dyn Backend> {
-        Box::new(backend_ovs_dpdk::OvsDpdkBackend)
+        Box::new(userspace_cni_ovs_dpdk::OvsDpdkBackend)
     }
 
     fn cases(&self) -> Vec<&'static str> {

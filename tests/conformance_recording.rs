@@ -3,10 +3,10 @@
 //! JSON file under the node's state dir; "unreachable" is its down switch, and a restart is the
 //! switch off and on again (a file-backed dataplane keeps its configuration).
 
-use backend_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
-use backend_api::testkit::{self, RecordingBackend};
-use backend_api::{async_trait, Backend, BackendPlan};
 use serde_json::json;
+use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
+use userspace_cni_api::testkit::{self, RecordingBackend};
+use userspace_cni_api::{async_trait, Backend, BackendPlan};
 
 struct Recording;
 
@@ -92,19 +92,19 @@ struct Broken {
     switchable: bool,
 }
 
-struct NoUndo(Box<dyn backend_api::Step>);
+struct NoUndo(Box<dyn userspace_cni_api::Step>);
 
 #[async_trait]
-impl backend_api::Step for NoUndo {
+impl userspace_cni_api::Step for NoUndo {
     fn name(&self) -> &'static str {
         self.0.name()
     }
 
-    async fn apply(&self, ctx: &mut backend_api::StepContext) -> Result<(), backend_api::CniError> {
+    async fn apply(&self, ctx: &mut userspace_cni_api::StepContext) -> Result<(), userspace_cni_api::CniError> {
         self.0.apply(ctx).await
     }
 
-    async fn undo(&self, _ctx: &mut backend_api::StepContext) -> Result<(), backend_api::CniError> {
+    async fn undo(&self, _ctx: &mut userspace_cni_api::StepContext) -> Result<(), userspace_cni_api::CniError> {
         Ok(())
     }
 }
@@ -114,24 +114,28 @@ impl Backend for Broken {
     fn engine(&self) -> &'static str {
         "broken"
     }
-    fn plan(&self, req: &backend_api::PlanRequest<'_>) -> Result<BackendPlan, backend_api::CniError> {
+    fn plan(&self, req: &userspace_cni_api::PlanRequest<'_>) -> Result<BackendPlan, userspace_cni_api::CniError> {
         RecordingBackend.plan(req)
     }
-    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn backend_api::Step>>, backend_api::CniError> {
+    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn userspace_cni_api::Step>>, userspace_cni_api::CniError> {
         let steps = RecordingBackend.steps(plan)?;
         if !self.forgetful {
             return Ok(steps);
         }
-        Ok(steps.into_iter().map(|s| Box::new(NoUndo(s)) as Box<dyn backend_api::Step>).collect())
+        Ok(steps.into_iter().map(|s| Box::new(NoUndo(s)) as Box<dyn userspace_cni_api::Step>).collect())
     }
-    async fn check(&self, ctx: &backend_api::StepContext, plan: &BackendPlan) -> Result<(), backend_api::CniError> {
+    async fn check(
+        &self,
+        ctx: &userspace_cni_api::StepContext,
+        plan: &BackendPlan,
+    ) -> Result<(), userspace_cni_api::CniError> {
         RecordingBackend.check(ctx, plan).await
     }
     async fn list_owned(
         &self,
-        settings: &backend_api::NodeSettings,
+        settings: &userspace_cni_api::NodeSettings,
         network: &str,
-    ) -> Result<Vec<backend_api::OwnedObject>, backend_api::CniError> {
+    ) -> Result<Vec<userspace_cni_api::OwnedObject>, userspace_cni_api::CniError> {
         if self.blind {
             return Ok(Vec::new());
         }
@@ -139,12 +143,12 @@ impl Backend for Broken {
     }
     async fn remove_owned(
         &self,
-        settings: &backend_api::NodeSettings,
-        obj: &backend_api::OwnedObject,
-    ) -> Result<(), backend_api::CniError> {
+        settings: &userspace_cni_api::NodeSettings,
+        obj: &userspace_cni_api::OwnedObject,
+    ) -> Result<(), userspace_cni_api::CniError> {
         RecordingBackend.remove_owned(settings, obj).await
     }
-    async fn status(&self, settings: &backend_api::NodeSettings) -> Result<(), backend_api::CniError> {
+    async fn status(&self, settings: &userspace_cni_api::NodeSettings) -> Result<(), userspace_cni_api::CniError> {
         if self.blind {
             return Ok(());
         }

@@ -4,10 +4,10 @@
 //! is the simulator's (configuration lost, socket files left); "unreachable" is a stalled VPP,
 //! which answers nothing, so every request runs into the node's short timeout.
 
-use backend_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
-use backend_api::{async_trait, Backend, BackendPlan};
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
+use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
+use userspace_cni_api::{async_trait, Backend, BackendPlan};
 use vppsim::Sim;
 
 struct Vpp {
@@ -19,7 +19,7 @@ struct Vpp {
 #[async_trait]
 impl Harness for Vpp {
     fn backend(&self) -> Box<dyn Backend> {
-        Box::new(backend_vpp::VppBackend)
+        Box::new(userspace_cni_vpp::VppBackend)
     }
 
     fn cases(&self) -> Vec<&'static str> {

@@ -9,11 +9,11 @@ mod support;
 
 use support::sandbox;
 
-use backend_api::testkit;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use support::{recording_conf, Node, PLUGIN_BIN};
+use userspace_cni_api::testkit;
 
 const CID: &str = "d1ce0000000000000000000000000001";
 const CID12: &str = "d1ce00000000";
@@ -288,7 +288,7 @@ fn nad_config(name: &str) -> Value {
 
 #[test]
 fn the_examples_pass_the_plugins_validation() {
-    let settings = backend_api::NodeSettings::default();
+    let settings = userspace_cni_api::NodeSettings::default();
     let list: Value = serde_json::from_str(&example("no-kubernetes.conflist")).expect("conflist JSON");
     let mut configs = vec![("device-plugin-vhost.yaml".to_owned(), nad_config("device-plugin-vhost.yaml"))];
     for p in list["plugins"].as_array().expect("plugins") {

@@ -31,7 +31,7 @@ const NODE: &str = "node-a";
 #[derive(Default)]
 struct Claims(Mutex<HashMap<String, ResourceClaim>>);
 
-#[backend_api::async_trait]
+#[userspace_cni_api::async_trait]
 impl ClaimSource for Claims {
     async fn get(&self, claim: &ClaimRef, _deadline: Instant) -> Result<ResourceClaim, String> {
         let map = self.0.lock().map_err(|_| "poisoned".to_string())?;

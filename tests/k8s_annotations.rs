@@ -9,12 +9,12 @@ mod support;
 
 use support::sandbox;
 
-use backend_api::testkit;
 use fakeapi::{FakeApi, Method, Reply};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::{recording_conf, Node, Run};
+use userspace_cni_api::testkit;
 
 const NS: &str = "ns1";
 const POD: &str = "pod-a";

@@ -10,7 +10,6 @@
 
 mod support;
 
-use backend_api::testkit;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use support::{recording_conf, Node, Run};
 use userspace_cni::k8s::{self, ApiAccess, Budget, K8sError, PodName};
 use userspace_cni::rbac::{self, Identity, NAMESPACE};
 use userspace_cni::steps::annotations;
+use userspace_cni_api::testkit;
 
 const NS: &str = "tenant";
 const POD: &str = "pod-a";
@@ -313,7 +313,7 @@ fn a_missing_pod_is_code_3_and_a_replaced_pod_is_never_annotated() {
         c.rt.block_on(k8s::update_annotations(&c.access(), &pod_name(), Some(&old_uid), budget(), &mut edit))
             .expect_err("a write to the pod's successor");
     assert!(matches!(&err, K8sError::PodReplaced { args_uid, .. } if args_uid == &old_uid), "{err}");
-    assert_eq!(backend_api::CniError::from(err).code, backend_api::codes::UNKNOWN_CONTAINER);
+    assert_eq!(userspace_cni_api::CniError::from(err).code, userspace_cni_api::codes::UNKNOWN_CONTAINER);
     let new = c.pod();
     assert_ne!(new["metadata"]["uid"], json!(old_uid), "the pod was re-created");
     let ann = c.annotations();
@@ -338,7 +338,7 @@ fn annotations_over_256_kib_fail_add_clearly_add_rolls_back_and_del_completes() 
     pod["metadata"]["annotations"]["bulk"] = json!(filler);
     c.env.kubectl_ok(&["replace", "-f", "-"], Some(&pod.to_string()));
     let entries_before = c.annotations()[annotations::CONFIG_DATA].clone();
-    let msg = c.cni("ADD", "net2").expect_err(backend_api::codes::IO_FAILURE as u64);
+    let msg = c.cni("ADD", "net2").expect_err(userspace_cni_api::codes::IO_FAILURE as u64);
     eprintln!("ADD net2: {msg}");
     assert!(
         msg.contains("256 KiB") && msg.contains("422") && msg.contains(&format!("PUT pod {NS}/{POD}/status")),

@@ -776,7 +776,7 @@ fn the_admission_policies_apply_to_exactly_our_accounts_and_deny() {
 #[test]
 fn every_nad_config_passes_the_plugins_validation() {
     let m = manifests();
-    let settings = backend_api::NodeSettings::default();
+    let settings = userspace_cni_api::NodeSettings::default();
     let engines: Vec<&str> =
         userspace_cni::pipeline::Registry::linked().registrations().iter().map(|r| r.engine).collect();
     let mut modes = BTreeSet::new();
@@ -867,7 +867,7 @@ fn dra_daemonset_mounts_the_dra_paths_at_their_host_paths_as_its_own_account() {
     assert!(image.ends_with(&format!(":{VERSION}")), "image {image} is not tagged with {VERSION}");
 
     // Every path the plugin and the kubelet exchange, at the same path inside as on the host.
-    let d = backend_api::NodeSettings::default();
+    let d = userspace_cni_api::NodeSettings::default();
     let want: BTreeSet<String> = [
         "/var/lib/kubelet/plugins_registry".to_owned(),
         "/var/lib/kubelet/plugins".to_owned(),
@@ -906,7 +906,7 @@ fn dra_daemonset_mounts_the_dra_paths_at_their_host_paths_as_its_own_account() {
 fn kubevirt_dra_example_fits_together() {
     let m = manifests();
     let vmi = vmi(&m, "vmi-vhostuser-dra");
-    let driver = backend_api::settings::DEFAULT_DRA_DRIVER;
+    let driver = userspace_cni_api::settings::DEFAULT_DRA_DRIVER;
     let claims = vmi.spec.resource_claims.as_ref().expect("spec.resourceClaims");
     let mut dra_nics = 0;
     for iface in &vmi.spec.domain.devices.interfaces {

@@ -1,10 +1,10 @@
 //! Upstream (Intel userspace-cni-network-plugin) network configs, as its README and CI ship them,
 //! through the public `netconf` API: they must parse, and validate where their paths are allowed.
 
-use backend_api::spec::{IfType, MemifRole, NetType, VhostMode};
-use backend_api::{codes, CniError, NodeSettings};
 use std::path::PathBuf;
 use userspace_cni::netconf::{self, LogLevel};
+use userspace_cni_api::spec::{IfType, MemifRole, NetType, VhostMode};
+use userspace_cni_api::{codes, CniError, NodeSettings};
 
 /// The upstream README's standalone example (VPP memif), tabs and all.
 const README_STANDALONE: &str =

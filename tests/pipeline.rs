@@ -4,9 +4,9 @@
 
 mod support;
 
-use backend_api::testkit::{self, FakeBridge, FakeDataplane};
 use serde_json::{json, Value};
 use support::{recording_conf, Node};
+use userspace_cni_api::testkit::{self, FakeBridge, FakeDataplane};
 
 const CID: &str = "0123456789abcdef0123456789abcdef";
 

@@ -31,7 +31,7 @@ const DRIVER: &str = "ovsdpdk.k8snetworkplumbingwg.io";
 
 struct OneClaim(k8s_openapi::api::resource::v1::ResourceClaim);
 
-#[backend_api::async_trait]
+#[userspace_cni_api::async_trait]
 impl ClaimSource for OneClaim {
     async fn get(&self, _c: &ClaimRef, _d: Instant) -> Result<k8s_openapi::api::resource::v1::ResourceClaim, String> {
         Ok(self.0.clone())

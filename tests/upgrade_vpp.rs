@@ -6,16 +6,16 @@
 
 mod support;
 
-use backend_vpp::api::messages::{
-    BridgeDomainAddDelV2, BridgeDomainAddDelV2Reply, MemifCreateV2, MemifCreateV2Reply, SwInterfaceSetFlags,
-    SwInterfaceSetFlagsReply, SwInterfaceSetL2Bridge, SwInterfaceSetL2BridgeReply,
-};
-use backend_vpp::api::Client;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::{Node, Run, PLUGIN_BIN};
+use userspace_cni_vpp::api::messages::{
+    BridgeDomainAddDelV2, BridgeDomainAddDelV2Reply, MemifCreateV2, MemifCreateV2Reply, SwInterfaceSetFlags,
+    SwInterfaceSetFlagsReply, SwInterfaceSetL2Bridge, SwInterfaceSetL2BridgeReply,
+};
+use userspace_cni_vpp::api::Client;
 use vppsim::Sim;
 
 const BD: u32 = 5;
@@ -54,7 +54,7 @@ fn upstream_add(sim: &Sim, node: &Node, cid: &str) -> u32 {
     let socket = socket_of(node, cid);
     let (idx, socket_id) = rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect to the sim");
-        let socket_id = backend_vpp::ops::add_socket(&mut c, &socket).await.expect("socket filename");
+        let socket_id = userspace_cni_vpp::ops::add_socket(&mut c, &socket).await.expect("socket filename");
         let req = MemifCreateV2 { role: 0, mode: 0, socket_id, ..Default::default() };
         let r: MemifCreateV2Reply = c.call(req, "memif_create_v2").await.expect("memif");
         let idx = r.sw_if_index;
@@ -252,7 +252,7 @@ fn adopt_and_del_leave_alone_the_pod_that_took_a_freed_index() {
     support::write_libcni_cache(&node, &c, stale);
     rt().block_on(async {
         let mut cl = Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
-        backend_vpp::ops::delete_memif(&mut cl, sidx).await.expect("the stale pod's memif is deleted");
+        userspace_cni_vpp::ops::delete_memif(&mut cl, sidx).await.expect("the stale pod's memif is deleted");
         cl.close().await;
     });
     let oidx = upstream_add(&sim, &node, other);

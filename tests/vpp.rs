@@ -97,9 +97,11 @@ fn memif_master_and_slave_join_a_bridge_domain_and_del_removes_everything() {
 fn a_bridge_domain_made_by_an_administrator_is_never_deleted() {
     let Env { sim, node, _dir } = env();
     rt().block_on(async {
-        let mut c = backend_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
-        let bd = backend_vpp::api::messages::BridgeDomainAddDelV2 { bd_id: 9, is_add: true, ..Default::default() };
-        c.call::<_, backend_vpp::api::messages::BridgeDomainAddDelV2Reply>(bd, "bd").await.expect("admin's bd");
+        let mut c =
+            userspace_cni_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
+        let bd =
+            userspace_cni_vpp::api::messages::BridgeDomainAddDelV2 { bd_id: 9, is_add: true, ..Default::default() };
+        c.call::<_, userspace_cni_vpp::api::messages::BridgeDomainAddDelV2Reply>(bd, "bd").await.expect("admin's bd");
     });
     let c = memif_conf("net-adm", "master", 9);
     node.cni("ADD", &cid(3), "net1", &c, &[]).expect_ok();
@@ -362,8 +364,9 @@ fn an_already_registered_socket_filename_is_reused_not_registered_twice() {
     let path = dir.join(format!("memif-{}-net1.sock", &id[..12])).display().to_string();
     // Left registered by an earlier, interrupted attempt (VPP would accept a second id for it).
     let first = rt().block_on(async {
-        let mut c = backend_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
-        backend_vpp::ops::add_socket(&mut c, &path).await.expect("register")
+        let mut c =
+            userspace_cni_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
+        userspace_cni_vpp::ops::add_socket(&mut c, &path).await.expect("register")
     });
     node.cni("ADD", &id, "net1", &c, &[]).expect_ok();
     assert_eq!(sim.sockets().into_iter().collect::<Vec<_>>(), vec![(first, path)], "the existing id is reused");

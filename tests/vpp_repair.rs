@@ -196,8 +196,9 @@ fn an_interface_detached_from_its_bridge_domain_is_reattached_in_place() {
     node.cni("ADD", &cid(4), "net1", &conf, &[("CNI_NETNS", &pod.path())]).expect_ok();
     let idx = sim.memifs()[0].sw_if_index;
     rt().block_on(async {
-        use backend_vpp::api::messages::{SwInterfaceSetL2Bridge, SwInterfaceSetL2BridgeReply};
-        let mut c = backend_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
+        use userspace_cni_vpp::api::messages::{SwInterfaceSetL2Bridge, SwInterfaceSetL2BridgeReply};
+        let mut c =
+            userspace_cni_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
         let req = SwInterfaceSetL2Bridge { rx_sw_if_index: idx, bd_id: 8, enable: false, ..Default::default() };
         c.call::<_, SwInterfaceSetL2BridgeReply>(req, "detach").await.expect("detach");
     });
@@ -249,8 +250,9 @@ fn a_freed_sw_if_index_taken_by_another_pod_is_never_acted_on_through_the_stale_
     let stale = sim.memifs()[0].sw_if_index;
     let a_tag = sim.interfaces()[0].tag.clone();
     rt().block_on(async {
-        let mut c = backend_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
-        backend_vpp::ops::delete_memif(&mut c, stale).await.expect("the operator deletes A's memif");
+        let mut c =
+            userspace_cni_vpp::api::Client::connect(&sim.socket(), Duration::from_secs(3)).await.expect("connect");
+        userspace_cni_vpp::ops::delete_memif(&mut c, stale).await.expect("the operator deletes A's memif");
         c.close().await;
     });
     node.cni("ADD", &cb, "net1", &conf, &[("CNI_NETNS", &pb.path())]).expect_ok();

@@ -27,7 +27,7 @@ pub(crate) struct DraReport {
 /// Claims as the API server would return them, fixed before the driver starts.
 struct StaticClaims(HashMap<String, ResourceClaim>);
 
-#[backend_api::async_trait]
+#[userspace_cni_api::async_trait]
 impl ClaimSource for StaticClaims {
     async fn get(&self, claim: &ClaimRef, _deadline: Instant) -> Result<ResourceClaim, String> {
         self.0.get(&claim.uid).cloned().ok_or_else(|| format!("ResourceClaim {} does not exist (404)", claim.name))

@@ -2,7 +2,7 @@
 //! to a CNI error must never panic, whatever the input; run with `cargo fuzz run netconf`.
 #![no_main]
 
-use backend_api::{CniError, NodeSettings};
+use userspace_cni_api::{CniError, NodeSettings};
 use libfuzzer_sys::fuzz_target;
 use userspace_cni::netconf;
 

@@ -8,9 +8,9 @@ use crate::legacy::{self, cache, LegacyFile};
 use crate::netconf;
 use crate::pipeline::{attachment_of, AttachRequest, Registry};
 use crate::state::StateDir;
-use backend_api::{Adoption, AttachmentId, CniError, NodeSettings};
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use userspace_cni_api::{Adoption, AttachmentId, CniError, NodeSettings};
 
 const USAGE: &str = "usage: userspace adopt [--dry-run] [--json]
   After replacing the upstream userspace-cni-network-plugin binary with this one: for every

@@ -7,13 +7,13 @@ use crate::pipeline::Registry;
 use crate::reconcile::survey::{self, AttachmentState};
 use crate::state::StateDir;
 use crate::steps::delegate::Delegate;
-use backend_api::NodeSettings;
-use backend_ovs_dpdk::lifecycle::{self as ovs, OvsFacts};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+use userspace_cni_api::NodeSettings;
+use userspace_cni_ovs_dpdk::lifecycle::{self as ovs, OvsFacts};
 
 const USAGE: &str = "usage: userspace doctor [--json] [--engine ENGINE]...
   Checks that this node can serve userspace-cni attachments; exits 1 if any check fails.
@@ -159,14 +159,14 @@ pub async fn run(registry: &Registry, settings: &NodeSettings, engines: &[String
     let ovs_present = ovs_socket.as_deref().is_some_and(Path::exists);
     let vpp_present = settings.vpp_api_socket.exists();
     let mut facts = None;
-    if want(backend_ovs_dpdk::ENGINE, ovs_present) {
+    if want(userspace_cni_ovs_dpdk::ENGINE, ovs_present) {
         let (c, f) = ovs_checks(settings).await;
         checks.extend(c);
         facts = f;
     } else {
         checks.push(Check::skip("OVSDB", format!("{} absent: OVS-DPDK not checked", settings.ovsdb)));
     }
-    if want(backend_vpp::ENGINE, vpp_present) {
+    if want(userspace_cni_vpp::ENGINE, vpp_present) {
         checks.push(vpp_check(registry, settings).await);
     } else {
         checks.push(Check::skip("VPP API", format!("{} absent: VPP not checked", settings.vpp_api_socket.display())));
@@ -272,7 +272,7 @@ fn vhost_sock_dir_check(settings: &NodeSettings, facts: &OvsFacts) -> Check {
 
 async fn vpp_check(registry: &Registry, settings: &NodeSettings) -> Check {
     let name = "VPP API";
-    let backend = match registry.get(backend_vpp::ENGINE) {
+    let backend = match registry.get(userspace_cni_vpp::ENGINE) {
         Ok(b) => b,
         Err(e) => return Check::fail(name, e.msg, "this binary was built without the VPP engine"),
     };

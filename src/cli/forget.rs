@@ -13,7 +13,7 @@ use crate::pipeline::build_steps;
 use crate::plan::Record;
 use crate::reconcile::survey::{bridge_of, port_of};
 use crate::state::{StateDir, StateError};
-use backend_api::{
+use userspace_cni_api::{
     async_trait, AttachmentId, Backend, BackendPlan, CniError, ErrorList, NodeSettings, OwnedObject, PlanRequest, Step,
     StepContext, Verb,
 };
@@ -43,8 +43,8 @@ impl From<ForgetError> for CniError {
     fn from(e: ForgetError) -> Self {
         match e {
             ForgetError::State(s) => s.into(),
-            ForgetError::NotFound { .. } => CniError::new(backend_api::codes::UNKNOWN_CONTAINER, e.to_string()),
-            ForgetError::BadArgument(m) => CniError::new(backend_api::codes::INVALID_ENV, m),
+            ForgetError::NotFound { .. } => CniError::new(userspace_cni_api::codes::UNKNOWN_CONTAINER, e.to_string()),
+            ForgetError::BadArgument(m) => CniError::new(userspace_cni_api::codes::INVALID_ENV, m),
         }
     }
 }

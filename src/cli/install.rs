@@ -404,7 +404,7 @@ mod tests {
         let p = path.to_string_lossy().into_owned();
         let loaded =
             crate::settings::load_from(|k| (k == crate::settings::CONFIG_ENV).then(|| p.clone())).expect("loads");
-        assert_eq!(loaded, backend_api::NodeSettings::default());
+        assert_eq!(loaded, userspace_cni_api::NodeSettings::default());
     }
 
     #[test]

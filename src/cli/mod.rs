@@ -34,7 +34,7 @@ Run by a container runtime with CNI_COMMAND set; by hand:
 ";
 
 /// The node settings for command `cmd`, or its exit code (2) after saying why on stderr.
-fn settings_or_exit(cmd: &str) -> Result<backend_api::NodeSettings, i32> {
+fn settings_or_exit(cmd: &str) -> Result<userspace_cni_api::NodeSettings, i32> {
     crate::settings::load().map_err(|e| {
         eprintln!("userspace {cmd}: {e}");
         2

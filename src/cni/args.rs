@@ -2,8 +2,8 @@
 //! Never panics on any input, and never drops a pair silently: unknown keys are kept or refused.
 
 use super::quoted;
-use backend_api::{codes, CniError};
 use std::net::IpAddr;
+use userspace_cni_api::{codes, CniError};
 
 /// The keys this plugin understands. libcni matches them to struct field names, so they are
 /// case-sensitive.

@@ -3,8 +3,8 @@
 
 use super::args::{ArgsError, CniArgs};
 use super::quoted;
-use backend_api::{codes, CniError, Verb};
 use std::path::PathBuf;
+use userspace_cni_api::{codes, CniError, Verb};
 
 pub const CNI_COMMAND: &str = "CNI_COMMAND";
 pub const CNI_CONTAINERID: &str = "CNI_CONTAINERID";

@@ -2,8 +2,8 @@
 //! Never fails, whatever stdin held: an error about garbage input must still be printable.
 
 use super::version::{requested_version, CniVersion};
-use backend_api::CniError;
 use serde_json::{Map, Number, Value};
+use userspace_cni_api::CniError;
 
 /// The CNI error JSON (the same shape in 0.3.0 through 1.1.0); `details` only when non-empty.
 pub fn error_json(err: &CniError, version: &str) -> Value {
@@ -27,9 +27,9 @@ pub fn error_version(stdin: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backend_api::codes;
     use proptest::prelude::*;
     use serde_json::json;
+    use userspace_cni_api::codes;
 
     #[test]
     fn error_json_with_and_without_details() {

@@ -2,8 +2,8 @@
 //! Never turns a malformed list into an empty one: GC removes everything not listed.
 
 use super::describe;
-use backend_api::{codes, AttachmentId, CniError};
 use serde_json::Value;
+use userspace_cni_api::{codes, AttachmentId, CniError};
 
 /// The key in the CNI 1.1.0 spec.
 pub const VALID_ATTACHMENTS_KEY: &str = "cni.dev/valid-attachments";

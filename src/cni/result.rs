@@ -3,10 +3,10 @@
 
 use super::version::CniVersion;
 use super::{describe, quoted};
-use backend_api::{codes, CniError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 use std::net::IpAddr;
+use userspace_cni_api::{codes, CniError};
 
 /// A result in 1.1.0 form (libcni's types100; 1.0.0 has the same types).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

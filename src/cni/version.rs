@@ -2,10 +2,10 @@
 //! which verbs a version defines. Never guesses a version the config did not ask for (except VERSION).
 
 use super::{describe, quoted};
-use backend_api::{codes, CniError, Verb};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
+use userspace_cni_api::{codes, CniError, Verb};
 
 /// Every version we accept in a config and can produce a result in, oldest first.
 pub const SUPPORTED: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];

@@ -8,8 +8,8 @@ use super::claim::{ClaimPlan, RequestPlan};
 use crate::plan::cdi::{self, CdiDevice, CdiMount, CdiSpec, ContainerEdits};
 use crate::plan::dra_metadata::{self, DeviceMetadata, MetadataClaim, MetadataDevice};
 use crate::plan::PublishedFile;
-use backend_api::{CniError, NodeSettings};
 use std::path::{Path, PathBuf};
+use userspace_cni_api::{CniError, NodeSettings};
 
 /// The CDI class of our devices (`<driver>/vhost-user=<name>`), the proof of concept's.
 pub const CDI_CLASS: &str = "vhost-user";

@@ -10,16 +10,16 @@ use super::{ClaimDriver, ClaimRef, PreparedDevice};
 use crate::pipeline::{attach, reapply, teardown, Registry};
 use crate::plan::{stages::step_names, ClaimName, DraPlan, Plan, Record, RECORD_FORMAT_DRA};
 use crate::state::StateDir;
-use backend_api::perms::{self, PermissionsConf};
-use backend_api::spec::{BridgeConf, IfType, InterfaceSpec, NetType, VhostConf, VhostMode};
-use backend_api::{
-    async_trait, codes, Attachment, AttachmentId, Backend, CniError, NodeSettings, PlanRequest, PodRef, SharedDir, Verb,
-};
 use k8s_openapi::api::resource::v1::ResourceClaim;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use userspace_cni_api::perms::{self, PermissionsConf};
+use userspace_cni_api::spec::{BridgeConf, IfType, InterfaceSpec, NetType, VhostConf, VhostMode};
+use userspace_cni_api::{
+    async_trait, codes, Attachment, AttachmentId, Backend, CniError, NodeSettings, PlanRequest, PodRef, SharedDir, Verb,
+};
 
 /// The engine of every DRA attachment today (KubeVirt's binding knows only the OVS driver).
 pub const ENGINE: &str = "ovs-dpdk";
@@ -121,8 +121,8 @@ pub fn plan_request(
     let socket = backend_plan.socket.as_ref().ok_or_else(|| {
         CniError::new(codes::INTERNAL, format!("engine {ENGINE} planned no socket for a vhost-user device"))
     })?;
-    backend_api::names::check_sun_path("the claim's socket path", &socket.host_path)?;
-    backend_api::names::check_sun_path("the claim's socket path (as the container sees it)", &socket.pod_path)?;
+    userspace_cni_api::names::check_sun_path("the claim's socket path", &socket.host_path)?;
+    userspace_cni_api::names::check_sun_path("the claim's socket path (as the container sees it)", &socket.pod_path)?;
 
     let docs = documents::for_request(settings, claim, req, bridge.mtu, &socket.pod_path, &host_dir, &container_dir)?;
     let mut plan = Plan {

@@ -12,10 +12,10 @@ use crate::k8s::claims::{self, ClaimLiveness};
 use crate::k8s::{ApiAccess, Budget};
 use crate::pipeline::{teardown, Registry};
 use crate::state::StateDir;
-use backend_api::{async_trait, NodeSettings, Verb};
 use k8s_openapi::api::resource::v1::ResourceClaim;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use userspace_cni_api::{async_trait, NodeSettings, Verb};
 
 /// How often the background pass runs.
 const PASS_EVERY: Duration = Duration::from_secs(60);
@@ -137,7 +137,7 @@ pub fn main(registry: Registry, args: &[String]) -> i32 {
     // A daemon: what it prepares, removes and publishes goes to its container log.
     crate::logging::init(Some(crate::netconf::LogLevel::Info), None, &[]);
     // Failpoints (test builds only) name Prepare's steps with ADD's verb, its undo phase included.
-    backend_api::failpoint::set_verb(Verb::Add);
+    userspace_cni_api::failpoint::set_verb(Verb::Add);
     let Some(node) = node_name(&settings) else {
         eprintln!("userspace dra-plugin: this node's name is unknown: set node_name in the settings or NODE_NAME");
         return 2;

@@ -12,8 +12,8 @@
 //! credential plugin: kube runs `exec` and auth-provider `cmd-path` with a blocking
 //! `std::process::Command` that no timeout of ours can interrupt.
 
-use backend_api::{codes, CniError};
 use std::path::{Path, PathBuf};
+use userspace_cni_api::{codes, CniError};
 
 /// The largest kubeconfig read (Multus's is about 3 KiB; a CA bundle inline stays far below).
 pub const MAX_KUBECONFIG: u64 = 1 << 20;
@@ -129,7 +129,7 @@ impl From<KubeconfigError> for CniError {
 
 /// The file's bytes under `trust`'s rules. Symlinks in the directories are the operator's.
 pub fn read(path: &Path, trust: Trust) -> Result<Vec<u8>, KubeconfigError> {
-    use backend_api::confine::{self, ReadError, RootOwnedError};
+    use userspace_cni_api::confine::{self, ReadError, RootOwnedError};
     let p = || path.to_path_buf();
     let untrusted = |reason: String| KubeconfigError::Untrusted { path: p(), reason };
     let io = |e: std::io::Error| match e.raw_os_error() {

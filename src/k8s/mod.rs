@@ -13,10 +13,10 @@ pub mod kubeconfig;
 pub mod node;
 pub mod pod;
 
-use backend_api::{codes, CniError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use userspace_cni_api::{codes, CniError};
 
 pub use pod::{PodView, PodVolume, VolumeSource};
 

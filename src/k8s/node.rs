@@ -7,8 +7,8 @@
 #[cfg(feature = "kubernetes")]
 use super::MAX_CONFLICT_RETRIES;
 use super::{ApiAccess, Budget, K8sError};
-use backend_api::{codes, CniError};
 use serde_json::{Map, Value};
+use userspace_cni_api::{codes, CniError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeError {

@@ -10,12 +10,12 @@
 
 pub mod cache;
 
-use backend_api::confine::{self, Dir, Kind, ReadError};
-use backend_api::{codes, AttachmentId, CniError, NodeSettings};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use userspace_cni_api::confine::{self, Dir, Kind, ReadError};
+use userspace_cni_api::{codes, AttachmentId, CniError, NodeSettings};
 
 /// The upstream files are a few dozen bytes; anything larger is not one of them.
 const MAX_STATE_FILE: u64 = 64 * 1024;

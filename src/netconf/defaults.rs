@@ -1,8 +1,8 @@
 //! Upstream's defaults for the two sides of an interface: the host's documented defaults and a
 //! container side that mirrors the host. Pure data in, data out; never rejects anything.
 
-use backend_api::spec::{IfType, MemifMode, MemifRole, VhostMode};
-use backend_api::InterfaceSpec;
+use userspace_cni_api::spec::{IfType, MemifMode, MemifRole, VhostMode};
+use userspace_cni_api::InterfaceSpec;
 
 /// The upstream plugin's host-side vhost-user default (OVS `dpdkvhostuser`); kept for compatibility,
 /// although OVS deprecates it (the backend warns).
@@ -70,7 +70,7 @@ pub fn apply(host: &mut InterfaceSpec, container: &mut InterfaceSpec) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backend_api::spec::{MemifConf, VhostConf};
+    use userspace_cni_api::spec::{MemifConf, VhostConf};
 
     fn spec(engine: &str, iftype: IfType) -> InterfaceSpec {
         InterfaceSpec { engine: Some(engine.into()), iftype: Some(iftype), ..Default::default() }

@@ -2,8 +2,8 @@
 //! first, else ASCII case-insensitive) and renamed to one spelling. Never touches delegates' objects.
 
 use super::path::Path;
-use backend_api::CniError;
 use serde_json::{Map, Value};
+use userspace_cni_api::CniError;
 
 /// The keys of one of our objects, and which of them hold objects of ours in turn. Everything
 /// else (ipam, args, prevResult, capabilities, unknown keys) belongs to someone else and is left
@@ -192,7 +192,7 @@ mod tests {
             let err = normalise(&mut v, &TOP, &Path::default()).unwrap_err();
             let KeyError::TwoSpellings { path: p, .. } = &err;
             assert_eq!(p, path, "{doc}");
-            assert_eq!(CniError::from(err).code, backend_api::codes::INVALID_NETCONF);
+            assert_eq!(CniError::from(err).code, userspace_cni_api::codes::INVALID_NETCONF);
         }
     }
 

@@ -20,8 +20,8 @@ pub use strict_json::{JsonError, MAX_DEPTH, MAX_INPUT_BYTES};
 pub use types::{LogLevel, ModeSide, NetConf, RuntimeConfig, TypeError};
 pub use validate::ValidateError;
 
-use backend_api::{CniError, NodeSettings};
 use serde_json::Value;
+use userspace_cni_api::{CniError, NodeSettings};
 
 /// Everything that can be wrong with a network config, by stage.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,11 +2,11 @@
 //! depth and duplicate keys at any depth. It never guesses: serde_json's `Map` would keep the last.
 
 use super::path::{Path, Seg};
-use backend_api::{codes, CniError};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use std::cell::RefCell;
 use std::fmt;
+use userspace_cni_api::{codes, CniError};
 
 /// Larger configs are not plausible (upstream configs are a few hundred bytes; a `prevResult`
 /// with many IPs a few KiB) and would only cost memory.

@@ -2,11 +2,11 @@
 //! and properties that must hold for any input (never a panic).
 
 use super::*;
-use backend_api::codes;
-use backend_api::spec::{IfType, MemifMode, MemifRole, NetType, VhostMode};
 use proptest::prelude::*;
 use serde_json::json;
 use std::path::PathBuf;
+use userspace_cni_api::codes;
+use userspace_cni_api::spec::{IfType, MemifMode, MemifRole, NetType, VhostMode};
 
 const UPSTREAM_OVS: &str = r#"{"cniVersion":"0.3.1","type":"userspace","name":"userspace-ovs-net-1","kubeconfig":"/etc/cni/net.d/multus.d/multus.kubeconfig","logFile":"/var/log/userspace-ovs-net-1-cni.log","logLevel":"debug","host":{"engine":"ovs-dpdk","iftype":"vhostuser","netType":"bridge","vhost":{"mode":"client"},"bridge":{"bridgeName":"br-4"}},"container":{"engine":"ovs-dpdk","iftype":"vhostuser","netType":"interface","vhost":{"mode":"server"}},"ipam":{"type":"host-local","subnet":"10.56.217.0/24","rangeStart":"10.56.217.131","rangeEnd":"10.56.217.190","routes":[{"dst":"0.0.0.0/0"}],"gateway":"10.56.217.1"}}"#;
 

@@ -2,10 +2,10 @@
 //! required keys, names, paths under the allowed roots, the two sides agreeing. Never writes.
 
 use super::types::{quoted, NetConf};
-use backend_api::names;
-use backend_api::spec::IfType;
-use backend_api::{codes, CniError, InterfaceSpec, NodeSettings};
 use std::path::{Component, Path};
+use userspace_cni_api::names;
+use userspace_cni_api::spec::IfType;
+use userspace_cni_api::{codes, CniError, InterfaceSpec, NodeSettings};
 
 /// Bridge names here are only checked for their characters; the backend that creates the bridge
 /// applies its own limit (a Linux netdev name is 15 bytes).
@@ -17,7 +17,7 @@ const MAX_GROUP_NAME: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidateError {
-    /// A name, MAC or path rule from `backend_api::names`: already a code-7 error with its message.
+    /// A name, MAC or path rule from `userspace_cni_api::names`: already a code-7 error with its message.
     #[error(transparent)]
     Rule(#[from] CniError),
     #[error("{key} is required: {hint}")]
@@ -131,7 +131,7 @@ fn side(which: &'static str, spec: &InterfaceSpec) -> Result<(), ValidateError> 
             }
         }
         if let Some(ctx) = &p.selinux_context {
-            backend_api::perms::validate_selinux_context(&key("permissions.selinuxContext"), ctx)?;
+            userspace_cni_api::perms::validate_selinux_context(&key("permissions.selinuxContext"), ctx)?;
         }
     }
     if let Some(memif) = &spec.memif {

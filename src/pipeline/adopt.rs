@@ -9,8 +9,8 @@ use super::Registry;
 use crate::cni::version;
 use crate::legacy::{LegacyFile, LegacyObject};
 use crate::plan::{Record, RECORD_FORMAT_CNI};
-use backend_api::{codes, Adoption, CniError, Outputs};
 use std::time::{SystemTime, UNIX_EPOCH};
+use userspace_cni_api::{codes, Adoption, CniError, Outputs};
 
 /// The record for `legacy` and what the backend found (with `dry_run`, nothing is tagged).
 /// Returns `Adoption::Mismatch` without asking the backend when the config's engine is not the

@@ -5,9 +5,9 @@
 use super::{apply_all, build_steps};
 use crate::plan::Record;
 use crate::state::{StateDir, StateError};
-use backend_api::{codes, Backend, CniError, NodeSettings, Outputs, StepContext, Verb};
 use std::sync::Arc;
 use std::time::Instant;
+use userspace_cni_api::{codes, Backend, CniError, NodeSettings, Outputs, StepContext, Verb};
 
 /// Why an attach failed, and whether its record is gone (a clean rollback) or kept (an undo
 /// failed: the record names what is left, for DEL or the reconciler).

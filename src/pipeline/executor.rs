@@ -3,10 +3,10 @@
 //! failpoints and times each step in a tracing span.
 
 use crate::state::{LockGuard, StateDir};
-use backend_api::failpoint::{self, Phase};
-use backend_api::{CniError, ErrorList, Step, StepContext};
 use std::time::Instant;
 use tracing::Instrument;
+use userspace_cni_api::failpoint::{self, Phase};
+use userspace_cni_api::{CniError, ErrorList, Step, StepContext};
 
 /// ADD failed: the step error, and the errors of undos that could not finish the rollback (then
 /// the record is kept so a later DEL can finish the clean-up).
@@ -106,9 +106,9 @@ async fn undo_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backend_api::{async_trait, Attachment, AttachmentId, NodeSettings, Outputs, PodRef, Verb};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
+    use userspace_cni_api::{async_trait, Attachment, AttachmentId, NodeSettings, Outputs, PodRef, Verb};
 
     /// A step that records, in `apply` and `settle`, whether the node lock was free.
     struct Probe {

@@ -7,8 +7,8 @@
 use super::step_list::build_stage;
 use crate::plan::{stages, Record, Stage};
 use crate::state::StateDir;
-use backend_api::{codes, Backend, CniError, NodeSettings, Repair, Verb};
 use std::time::Instant;
+use userspace_cni_api::{codes, Backend, CniError, NodeSettings, Repair, Verb};
 
 /// Make everything `record` names hold again, by `deadline`. The caller holds the attachment's
 /// lock; the node lock is taken here around the backend's repair (it may re-create a bridge).

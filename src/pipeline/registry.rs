@@ -2,7 +2,7 @@
 //! One registry for every front-end (CNI verbs, reconciler, operator CLI).
 
 use crate::netconf::NetConf;
-use backend_api::{Backend, BackendRegistration, CniError};
+use userspace_cni_api::{Backend, BackendRegistration, CniError};
 
 /// The backends this binary can select (inventory's plus any a test binary adds).
 pub struct Registry {
@@ -13,10 +13,10 @@ impl Registry {
     /// Every backend linked into the binary. Naming each backend crate here makes the linker keep
     /// it: a dependency nothing refers to can be dropped with its `inventory` registration.
     pub fn linked() -> Registry {
-        std::hint::black_box([backend_ovs_dpdk::ENGINE, backend_vpp::ENGINE]);
+        std::hint::black_box([userspace_cni_ovs_dpdk::ENGINE, userspace_cni_vpp::ENGINE]);
         #[cfg(feature = "template-backend")]
-        std::hint::black_box(backend_template::ENGINE);
-        Registry { regs: backend_api::registered() }
+        std::hint::black_box(userspace_cni_backend_template::ENGINE);
+        Registry { regs: userspace_cni_api::registered() }
     }
 
     /// Add registrations that are not in `inventory` (the test kit's recording backend).

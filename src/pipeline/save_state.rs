@@ -4,7 +4,7 @@
 
 use crate::plan::Record;
 use crate::state::StateDir;
-use backend_api::{async_trait, CniError, Step, StepContext};
+use userspace_cni_api::{async_trait, CniError, Step, StepContext};
 
 pub struct SaveState {
     pub state: StateDir,

@@ -11,7 +11,7 @@ use crate::steps::device_info::{DeviceInfo, DeviceInfoStep};
 use crate::steps::published_files::PublishedFilesStep;
 use crate::steps::short_dir::ShortDirStep;
 use crate::steps::{IpamStep, SharedDirStep};
-use backend_api::{codes, Backend, CniError, Step};
+use userspace_cni_api::{codes, Backend, CniError, Step};
 
 /// The steps of `record`, in ADD order.
 pub fn build_steps(backend: &dyn Backend, state: &StateDir, record: &Record) -> Result<Vec<Box<dyn Step>>, CniError> {

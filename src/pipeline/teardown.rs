@@ -5,7 +5,7 @@
 use super::{build_steps, undo_all, Registry};
 use crate::plan::Record;
 use crate::state::StateDir;
-use backend_api::{CniError, NodeSettings, Verb};
+use userspace_cni_api::{CniError, NodeSettings, Verb};
 
 /// Tear `record` down as `verb` (DEL, GC). The caller holds the attachment lock. On any undo
 /// error the record stays: it names what is left, and the caller retries.

@@ -10,9 +10,9 @@
 //! side instead (KubeVirt's prototype binding, virtio-device-plugin), in what we write and read.
 
 use crate::netconf::ModeSide;
-use backend_api::{codes, names, CniError, NodeSettings, SocketDescriptor, SocketKind};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use userspace_cni_api::{codes, names, CniError, NodeSettings, SocketDescriptor, SocketKind};
 
 /// The device-info spec version we write (and the newest we read).
 pub const SPEC_VERSION: &str = "1.1.0";

@@ -5,9 +5,9 @@
 
 use crate::k8s::{ApiAccess, PodName};
 use crate::netconf::ModeSide;
-use backend_api::{Attachment, BackendPlan, NodeSettings, Outputs, SharedDir, StepContext, Verb};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use userspace_cni_api::{Attachment, BackendPlan, NodeSettings, Outputs, SharedDir, StepContext, Verb};
 
 /// Bumped when the layout changes incompatibly; readers reject newer formats. This binary
 /// reads formats up to this one and writes the lowest that holds the record (`Record::format_of`).

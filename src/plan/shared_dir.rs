@@ -5,10 +5,10 @@
 use super::device_info::{route_from_given, GivenRoute};
 use crate::k8s::{PodView, VolumeSource};
 use crate::netconf::NetConf;
-use backend_api::spec::{IfType, MemifMode, MemifRole, VhostMode};
-use backend_api::{Attachment, CniError, InterfaceSpec, NodeSettings, SharedDir, SocketKind};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use userspace_cni_api::spec::{IfType, MemifMode, MemifRole, VhostMode};
+use userspace_cni_api::{Attachment, CniError, InterfaceSpec, NodeSettings, SharedDir, SocketKind};
 
 /// What the policy needs to know about the node. The pipeline's implementation resolves every
 /// path below its root without following symlinks; tests answer from a table.
@@ -44,7 +44,7 @@ const POD_VOLUME: &str = crate::k8s::pod::SHARED_DIR_VOLUME;
 
 /// kubelet's directory of a pod's `shared-dir` emptyDir.
 fn empty_dir_path(settings: &NodeSettings, uid: &str) -> Result<PathBuf, CniError> {
-    backend_api::names::validate_file_name("the pod uid (CNI_ARGS K8S_POD_UID)", uid)?;
+    userspace_cni_api::names::validate_file_name("the pod uid (CNI_ARGS K8S_POD_UID)", uid)?;
     Ok(settings.kubelet_root.join("pods").join(uid).join("volumes/kubernetes.io~empty-dir").join(POD_VOLUME))
 }
 
@@ -72,7 +72,7 @@ pub fn shared_dir(
 ) -> Result<SharedDirRoute, CniError> {
     let group = conf.host.vhost.as_ref().and_then(|v| v.group.clone());
     // Names become ids now, before any side effect (a typo is code 7, not a half-done ADD).
-    let permissions = backend_api::perms::resolve(conf.host.permissions.as_ref(), group.as_deref())?;
+    let permissions = userspace_cni_api::perms::resolve(conf.host.permissions.as_ref(), group.as_deref())?;
     if let (Some(file), Some(kind)) = (&conf.runtime_config.device_info_file, socket_kind(conf)) {
         if let Some(doc) = probe.device_info(file)? {
             let device_id = conf.runtime_config.device_id.as_deref().or(conf.device_id.as_deref());
@@ -93,8 +93,8 @@ pub fn shared_dir(
             VolumeSource::HostPath(path) => {
                 // A pod author (namespace-scoped) must not make the plugin (root) put sockets anywhere.
                 let key = "the pod's shared-dir hostPath volume";
-                backend_api::names::confine_key(key, path, &settings.shared_roots, "shared_roots")?;
-                (backend_api::names::lexical_normal(path), false)
+                userspace_cni_api::names::confine_key(key, path, &settings.shared_roots, "shared_roots")?;
+                (userspace_cni_api::names::lexical_normal(path), false)
             }
             VolumeSource::EmptyDir => {
                 let api_uid = pod.and_then(|p| p.uid.as_deref());
@@ -159,11 +159,11 @@ pub fn shared_dir(
     let host = base.join(att.id.cid12());
     // `<shared_dir>/data` holds the upstream plugin's state files (docs/upgrading.md): a
     // container id `data` must not make that the pod's writable dir.
-    if backend_api::names::lexical_normal(&host)
-        == backend_api::names::lexical_normal(&settings.shared_dir.join("data"))
+    if userspace_cni_api::names::lexical_normal(&host)
+        == userspace_cni_api::names::lexical_normal(&settings.shared_dir.join("data"))
     {
         return Err(CniError::new(
-            backend_api::codes::INVALID_ENV,
+            userspace_cni_api::codes::INVALID_ENV,
             format!(
                 "container id {:?} would make {} its shared dir, where the upstream plugin keeps its state; \
                  the runtime must use another id, or the network another sharedDir",
@@ -254,9 +254,9 @@ pub fn specs_for_given(conf: &NetConf, given: &GivenRoute) -> (InterfaceSpec, In
 mod tests {
     use super::*;
     use crate::k8s::PodVolume;
-    use backend_api::{codes, AttachmentId, PodRef};
     use serde_json::json;
     use std::collections::BTreeMap;
+    use userspace_cni_api::{codes, AttachmentId, PodRef};
 
     /// The node as a table: existing dirs, non-dirs (what stands there), device-info documents,
     /// and bases the operator did not make.

@@ -4,7 +4,7 @@
 //! mirrors this order elsewhere.
 
 use super::Plan;
-use backend_api::{Backend, CniError};
+use userspace_cni_api::{Backend, CniError};
 
 pub const SHORT_DIR: &str = "short-dir";
 pub const SHARED_DIR: &str = "shared-dir";

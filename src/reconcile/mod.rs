@@ -17,13 +17,13 @@ pub mod sweep;
 use crate::k8s::claims::ClaimLiveness;
 use crate::pipeline::{teardown, Registry};
 use crate::state::{StateDir, StateError};
-use backend_api::{AttachmentId, CniError, NodeSettings, Verb};
 use netns::NetnsState;
 use pods::{ClaimOracle, PodOracle, PodPresence};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use survey::AttachmentState;
+use userspace_cni_api::{AttachmentId, CniError, NodeSettings, Verb};
 
 /// Default `--grace`: kubelet normally sends DEL itself when a pod goes; the reconciler is the
 /// backstop, so it leaves the runtime time to do that first.

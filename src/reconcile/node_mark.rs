@@ -12,10 +12,10 @@
 use super::repair::{RepairOutcome, RepairReport};
 use crate::k8s::{self, ApiAccess};
 use crate::pipeline::Registry;
-use backend_api::{codes, NodeSettings};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use userspace_cni_api::{codes, NodeSettings};
 
 /// The prefix of our label keys (a DNS subdomain we name, as Kubernetes asks of non-core labels).
 pub const LABEL_PREFIX: &str = "userspace-cni.io/";

@@ -4,9 +4,9 @@
 use crate::k8s::claims::ClaimLiveness;
 use crate::k8s::{self, ApiAccess, K8sError, PodName};
 use crate::plan::Record;
-use backend_api::{async_trait, PodRef};
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use userspace_cni_api::{async_trait, PodRef};
 
 /// What the API server says about a recorded pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

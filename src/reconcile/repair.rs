@@ -15,10 +15,10 @@ use super::survey::{AttachmentState, Entry};
 use super::NetnsState;
 use crate::pipeline::Registry;
 use crate::state::{StateDir, StateError};
-use backend_api::{codes, CniError, NodeSettings, Repair, Verb};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use userspace_cni_api::{codes, CniError, NodeSettings, Repair, Verb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepairError {

@@ -9,9 +9,9 @@
 use super::netns::{probe, NetnsState};
 use super::Reconciler;
 use crate::state::StateDir;
-use backend_api::{codes, TaggedObject};
 use serde::Serialize;
 use std::time::Duration;
+use userspace_cni_api::{codes, TaggedObject};
 
 /// What the sweep did with one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -6,10 +6,10 @@
 //! code 7 (invalid configuration, the closest spec code for the plugin's own config); a file that
 //! exists but cannot be read is code 5 (IO_FAILURE). Every message names the key and its source.
 
-use backend_api::{codes, AnnotationMode, CniError, NodeSettings};
 use config::{Config, ConfigError, Environment, File, FileFormat, Source, ValueKind};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use userspace_cni_api::{codes, AnnotationMode, CniError, NodeSettings};
 
 /// The variable naming the settings file.
 pub const CONFIG_ENV: &str = "USERSPACE_CNI_CONFIG";
@@ -325,7 +325,7 @@ impl Field<'_> {
 
     /// `dra_bridges`: bridge names, each optionally `=<mtu>` (68-9702, the range KubeVirt's
     /// binding accepts); without one, 1500. A TOML array, or ':'-separated in the environment.
-    fn bridges(&self) -> Result<Vec<backend_api::DraBridge>, SettingsError> {
+    fn bridges(&self) -> Result<Vec<userspace_cni_api::DraBridge>, SettingsError> {
         const EXPECTED: &str =
             "bridge names (DNS labels), each optionally with =<mtu> in 68..=9702, e.g. [\"br-dpdk0=9000\", \"br-dpdk1\"]";
         let items: Vec<String> = match &self.value.kind {
@@ -345,11 +345,11 @@ impl Field<'_> {
             value: format!("{item:?}"),
             expected: EXPECTED,
         };
-        let mut out: Vec<backend_api::DraBridge> = Vec::new();
+        let mut out: Vec<userspace_cni_api::DraBridge> = Vec::new();
         for item in items.iter().filter(|s| !s.is_empty()) {
             let (name, mtu) = match item.split_once('=') {
                 Some((n, m)) => (n, m.trim().parse::<u32>().map_err(|_| bad(item))?),
-                None => (item.as_str(), backend_api::settings::DEFAULT_DRA_MTU),
+                None => (item.as_str(), userspace_cni_api::settings::DEFAULT_DRA_MTU),
             };
             let label = !name.is_empty()
                 && name.len() <= 63
@@ -359,7 +359,7 @@ impl Field<'_> {
             if !label || !(68..=9702).contains(&mtu) || out.iter().any(|b| b.name == name) {
                 return Err(bad(item));
             }
-            out.push(backend_api::DraBridge { name: name.to_owned(), mtu });
+            out.push(userspace_cni_api::DraBridge { name: name.to_owned(), mtu });
         }
         Ok(out)
     }
@@ -430,7 +430,7 @@ fn absolute(s: &str) -> Option<PathBuf> {
     if !p.is_absolute() || s.contains('\0') || p.components().any(|c| matches!(c, Component::ParentDir)) {
         return None;
     }
-    Some(backend_api::names::lexical_normal(p))
+    Some(userspace_cni_api::names::lexical_normal(p))
 }
 
 #[cfg(test)]

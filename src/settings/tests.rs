@@ -240,8 +240,8 @@ fn dra_keys_from_the_file_and_the_environment() {
     assert_eq!(
         s.dra.bridges,
         [
-            backend_api::DraBridge { name: "br-dpdk0".into(), mtu: 9000 },
-            backend_api::DraBridge { name: "br-dpdk1".into(), mtu: 1500 }
+            userspace_cni_api::DraBridge { name: "br-dpdk0".into(), mtu: 9000 },
+            userspace_cni_api::DraBridge { name: "br-dpdk1".into(), mtu: 1500 }
         ]
     );
     assert_eq!(s.dra.dir_group.as_deref(), Some("107"));

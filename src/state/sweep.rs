@@ -3,9 +3,9 @@
 //! Removed only under that attachment's lock, never while anyone holds it.
 
 use super::StateDir;
-use backend_api::{AttachmentId, CniError, ErrorList};
 use std::path::PathBuf;
 use std::time::Duration;
+use userspace_cni_api::{AttachmentId, CniError, ErrorList};
 
 /// The stem `<cid>_<ifname>` of a state file name, if it is an attachment's lock or temp file.
 fn stem_of(name: &str) -> Option<&str> {

@@ -7,7 +7,7 @@
 use crate::k8s::{self, ApiAccess, Budget, K8sError, PodName, PodView};
 pub use crate::plan::{mapped_dir_of, AnnotationPlan};
 use crate::steps::config_file;
-use backend_api::{async_trait, AnnotationMode, CniError, NodeSettings, PodRef, Step, StepContext};
+use userspace_cni_api::{async_trait, AnnotationMode, CniError, NodeSettings, PodRef, Step, StepContext};
 
 use serde_json::{Map, Value};
 use std::path::Path;

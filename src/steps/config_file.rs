@@ -5,11 +5,11 @@
 
 use crate::cni::version::CniVersion;
 use crate::steps::publish;
-use backend_api::confine::{self, Dir, Kind, Removal};
-use backend_api::{async_trait, Attachment, CniError, SocketDescriptor, SocketKind, Step, StepContext};
 use serde_json::{json, Map, Value};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use userspace_cni_api::confine::{self, Dir, Kind, Removal};
+use userspace_cni_api::{async_trait, Attachment, CniError, SocketDescriptor, SocketKind, Step, StepContext};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigFileError {
@@ -28,7 +28,7 @@ pub enum ConfigFileError {
 impl From<ConfigFileError> for CniError {
     fn from(e: ConfigFileError) -> Self {
         match e {
-            ConfigFileError::Version(_) => CniError::new(backend_api::codes::DECODE_FAILURE, e.to_string()),
+            ConfigFileError::Version(_) => CniError::new(userspace_cni_api::codes::DECODE_FAILURE, e.to_string()),
             _ => CniError::io(e.to_string()),
         }
     }

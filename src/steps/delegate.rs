@@ -3,7 +3,6 @@
 
 use crate::cni::quoted;
 use crate::cni::version::CniVersion;
-use backend_api::{codes, CniError};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -11,6 +10,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use userspace_cni_api::{codes, CniError};
 
 /// A delegate's stdout beyond this is not a CNI document (a result is a few KiB); the rest is
 /// drained so the delegate never blocks on a full pipe.
@@ -115,7 +115,7 @@ pub fn validate_type(key: &'static str, value: &str) -> Result<(), DelegateError
     if value == "." || value == ".." {
         return invalid("it is a directory name");
     }
-    if value.len() > backend_api::names::MAX_FILE_NAME {
+    if value.len() > userspace_cni_api::names::MAX_FILE_NAME {
         return invalid("it is longer than 255 bytes");
     }
     if value.contains('/') {

@@ -5,11 +5,11 @@
 //! `socketPath`; never replaces or removes a file it did not write.
 
 pub use crate::plan::device_info::{type_name, DeviceInfo, DeviceInfoError, GivenRoute, SPEC_VERSION};
-use backend_api::confine::{self, Confined, Dir, Entry, Kind, ReadError};
-use backend_api::{async_trait, CniError, NodeSettings, Step, StepContext};
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use userspace_cni_api::confine::{self, Confined, Dir, Entry, Kind, ReadError};
+use userspace_cni_api::{async_trait, CniError, NodeSettings, Step, StepContext};
 
 /// A device-info file larger than this is not one (the spec's documents are a few hundred bytes).
 const MAX_FILE: u64 = 64 * 1024;

@@ -3,12 +3,12 @@
 //! by a node crash) leaves an empty lease that its DEL, which matches owners, never releases.
 //! Removed only under host-local's own lock, when no host-local can be between those two calls.
 
-use backend_api::CniError;
 use serde_json::Value;
 use std::fs::{File, TryLockError};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use userspace_cni_api::CniError;
 
 /// host-local's `dataDir` when the config names none.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -101,7 +101,7 @@ mod tests {
         let held = File::open(dir.join("lock")).expect("lock");
         held.lock().expect("hold host-local's lock");
         let e = release_torn_leases(&conf, Duration::from_millis(30)).await.unwrap_err();
-        assert_eq!(e.code, backend_api::codes::TRY_AGAIN_LATER, "{e}");
+        assert_eq!(e.code, userspace_cni_api::codes::TRY_AGAIN_LATER, "{e}");
         assert!(dir.join("10.0.0.2").exists(), "nothing removed without the lock");
         held.unlock().expect("unlock");
         let mut removed = release_torn_leases(&conf, Duration::from_secs(1)).await.expect("repair");

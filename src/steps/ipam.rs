@@ -7,11 +7,11 @@ use crate::cni::describe;
 use crate::cni::result::{CniResult, ResultError};
 use crate::cni::version::CniVersion;
 use crate::plan::Record;
-use backend_api::{async_trait, codes, AttachmentId, CniError, NodeSettings, Step, StepContext};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
+use userspace_cni_api::{async_trait, codes, AttachmentId, CniError, NodeSettings, Step, StepContext};
 
 /// The config key that names the delegate, for messages.
 const TYPE_KEY: &str = "ipam.type";

@@ -2,10 +2,10 @@
 //! nsfs) before any side effect. Nothing ever enters the namespace: vhost-user and memif create no
 //! netdev, so there is nothing to undo and this is a check, not a pipeline step.
 
-use backend_api::{codes, CniError};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use userspace_cni_api::{codes, CniError};
 
 /// `NSFS_MAGIC` from linux/magic.h.
 const NSFS_MAGIC: i64 = 0x6e73_6673;

@@ -2,7 +2,7 @@
 //! the step outputs (socket descriptor, host interfaces, IPAM). Consumes only those.
 
 use crate::cni::result::{CniResult, Interface, IpConfig};
-use backend_api::{Attachment, CniError, Outputs};
+use userspace_cni_api::{Attachment, CniError, Outputs};
 
 /// The 1.1.0-form result: host-side interfaces first, then the sandbox entry
 /// `{name: CNI_IFNAME, sandbox: CNI_NETNS, mac?, mtu?, socketPath}` (always present: Multus needs

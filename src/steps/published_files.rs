@@ -5,10 +5,10 @@
 //! removes only regular files of ours, then the per-attachment dir when it is empty.
 
 use crate::plan::PublishedFile;
-use backend_api::confine::{self, Dir, Kind, Removal};
-use backend_api::{async_trait, CniError, Step, StepContext};
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
+use userspace_cni_api::confine::{self, Dir, Kind, Removal};
+use userspace_cni_api::{async_trait, CniError, Step, StepContext};
 
 /// Directories made under an operator's root: the container runtime (and, through a read-only
 /// bind mount, the workload) reads what is in them.
@@ -32,7 +32,7 @@ pub enum PublishError {
 impl From<PublishError> for CniError {
     fn from(e: PublishError) -> Self {
         match e {
-            PublishError::BadPath { .. } => CniError::new(backend_api::codes::INTERNAL, e.to_string()),
+            PublishError::BadPath { .. } => CniError::new(userspace_cni_api::codes::INTERNAL, e.to_string()),
             _ => CniError::io(e.to_string()),
         }
     }

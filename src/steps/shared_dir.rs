@@ -3,11 +3,11 @@
 //! if ours and empty. The dir is resolved below its root without following symlinks and changed
 //! only through held descriptors: a pod-writable dir is never walked by path (docs/security.md).
 
-use backend_api::confine::{self, Dir, Kind, Removal};
-use backend_api::{async_trait, CniError, NodeSettings, SharedDir, Step, StepContext};
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
+use userspace_cni_api::confine::{self, Dir, Kind, Removal};
+use userspace_cni_api::{async_trait, CniError, NodeSettings, SharedDir, Step, StepContext};
 
 pub struct SharedDirStep {
     pub dir: SharedDir,
@@ -33,7 +33,7 @@ impl Step for SharedDirStep {
         // Also on a dir someone else made (the pod's volume, a sibling interface): a workload
         // that is not root must be able to open it (docs/permissions.md). Undo needs nothing
         // more: a dir we made goes, a pod's volume goes with the pod.
-        backend_api::perms::apply_to_dir(&dir, &self.dir.permissions.dir)
+        userspace_cni_api::perms::apply_to_dir(&dir, &self.dir.permissions.dir)
     }
 
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {

@@ -7,11 +7,11 @@
 
 pub use crate::plan::ShortDir;
 use crate::state::StateDir;
-use backend_api::confine::{self, Dir};
-use backend_api::{async_trait, CniError, Step, StepContext};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use userspace_cni_api::confine::{self, Dir};
+use userspace_cni_api::{async_trait, CniError, Step, StepContext};
 
 pub struct ShortDirStep {
     pub dir: ShortDir,

@@ -10,8 +10,8 @@ use crate::pipeline::{attach, engine_of, make_plan};
 use crate::plan::{Record, RECORD_FORMAT_CNI};
 use crate::state::StateDir;
 use crate::steps::publish;
-use backend_api::CniError;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use userspace_cni_api::CniError;
 
 pub async fn add(inv: &Invocation<'_>, conf: &NetConf, version: CniVersion) -> Result<serde_json::Value, CniError> {
     // 1. Validate all, no side effects.

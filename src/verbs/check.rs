@@ -10,9 +10,9 @@ use crate::plan::Record;
 use crate::state::StateDir;
 use crate::steps::ipam::Budget;
 use crate::steps::{publish, IpamStep};
-use backend_api::{codes, CniError, ErrorList};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use userspace_cni_api::{codes, CniError, ErrorList};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {

@@ -11,7 +11,7 @@ use crate::pipeline::engine_of;
 use crate::state::StateDir;
 use crate::steps::ipam::{cni_args_text, Budget};
 use crate::steps::IpamStep;
-use backend_api::{codes, Adoption, AttachmentId, CniError};
+use userspace_cni_api::{codes, Adoption, AttachmentId, CniError};
 
 pub async fn del(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
     let id = super::plan::attachment_id(inv)?;

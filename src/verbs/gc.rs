@@ -15,10 +15,10 @@ use crate::pipeline::engine_of;
 use crate::state::{StateDir, StateError};
 use crate::steps::ipam::Budget;
 use crate::steps::IpamStep;
-use backend_api::{AttachmentId, CniError, ErrorList};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
+use userspace_cni_api::{AttachmentId, CniError, ErrorList};
 
 pub async fn gc(inv: &Invocation<'_>, conf: &NetConf) -> Result<(), CniError> {
     // An absent list is an empty one for this network (and only this network).

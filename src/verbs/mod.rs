@@ -13,7 +13,7 @@ use crate::pipeline::Registry;
 use crate::cni::env::CniEnv;
 use crate::cni::version::{self, CniVersion};
 use crate::netconf::NetConf;
-use backend_api::{CniError, NodeSettings, Verb};
+use userspace_cni_api::{CniError, NodeSettings, Verb};
 
 /// One CNI invocation: what the runtime gave us and what this node is configured with.
 pub struct Invocation<'a> {

@@ -5,7 +5,7 @@
 use super::Invocation;
 use crate::netconf::NetConf;
 use crate::pipeline::{attachment_of, AttachRequest};
-use backend_api::{codes, Attachment, AttachmentId, CniError};
+use userspace_cni_api::{codes, Attachment, AttachmentId, CniError};
 
 /// (CNI_CONTAINERID, CNI_IFNAME): the env parser already required them for ADD, DEL and CHECK.
 pub fn attachment_id(inv: &Invocation<'_>) -> Result<AttachmentId, CniError> {

@@ -6,9 +6,9 @@ use crate::netconf::NetConf;
 use crate::pipeline::engine_of;
 use crate::steps::ipam::Budget;
 use crate::steps::IpamStep;
-use backend_api::{codes, CniError};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use userspace_cni_api::{codes, CniError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {

@@ -9,11 +9,11 @@ use crate::conn::{connect, ovs_err};
 use crate::ovsdb::datum::{as_set, as_string, as_string_map, as_uuid, column, row, set};
 use crate::ovsdb::{Condition, Mutation, Op, Row, WaitUntil, OPEN_VSWITCH_DB};
 use crate::tags;
-use backend_api::spec::VhostMode;
-use backend_api::{Adoption, Attachment, CniError, NodeSettings};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use userspace_cni_api::spec::VhostMode;
+use userspace_cni_api::{Adoption, Attachment, CniError, NodeSettings};
 
 /// The port named by an upstream state file (`{"vhostname": ...}`), checked against `plan`.
 pub async fn adopt(

@@ -1,14 +1,14 @@
 //! The OVS-DPDK part of the network config: validated into an `OvsPlan` (every name and path the
 //! backend will create), without side effects. The keys it reads are documented in README.
 
-use backend_api::names::{check_sun_path, validate_file_name, validate_object_name};
-use backend_api::perms::Access;
-use backend_api::spec::{IfType, NetType, VhostMode};
-use backend_api::{codes, CniError, PlanRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use userspace_cni_api::names::{check_sun_path, validate_file_name, validate_object_name};
+use userspace_cni_api::perms::Access;
+use userspace_cni_api::spec::{IfType, NetType, VhostMode};
+use userspace_cni_api::{codes, CniError, PlanRequest};
 
 /// Bridge and port names: OVS accepts long names, but a port name is also the vhost socket's
 /// file name, and short names keep `ovs-vsctl show` readable.

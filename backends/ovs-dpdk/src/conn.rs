@@ -2,9 +2,9 @@
 //! endpoint and bounded by the verb's remaining time.
 
 use crate::ovsdb::{OvsdbClient, OvsdbError};
-use backend_api::{codes, CniError, NodeSettings};
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
+use userspace_cni_api::{codes, CniError, NodeSettings};
 
 #[derive(Default)]
 pub struct Conn {

@@ -12,12 +12,12 @@ pub mod tags;
 
 use crate::config::OvsPlan;
 use crate::conn::Conn;
-use backend_api::spec::VhostMode;
-use backend_api::{
+use std::sync::Arc;
+use userspace_cni_api::spec::VhostMode;
+use userspace_cni_api::{
     async_trait, codes, Backend, BackendPlan, BackendRegistration, CniError, ErrorList, NodeSettings, OwnedObject,
     PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext, TaggedObject,
 };
-use std::sync::Arc;
 
 pub const ENGINE: &str = "ovs-dpdk";
 
@@ -100,11 +100,11 @@ impl Backend for OvsDpdkBackend {
     async fn adopt(
         &self,
         settings: &NodeSettings,
-        attachment: &backend_api::Attachment,
+        attachment: &userspace_cni_api::Attachment,
         plan: &BackendPlan,
         legacy: &serde_json::Value,
         dry_run: bool,
-    ) -> Result<backend_api::Adoption, CniError> {
+    ) -> Result<userspace_cni_api::Adoption, CniError> {
         adopt::adopt(settings, attachment, &decode_plan(plan)?, legacy, dry_run).await
     }
 
@@ -120,7 +120,7 @@ fn make() -> Box<dyn Backend> {
     Box::new(OvsDpdkBackend)
 }
 
-backend_api::inventory::submit! {
+userspace_cni_api::inventory::submit! {
     BackendRegistration {
         engine: ENGINE,
         description: "OVS-DPDK: vhost-user ports on an OVS netdev bridge (OVSDB over the unix socket)",

@@ -7,12 +7,12 @@ use crate::conn::{self, ovs_err};
 use crate::ovsdb::datum::{as_optional_integer, as_set, as_string, as_string_map, as_uuid, column, set};
 use crate::ovsdb::{Condition, Mutation, Op, OvsdbClient, OvsdbError, OPEN_VSWITCH_DB};
 use crate::tags;
-use backend_api::spec::VhostMode;
-use backend_api::{codes, AttachmentId, CniError, NodeSettings, OwnedObject, TaggedObject};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use userspace_cni_api::spec::VhostMode;
+use userspace_cni_api::{codes, AttachmentId, CniError, NodeSettings, OwnedObject, TaggedObject};
 
 /// `OwnedObject::kind` of a vhost-user port (Port + Interface rows of one name).
 pub const KIND_PORT: &str = "port";
@@ -333,7 +333,7 @@ async fn remove_port(client: &mut OvsdbClient, settings: &NodeSettings, obj: &Ow
         // OVS leaves a dpdkvhostuser socket behind in its vhost-sock-dir; with no record we do
         // not know the pod's shared dir, but this copy's place follows from the port name.
         // The port was proven ours (tags) and its name is the socket's: only a socket is removed.
-        let dir = backend_api::confine::Dir::root(&settings.ovs_sock_dir);
+        let dir = userspace_cni_api::confine::Dir::root(&settings.ovs_sock_dir);
         match dir {
             Ok(d) => crate::steps::remove_socket_in(&d, &obj.name).map_err(|e| e.context("GC"))?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}

@@ -17,13 +17,13 @@ use crate::ovsdb::datum::{as_string_map, column};
 use crate::ovsdb::{Condition, Op, OvsdbError, OPEN_VSWITCH_DB};
 use crate::steps::{self, BridgeStep, PortStep};
 use crate::tags;
-use backend_api::perms::{self, Access};
-use backend_api::spec::VhostMode;
-use backend_api::{codes, CniError, Repair, Step, StepContext, Verb};
 use serde_json::{json, Value};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::Arc;
+use userspace_cni_api::perms::{self, Access};
+use userspace_cni_api::spec::VhostMode;
+use userspace_cni_api::{codes, CniError, Repair, Step, StepContext, Verb};
 
 /// Why a repair could not be done, each naming the object and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ async fn recreate_port(ctx: &mut StepContext, p: &OvsPlan) -> Result<(), CniErro
     }
     ctx.outputs.host_interfaces = before;
     if !ctx.outputs.host_interfaces.iter().any(|h| h.name == p.port) {
-        ctx.outputs.host_interfaces.push(backend_api::HostInterface { name: p.port.clone(), mac: None });
+        ctx.outputs.host_interfaces.push(userspace_cni_api::HostInterface { name: p.port.clone(), mac: None });
     }
     // The bridge step marks a bridge it created; one that was there (another pod re-created it
     // first, or an administrator's) keeps what ADD recorded.

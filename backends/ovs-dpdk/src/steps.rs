@@ -9,14 +9,14 @@ use crate::ovsdb::datum::{
 };
 use crate::ovsdb::{row, Condition, Mutation, Op, OpResult, OvsdbError, Row, WaitUntil, OPEN_VSWITCH_DB};
 use crate::tags;
-use backend_api::confine::{self, Dir, Kind, Removal};
-use backend_api::failpoint::{self, Phase};
-use backend_api::spec::VhostMode;
-use backend_api::{async_trait, codes, CniError, HostInterface, NodeSettings, Step, StepContext};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use userspace_cni_api::confine::{self, Dir, Kind, Removal};
+use userspace_cni_api::failpoint::{self, Phase};
+use userspace_cni_api::spec::VhostMode;
+use userspace_cni_api::{async_trait, codes, CniError, HostInterface, NodeSettings, Step, StepContext};
 
 pub const BRIDGE: &str = "bridge";
 pub const PORT: &str = "vhost-port";
@@ -587,7 +587,7 @@ impl PortStep {
 pub async fn deliver(
     settings: &NodeSettings,
     p: &OvsPlan,
-    access: &backend_api::perms::Access,
+    access: &userspace_cni_api::perms::Access,
     budget: Duration,
 ) -> Result<(), CniError> {
     let ovs = ovs_dir(p)?;
@@ -606,7 +606,7 @@ pub async fn deliver(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     if !access.is_empty() {
-        backend_api::perms::apply_to_socket(&ovs, &p.port, access)?;
+        userspace_cni_api::perms::apply_to_socket(&ovs, &p.port, access)?;
     }
     let shared_dir = p.shared_socket.parent().unwrap_or(Path::new("/"));
     let target = p.shared_socket.file_name().unwrap_or(name);

@@ -1,9 +1,9 @@
 //! Ownership tags in OVS `external_ids`: who created an object, for which network, container and
 //! interface. Deletion always matches the full container id, never a name alone.
 
-use backend_api::Attachment;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use userspace_cni_api::Attachment;
 
 pub const OWNER_KEY: &str = "userspace-cni/owner";
 pub const OWNER: &str = "userspace-cni";

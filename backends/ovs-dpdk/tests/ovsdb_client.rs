@@ -1,19 +1,19 @@
 //! The OVSDB client against a real ovsdb-server (and ovs-vswitchd-dpdk) started by the test, and
 //! against fake peers for broken sockets. Never touches the host's OVS; every lab is private.
 
-use backend_api::{codes, CniError};
-use backend_ovs_dpdk::ovsdb::datum::{
-    as_optional_integer, as_optional_string, as_string_map, as_uuid, as_uuid_set, column, set, string_map,
-};
-use backend_ovs_dpdk::ovsdb::{
-    check_count, named_uuid, row, Condition, Mutation, Op, OvsdbClient, OvsdbError, WaitUntil, OPEN_VSWITCH_DB,
-};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use testlab::Lab;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
+use userspace_cni_api::{codes, CniError};
+use userspace_cni_ovs_dpdk::ovsdb::datum::{
+    as_optional_integer, as_optional_string, as_string_map, as_uuid, as_uuid_set, column, set, string_map,
+};
+use userspace_cni_ovs_dpdk::ovsdb::{
+    check_count, named_uuid, row, Condition, Mutation, Op, OvsdbClient, OvsdbError, WaitUntil, OPEN_VSWITCH_DB,
+};
 
 const T: Duration = Duration::from_secs(5);
 

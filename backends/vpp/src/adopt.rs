@@ -11,9 +11,9 @@ use crate::api::messages::{MemifSocketFilenameDetails, MemifSocketFilenameDump, 
 use crate::api::{Client, VppError};
 use crate::config::{Iface, VppPlan};
 use crate::{conn, ops, steps, tags};
-use backend_api::spec::VhostMode;
-use backend_api::{codes, Adoption, CniError, NodeSettings};
 use serde_json::Value;
+use userspace_cni_api::spec::VhostMode;
+use userspace_cni_api::{codes, Adoption, CniError, NodeSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {

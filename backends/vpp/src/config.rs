@@ -2,13 +2,13 @@
 //! the steps will use) without side effects. Never accepts a value VPP would refuse later.
 
 use crate::tags;
-use backend_api::names::{check_sun_path, validate_file_name};
-use backend_api::perms::Access;
-use backend_api::spec::{IfType, MemifMode, MemifRole, NetType, VhostMode};
-use backend_api::{codes, CniError, PlanRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
+use userspace_cni_api::names::{check_sun_path, validate_file_name};
+use userspace_cni_api::perms::Access;
+use userspace_cni_api::spec::{IfType, MemifMode, MemifRole, NetType, VhostMode};
+use userspace_cni_api::{codes, CniError, PlanRequest};
 
 /// VPP refuses bridge-domain ids above 16M (`BD_ID_EXCEED_MAX`).
 pub const MAX_BD_ID: u32 = 0x00ff_ffff;
@@ -260,9 +260,9 @@ fn memif(req: &PlanRequest<'_>) -> Result<MemifPlan, CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backend_api::spec::{BridgeConf, InterfaceSpec, MemifConf};
-    use backend_api::{Attachment, AttachmentId, NodeSettings, SharedDir};
     use serde_json::json;
+    use userspace_cni_api::spec::{BridgeConf, InterfaceSpec, MemifConf};
+    use userspace_cni_api::{Attachment, AttachmentId, NodeSettings, SharedDir};
 
     fn att(netns: Option<&str>) -> Attachment {
         Attachment {

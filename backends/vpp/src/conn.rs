@@ -3,9 +3,9 @@
 //! after an I/O error (a half-read reply would poison the next call).
 
 use crate::api::{Client, VppError};
-use backend_api::{CniError, NodeSettings};
 use std::time::Duration;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use userspace_cni_api::{CniError, NodeSettings};
 
 #[derive(Default)]
 pub struct Conn {

@@ -16,8 +16,8 @@ use crate::api::messages::{
 use crate::api::{Client, VppError};
 use crate::config::{Iface, Net, VppPlan};
 use crate::conn::vpp_err;
-use backend_api::spec::VhostMode;
-use backend_api::{
+use userspace_cni_api::spec::VhostMode;
+use userspace_cni_api::{
     async_trait, codes, AttachmentId, Backend, BackendPlan, BackendRegistration, CniError, NodeSettings, OwnedObject,
     PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext,
 };
@@ -169,11 +169,11 @@ impl Backend for VppBackend {
     async fn adopt(
         &self,
         settings: &NodeSettings,
-        _attachment: &backend_api::Attachment,
+        _attachment: &userspace_cni_api::Attachment,
         plan: &BackendPlan,
         legacy: &serde_json::Value,
         dry_run: bool,
-    ) -> Result<backend_api::Adoption, CniError> {
+    ) -> Result<userspace_cni_api::Adoption, CniError> {
         adopt::adopt(settings, &decode_plan(plan)?, legacy, dry_run).await
     }
 }
@@ -257,7 +257,7 @@ fn make() -> Box<dyn Backend> {
     Box::new(VppBackend)
 }
 
-backend_api::inventory::submit! {
+userspace_cni_api::inventory::submit! {
     BackendRegistration {
         engine: ENGINE,
         description: "VPP: memif and vhost-user interfaces over VPP's binary API (built for VPP v26.06)",

@@ -17,9 +17,9 @@ use crate::api::{Client, VppError};
 use crate::config::{Iface, Net, VppPlan};
 use crate::steps::{self, BRIDGE_ATTACH, BRIDGE_DOMAIN, IP_ADDRESS, MEMIF, MEMIF_SOCKET, VHOST_USER};
 use crate::{conn, ops};
-use backend_api::spec::{MemifMode, MemifRole, VhostMode};
-use backend_api::{CniError, Repair, StepContext, Verb};
 use serde_json::json;
+use userspace_cni_api::spec::{MemifMode, MemifRole, VhostMode};
+use userspace_cni_api::{CniError, Repair, StepContext, Verb};
 
 /// What went wrong while looking at or fixing VPP; mapped to CNI codes through `VppError`'s own
 /// mapping (unreachable or silent VPP: 11, another release: 105, a refused request: 74).

@@ -14,12 +14,12 @@ use crate::api::{rv, Client, VppError};
 use crate::config::{Iface, MemifPlan, VhostPlan, VppPlan};
 use crate::conn::{vpp_err, Conn};
 use crate::{ops, tags};
-use backend_api::failpoint::{self, Phase};
-use backend_api::spec::{MemifMode, MemifRole, VhostMode};
-use backend_api::{async_trait, codes, CniError, HostInterface, SocketDescriptor, SocketKind, Step, StepContext};
 use serde_json::json;
 use std::net::IpAddr;
 use std::sync::Arc;
+use userspace_cni_api::failpoint::{self, Phase};
+use userspace_cni_api::spec::{MemifMode, MemifRole, VhostMode};
+use userspace_cni_api::{async_trait, codes, CniError, HostInterface, SocketDescriptor, SocketKind, Step, StepContext};
 
 pub const BRIDGE_DOMAIN: &str = "bridge-domain";
 pub const MEMIF_SOCKET: &str = "memif-socket";
@@ -80,12 +80,12 @@ async fn interface_name(c: &mut Client, sw_if_index: u32) -> Result<String, VppE
 }
 
 /// Owner, group, mode and label of a socket VPP created, found relative to its dir's descriptor
-/// (`host.permissions`, `host.vhost.group`; see `backend_api::perms`). The dir is the pod's shared
+/// (`host.permissions`, `host.vhost.group`; see `userspace_cni_api::perms`). The dir is the pod's shared
 /// dir: opened below its root without following a symlink.
 fn apply_socket_access(
-    settings: &backend_api::NodeSettings,
+    settings: &userspace_cni_api::NodeSettings,
     socket: &std::path::Path,
-    access: &backend_api::perms::Access,
+    access: &userspace_cni_api::perms::Access,
 ) -> Result<(), CniError> {
     if access.is_empty() {
         return Ok(());
@@ -93,10 +93,14 @@ fn apply_socket_access(
     let (Some(dir), Some(name)) = (socket.parent(), socket.file_name().and_then(|n| n.to_str())) else {
         return Err(CniError::io(format!("socket path {} has no directory and file name", socket.display())));
     };
-    let dir = backend_api::confine::socket_dir(settings, dir).map_err(|e| {
-        CniError::io(format!("cannot open the socket's dir {}: {}", dir.display(), backend_api::confine::explain(&e)))
+    let dir = userspace_cni_api::confine::socket_dir(settings, dir).map_err(|e| {
+        CniError::io(format!(
+            "cannot open the socket's dir {}: {}",
+            dir.display(),
+            userspace_cni_api::confine::explain(&e)
+        ))
     })?;
-    backend_api::perms::apply_to_socket(&dir, name, access)
+    userspace_cni_api::perms::apply_to_socket(&dir, name, access)
 }
 
 /// Collision check shared by the interface steps: something already uses our socket.

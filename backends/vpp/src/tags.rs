@@ -2,8 +2,8 @@
 //! tags. VPP keeps at most 63 bytes, too few for a network name and a 64-character container id,
 //! so a tag holds digests; never match an object on a name or index alone.
 
-use backend_api::Attachment;
 use sha2::{Digest, Sha256};
+use userspace_cni_api::Attachment;
 
 /// Every tag we write starts with this.
 pub const PREFIX: &str = "uscni:";
@@ -85,7 +85,7 @@ pub fn is_ours(tag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backend_api::AttachmentId;
+    use userspace_cni_api::AttachmentId;
 
     fn att(net: &str, cid: &str, ifname: &str) -> Attachment {
         Attachment {

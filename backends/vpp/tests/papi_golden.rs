@@ -3,11 +3,11 @@
 //! the same field values, and the bytes must equal ours; our decoder must read vpp_papi's bytes
 //! back to the same value. Needs python3 with vpp_papi (scripts/setup.sh installs it).
 
-use backend_vpp::api::messages::*;
-use backend_vpp::api::Message;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
+use userspace_cni_vpp::api::messages::*;
+use userspace_cni_vpp::api::Message;
 
 const ID: u16 = 1000;
 

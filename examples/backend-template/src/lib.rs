@@ -7,15 +7,15 @@
 //! The root is `<state_dir>/template`: until backends get their own settings tables, a backend
 //! reads what it needs from `NodeSettings` (the real ones: an OVSDB endpoint, a VPP API socket).
 
-use backend_api::failpoint::{self, Phase};
-use backend_api::spec::{IfType, NetType, VhostMode};
-use backend_api::{
-    async_trait, codes, AttachmentId, Backend, BackendPlan, BackendRegistration, CniError, HostInterface, NodeSettings,
-    OwnedObject, PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext, Verb,
-};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
+use userspace_cni_api::failpoint::{self, Phase};
+use userspace_cni_api::spec::{IfType, NetType, VhostMode};
+use userspace_cni_api::{
+    async_trait, codes, AttachmentId, Backend, BackendPlan, BackendRegistration, CniError, HostInterface, NodeSettings,
+    OwnedObject, PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext, Verb,
+};
 
 /// The `host.engine` value this backend serves.
 pub const ENGINE: &str = "template";
@@ -158,9 +158,9 @@ impl Backend for TemplateBackend {
             .into());
         }
         let bridge = host.bridge.as_ref().and_then(|b| b.bridge_name.clone()).unwrap_or_else(|| "br0".into());
-        backend_api::names::validate_object_name("host.bridge.bridgeName", &bridge, 64)?;
+        userspace_cni_api::names::validate_object_name("host.bridge.bridgeName", &bridge, 64)?;
         let port = format!("{}-{}", req.attachment.id.cid12(), req.attachment.id.ifname);
-        backend_api::names::validate_object_name("the port name", &port, 64)?;
+        userspace_cni_api::names::validate_object_name("the port name", &port, 64)?;
         let socket = SocketDescriptor {
             kind: SocketKind::VhostUser,
             workload_mode: "server".into(),
@@ -402,7 +402,7 @@ fn make() -> Box<dyn Backend> {
 }
 
 // Registration: linked into a binary, this crate makes `host.engine: "template"` selectable.
-backend_api::inventory::submit! {
+userspace_cni_api::inventory::submit! {
     BackendRegistration {
         engine: ENGINE,
         description: "template: an example dataplane of JSON files under <state_dir>/template (docs/backend-authors.md)",

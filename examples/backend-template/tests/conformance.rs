@@ -2,10 +2,10 @@
 //! dir. A restart wipes the dataplane's bridges (the template dataplane keeps no configuration
 //! across restarts, like VPP); "unreachable" is its `down` file.
 
-use backend_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
-use backend_api::{async_trait, Backend, BackendPlan};
-use backend_template::{root, TemplateBackend};
 use serde_json::json;
+use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
+use userspace_cni_api::{async_trait, Backend, BackendPlan};
+use userspace_cni_backend_template::{root, TemplateBackend};
 
 struct Template;
 

@@ -4,11 +4,11 @@
 //! bridge-domain 0 and address codes, control_ping_reply's client_index, and the crash that
 //! memif mode 2 (inject-punt) causes.
 
-use backend_vpp::api::messages::*;
-use backend_vpp::api::{Client, VppError};
-use backend_vpp::ops;
 use std::path::Path;
 use std::time::Duration;
+use userspace_cni_vpp::api::messages::*;
+use userspace_cni_vpp::api::{Client, VppError};
+use userspace_cni_vpp::ops;
 use vppsim::Sim;
 
 const T: Duration = Duration::from_secs(3);
@@ -236,7 +236,7 @@ fn bridge_domain_0_exists_so_adding_it_is_already_exists_and_deleting_it_not_mod
 fn a_duplicate_or_overlapping_ipv4_address_is_address_in_use() {
     let d = tempfile::tempdir().expect("temp dir");
     let sim = Sim::start(d.path());
-    let prefix = |s: &str| backend_vpp::steps::parse_prefix(s).expect("prefix");
+    let prefix = |s: &str| userspace_cni_vpp::steps::parse_prefix(s).expect("prefix");
     rt().block_on(async {
         let mut c = Client::connect(&sim.socket(), T).await.expect("connect");
         let a = vhost(&mut c, &d.path().join("a"), true).await.expect("a");

@@ -1,10 +1,10 @@
 //! The backend's binary-API client against the simulator: handshake, CRC check, calls, dumps,
 //! VPP's error codes, stall and restart.
 
-use backend_vpp::api::messages::*;
-use backend_vpp::api::{Client, VppError};
-use backend_vpp::ops;
 use std::time::{Duration, Instant};
+use userspace_cni_vpp::api::messages::*;
+use userspace_cni_vpp::api::{Client, VppError};
+use userspace_cni_vpp::ops;
 use vppsim::Sim;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -74,7 +74,7 @@ fn a_changed_crc_names_the_message_and_the_release() {
         assert!(matches!(e, VppError::CrcMismatch { .. }), "{msg}");
         assert!(msg.contains("memif_create_v2 has CRC deadbeef") && msg.contains("8c7de5f7"), "{msg}");
         assert!(msg.contains("v26.06") && msg.contains("26.06-release"), "{msg}");
-        assert_eq!(backend_api::CniError::from(e).code, 105);
+        assert_eq!(userspace_cni_api::CniError::from(e).code, 105);
     });
 }
 
@@ -88,7 +88,7 @@ fn a_stalled_vpp_is_a_bounded_timeout_and_a_dead_one_unreachable() {
         let e = Client::connect(&sim.socket(), Duration::from_millis(300)).await.unwrap_err();
         assert!(matches!(e, VppError::Timeout { .. }), "{e}");
         assert!(t0.elapsed() < Duration::from_secs(2), "bounded: {:?}", t0.elapsed());
-        assert_eq!(backend_api::CniError::from(e).code, 11);
+        assert_eq!(userspace_cni_api::CniError::from(e).code, 11);
     });
     sim.set_stall(false);
     sim.stop();

@@ -1,7 +1,7 @@
 //! The OVSDB client's one error enum, with the context a human needs, and its explicit mapping
 //! into `CniError`. Never hides OVSDB's own `error`/`details` text behind a generic message.
 
-use backend_api::{codes, CniError};
+use userspace_cni_api::{codes, CniError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OvsdbError {

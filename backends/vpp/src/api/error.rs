@@ -3,9 +3,9 @@
 
 use super::messages::{VPP_COMMIT, VPP_RELEASE};
 use super::wire::WireError;
-use backend_api::{codes, CniError};
 use std::path::PathBuf;
 use thiserror::Error;
+use userspace_cni_api::{codes, CniError};
 
 #[derive(Debug, Error)]
 pub enum VppError {
