@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
-use userspace_cni_api::confine::{self, ConfineError, Dir, Kind};
+use userspace_cni_support::confine::{self, ConfineError, Dir, Kind};
 
 /// Directories the plugin creates below a log root (and the root itself when absent).
 const DIR_MODE: u32 = 0o750;

@@ -68,16 +68,12 @@ fn every_verb_in_every_version_with_the_recording_backend() {
             }
         }
         // GC with this attachment in the valid list kept it.
-        assert_eq!(
-            userspace_cni_api::testkit::load(&node.state_dir()).ports.len(),
-            1,
-            "{v}: GC kept the valid attachment"
-        );
+        assert_eq!(userspace_cni_testkit::load(&node.state_dir()).ports.len(), 1, "{v}: GC kept the valid attachment");
 
         conf["prevResult"] = res;
         node.cni("DEL", &id, "net1", &conf, &[]).expect_ok();
         node.cni("DEL", &id, "net1", &conf, &[]).expect_ok();
-        let dp = userspace_cni_api::testkit::load(&node.state_dir());
+        let dp = userspace_cni_testkit::load(&node.state_dir());
         assert!(dp.ports.is_empty(), "{v}: DEL left ports {:?}", dp.ports);
         assert!(!node.state_dir().join(format!("{id}_net1.json")).exists(), "{v}: DEL left the record");
     }

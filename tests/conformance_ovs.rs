@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use testlab::Lab;
-use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
 use userspace_cni_api::{async_trait, Backend, BackendPlan};
+use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
 
 struct Ovs {
     lab: Mutex<Lab>,

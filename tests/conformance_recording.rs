@@ -4,9 +4,9 @@
 //! switch off and on again (a file-backed dataplane keeps its configuration).
 
 use serde_json::json;
-use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
-use userspace_cni_api::testkit::{self, RecordingBackend};
 use userspace_cni_api::{async_trait, Backend, BackendPlan};
+use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
+use userspace_cni_testkit::{self as testkit, RecordingBackend};
 
 struct Recording;
 

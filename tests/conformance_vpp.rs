@@ -6,8 +6,8 @@
 
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
-use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
 use userspace_cni_api::{async_trait, Backend, BackendPlan};
+use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
 use vppsim::Sim;
 
 struct Vpp {

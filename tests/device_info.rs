@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use support::{recording_conf, Node, PLUGIN_BIN};
-use userspace_cni_api::testkit;
+use userspace_cni_testkit as testkit;
 
 const CID: &str = "d1ce0000000000000000000000000001";
 const CID12: &str = "d1ce00000000";

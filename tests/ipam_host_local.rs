@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::{recording_conf, this_netns, Node, TESTKIT_BIN};
-use userspace_cni_api::testkit;
+use userspace_cni_testkit as testkit;
 
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
 const CID: &str = "1pa0000000000000aaaabbbbccccdddd";

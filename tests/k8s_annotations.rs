@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::{recording_conf, Node, Run};
-use userspace_cni_api::testkit;
+use userspace_cni_testkit as testkit;
 
 const NS: &str = "ns1";
 const POD: &str = "pod-a";

@@ -18,7 +18,7 @@ use support::{recording_conf, Node, Run};
 use userspace_cni::k8s::{self, ApiAccess, Budget, K8sError, PodName};
 use userspace_cni::rbac::{self, Identity, NAMESPACE};
 use userspace_cni::steps::annotations;
-use userspace_cni_api::testkit;
+use userspace_cni_testkit as testkit;
 
 const NS: &str = "tenant";
 const POD: &str = "pod-a";

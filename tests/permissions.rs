@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use support::{Node, PLUGIN_BIN};
 use testlab::testpmd::parse_final_counters;
 use testlab::{Counters, Lab, Role, Testpmd, VhostPort};
-use userspace_cni_api::perms;
+use userspace_cni_support::perms;
 
 /// The workload's user, as KubeVirt runs QEMU (uid 107), with a group of its own: the client
 /// reaches a file only through the owner or group bits these tests set (never through "other").

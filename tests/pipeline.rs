@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{recording_conf, Node};
-use userspace_cni_api::testkit::{self, FakeBridge, FakeDataplane};
+use userspace_cni_testkit::{self as testkit, FakeBridge, FakeDataplane};
 
 const CID: &str = "0123456789abcdef0123456789abcdef";
 

@@ -92,7 +92,7 @@ fn recording_leaks(node: &Node, record: &Value) -> Vec<String> {
     let bookkeeping = |f: &str| f.starts_with("state/testkit") || f == "devinfo" || f == "devinfo/cni";
     let mut out: Vec<String> =
         leftover_files(node).into_iter().filter(|f| !bookkeeping(f)).map(|f| format!("file {f}")).collect();
-    let dp = userspace_cni_api::testkit::load(&node.state_dir());
+    let dp = userspace_cni_testkit::load(&node.state_dir());
     out.extend(dp.ports.keys().map(|p| format!("port {p}")));
     out.extend(dp.bridges.iter().filter(|(_, b)| b.owner_network.is_some()).map(|(n, _)| format!("bridge {n}")));
     out.extend(mounts_under(node.root.path()).into_iter().map(|m| format!("mount {m}")));

@@ -2,5 +2,5 @@
 //! Integration tests run it exactly as a runtime runs the real binary.
 
 fn main() {
-    std::process::exit(userspace_cni::entry::main(&[&userspace_cni_api::testkit::REGISTRATION]));
+    std::process::exit(userspace_cni::entry::main(&[&userspace_cni_testkit::REGISTRATION]));
 }

@@ -15,11 +15,11 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use userspace_cni_api::perms::{self, PermissionsConf};
 use userspace_cni_api::spec::{BridgeConf, IfType, InterfaceSpec, NetType, VhostConf, VhostMode};
 use userspace_cni_api::{
     async_trait, codes, Attachment, AttachmentId, Backend, CniError, NodeSettings, PlanRequest, PodRef, SharedDir, Verb,
 };
+use userspace_cni_support::perms::{self, PermissionsConf};
 
 /// The engine of every DRA attachment today (KubeVirt's binding knows only the OVS driver).
 pub const ENGINE: &str = "ovs-dpdk";
@@ -121,8 +121,11 @@ pub fn plan_request(
     let socket = backend_plan.socket.as_ref().ok_or_else(|| {
         CniError::new(codes::INTERNAL, format!("engine {ENGINE} planned no socket for a vhost-user device"))
     })?;
-    userspace_cni_api::names::check_sun_path("the claim's socket path", &socket.host_path)?;
-    userspace_cni_api::names::check_sun_path("the claim's socket path (as the container sees it)", &socket.pod_path)?;
+    userspace_cni_support::names::check_sun_path("the claim's socket path", &socket.host_path)?;
+    userspace_cni_support::names::check_sun_path(
+        "the claim's socket path (as the container sees it)",
+        &socket.pod_path,
+    )?;
 
     let docs = documents::for_request(settings, claim, req, bridge.mtu, &socket.pod_path, &host_dir, &container_dir)?;
     let mut plan = Plan {

@@ -106,7 +106,7 @@ pub async fn sweep_gone_claims(
 }
 
 async fn publish_slice(settings: &NodeSettings, access: &ApiAccess, node: &str) -> Result<(), String> {
-    let budget = Budget { deadline: Instant::now() + settings.deadline(), timeout: settings.timeout() };
+    let budget = Budget::of_settings(settings);
     let client = claims::client(access, budget).await.map_err(|e| e.to_string())?;
     let spec = SliceSpec {
         driver: settings.dra.driver_name.clone(),

@@ -129,7 +129,7 @@ impl From<KubeconfigError> for CniError {
 
 /// The file's bytes under `trust`'s rules. Symlinks in the directories are the operator's.
 pub fn read(path: &Path, trust: Trust) -> Result<Vec<u8>, KubeconfigError> {
-    use userspace_cni_api::confine::{self, ReadError, RootOwnedError};
+    use userspace_cni_support::confine::{self, ReadError, RootOwnedError};
     let p = || path.to_path_buf();
     let untrusted = |reason: String| KubeconfigError::Untrusted { path: p(), reason };
     let io = |e: std::io::Error| match e.raw_os_error() {

@@ -15,7 +15,6 @@ pub mod pod;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 use userspace_cni_api::{codes, CniError};
 
 pub use pod::{PodView, PodVolume, VolumeSource};
@@ -61,19 +60,9 @@ impl std::fmt::Display for PodName {
     }
 }
 
-/// Bounds of every API call: each request gets at most `timeout`, all of them end by `deadline`.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    pub deadline: Instant,
-    pub timeout: Duration,
-}
-
-impl Budget {
-    /// Time left for one request.
-    pub fn next(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now()).min(self.timeout)
-    }
-}
+/// Bounds of every API call: each request gets at most `timeout`, all of them end by `deadline`
+/// (the contract's one budget type, re-exported where the API calls take it).
+pub use userspace_cni_api::Budget;
 
 /// The User-Agent of every API request: the plugin and its version, so an audit log tells its
 /// calls from anyone else's (`userAgent`).

@@ -12,6 +12,7 @@ use serde_json::Value;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use userspace_cni_support::json::get_ci;
 
 /// A network config with its result is far below this; more is not a libcni cache file.
 const MAX_CACHE_FILE: u64 = 1024 * 1024;
@@ -73,8 +74,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> LegacyError {
 /// Go's encoding/json matches struct fields case-insensitively (containerd's reader spells it
 /// `containerID`), so lookups here do too.
 fn get<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
-    let obj = doc.as_object()?;
-    obj.get(key).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    get_ci(doc, key)
 }
 
 fn read_entry(path: &Path, cid12: &str, ifname: &str) -> Result<Option<CacheEntry>, LegacyError> {

@@ -14,8 +14,9 @@ use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use userspace_cni_api::confine::{self, Dir, Kind, ReadError};
 use userspace_cni_api::{codes, AttachmentId, CniError, NodeSettings};
+use userspace_cni_support::confine::{self, Dir, Kind, ReadError};
+use userspace_cni_support::json::get_ci;
 
 /// The upstream files are a few dozen bytes; anything larger is not one of them.
 const MAX_STATE_FILE: u64 = 64 * 1024;
@@ -190,8 +191,8 @@ pub fn read(path: &Path) -> Result<Option<LegacyFile>, LegacyError> {
 /// The two shapes the upstream plugin wrote (Go's encoding/json matched keys case-insensitively
 /// when reading them back, so we do too).
 fn classify(doc: &Value) -> Option<LegacyObject> {
-    let obj = doc.as_object()?;
-    let get = |key: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v);
+    doc.as_object()?;
+    let get = |key: &str| get_ci(doc, key);
     if let Some(name) = get("vhostname").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         return Some(LegacyObject::Ovs { vhostname: name.to_owned() });
     }

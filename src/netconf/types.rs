@@ -4,9 +4,9 @@
 use super::path::Path;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
-use userspace_cni_api::perms::{self, PermissionsConf};
 use userspace_cni_api::spec::{BridgeConf, IfType, MemifConf, MemifMode, MemifRole, NetType, VhostConf, VhostMode};
 use userspace_cni_api::{codes, CniError, InterfaceSpec};
+use userspace_cni_support::perms::{self, PermissionsConf};
 
 /// The network config, upstream-compatible (DESIGN.md §4). Optional strings that are `""` in the
 /// JSON are `None` here, as Go's zero values meant "not set" to the upstream plugin.
@@ -272,7 +272,7 @@ impl<'a> Obj<'a> {
         let Some(v) = self.get(key) else { return Ok(None) };
         match v {
             Value::String(s) if s.is_empty() => Ok(None),
-            Value::String(s) => userspace_cni_api::perms::parse_mode(s, max)
+            Value::String(s) => userspace_cni_support::perms::parse_mode(s, max)
                 .map(Some)
                 .ok_or_else(|| TypeError::BadValue { path: self.at(key), value: quoted(s), accepted }),
             _ => Err(self.wrong(key, "an octal string like \"0770\" (JSON has no octal numbers)", v)),

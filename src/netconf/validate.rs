@@ -3,9 +3,9 @@
 
 use super::types::{quoted, NetConf};
 use std::path::{Component, Path};
-use userspace_cni_api::names;
 use userspace_cni_api::spec::IfType;
 use userspace_cni_api::{codes, CniError, InterfaceSpec, NodeSettings};
+use userspace_cni_support::names;
 
 /// Bridge names here are only checked for their characters; the backend that creates the bridge
 /// applies its own limit (a Linux netdev name is 15 bytes).
@@ -17,7 +17,7 @@ const MAX_GROUP_NAME: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidateError {
-    /// A name, MAC or path rule from `userspace_cni_api::names`: already a code-7 error with its message.
+    /// A name, MAC or path rule from `userspace_cni_support::names`: already a code-7 error with its message.
     #[error(transparent)]
     Rule(#[from] CniError),
     #[error("{key} is required: {hint}")]
@@ -131,7 +131,7 @@ fn side(which: &'static str, spec: &InterfaceSpec) -> Result<(), ValidateError> 
             }
         }
         if let Some(ctx) = &p.selinux_context {
-            userspace_cni_api::perms::validate_selinux_context(&key("permissions.selinuxContext"), ctx)?;
+            userspace_cni_support::perms::validate_selinux_context(&key("permissions.selinuxContext"), ctx)?;
         }
     }
     if let Some(memif) = &spec.memif {

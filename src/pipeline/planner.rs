@@ -16,9 +16,8 @@ use crate::steps::ipam::cni_args_text;
 use crate::steps::IpamStep;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-use userspace_cni_api::confine::Kind;
 use userspace_cni_api::{Attachment, AttachmentId, Backend, CniError, NodeSettings, PodRef, SharedDir};
+use userspace_cni_support::confine::Kind;
 
 /// What a front-end asks the core to plan: the config, who the attachment is for, and what its
 /// ADD ran with (CNI_PATH for the IPAM delegate, CNI_ARGS).
@@ -38,7 +37,7 @@ pub fn attachment_of(
     conf: &NetConf,
 ) -> Result<Attachment, CniError> {
     let mac = match &conf.runtime_config.mac {
-        Some(m) => Some(userspace_cni_api::names::validate_mac("runtimeConfig.mac", m)?),
+        Some(m) => Some(userspace_cni_support::names::validate_mac("runtimeConfig.mac", m)?),
         None => args.mac.clone(),
     };
     Ok(Attachment {
@@ -67,7 +66,7 @@ impl FsProbe for NodeProbe<'_> {
     }
 
     fn is_dir(&self, path: &Path) -> bool {
-        userspace_cni_api::confine::socket_dir(self.settings, path).is_ok()
+        userspace_cni_support::confine::socket_dir(self.settings, path).is_ok()
     }
 
     fn non_dir_at(&self, path: &Path) -> Result<Option<&'static str>, CniError> {
@@ -89,8 +88,8 @@ impl FsProbe for NodeProbe<'_> {
 /// or others, and none is (or lies in) the shared dir of a recorded attachment, whose per-pod dir
 /// is the pod's to write (docs/security.md).
 fn check_shared_base(base: &Path, settings: &NodeSettings) -> Result<(), CniError> {
-    use userspace_cni_api::confine::{Dir, Kind};
-    let c = userspace_cni_api::names::confine_key("sharedDir", base, &settings.shared_roots, "shared_roots")?;
+    use userspace_cni_support::confine::{Dir, Kind};
+    let c = userspace_cni_support::names::confine_key("sharedDir", base, &settings.shared_roots, "shared_roots")?;
     if c.rel.as_os_str().is_empty() {
         return Ok(());
     }
@@ -115,18 +114,18 @@ fn check_shared_base(base: &Path, settings: &NodeSettings) -> Result<(), CniErro
                     return Err(refuse(&at, format!("is writable by group or others (mode {:04o})", e.mode)))
                 }
                 Ok(Some(_)) => {}
-                Err(e) => return Err(refuse(&at, userspace_cni_api::confine::explain(&e))),
+                Err(e) => return Err(refuse(&at, userspace_cni_support::confine::explain(&e))),
             }
             cur = cur
                 .open_dir(std::path::Path::new(part))
-                .map_err(|e| refuse(&at, userspace_cni_api::confine::explain(&e)))?;
+                .map_err(|e| refuse(&at, userspace_cni_support::confine::explain(&e)))?;
         }
     }
-    let normal = userspace_cni_api::names::lexical_normal(base);
+    let normal = userspace_cni_support::names::lexical_normal(base);
     for record in StateDir::at(&settings.state_dir).list_records()?.into_iter().flatten() {
         let dirs = record.plan.shared_dir.iter().map(|d| &d.host).chain(record.plan.short_dir.iter().map(|d| &d.long));
         for dir in dirs {
-            if normal.starts_with(userspace_cni_api::names::lexical_normal(dir)) {
+            if normal.starts_with(userspace_cni_support::names::lexical_normal(dir)) {
                 return Err(refuse(
                     dir,
                     format!(
@@ -147,7 +146,7 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
     let mut api = crate::steps::annotations::wanted(conf.kubeconfig.as_deref(), settings, &att.pod)?;
     let mut pod_view = None;
     if let Some((access, pod)) = &api {
-        let budget = crate::k8s::Budget { deadline: Instant::now() + settings.deadline(), timeout: settings.timeout() };
+        let budget = userspace_cni_api::Budget::of_settings(settings);
         pod_view = crate::steps::annotations::read_pod(access, pod, budget).await?;
         if pod_view.is_none() {
             api = None;
@@ -182,11 +181,11 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
     let too_long = backend_plan
         .socket
         .as_ref()
-        .is_some_and(|s| userspace_cni_api::names::check_sun_path("socket path", &s.host_path).is_err());
+        .is_some_and(|s| userspace_cni_support::names::check_sun_path("socket path", &s.host_path).is_err());
     if pod_volume && too_long {
         let uid = att.pod.uid.clone().or_else(|| pod_view.as_ref().and_then(|v| v.uid.clone()));
         if let Some(uid) = uid {
-            userspace_cni_api::names::validate_file_name("the pod uid", &uid)?;
+            userspace_cni_support::names::validate_file_name("the pod uid", &uid)?;
             let short = settings.short_socket_dir.join(&uid);
             short_dir = Some(ShortDir { short: short.clone(), long: dir.host.clone() });
             // Without the pod's own view (no API), the short path stands in for it as before.
@@ -196,8 +195,8 @@ pub async fn make_plan(req: &AttachRequest<'_>, backend: &dyn Backend) -> Result
         }
     }
     if let Some(sock) = &backend_plan.socket {
-        userspace_cni_api::names::check_sun_path("socket path", &sock.host_path)?;
-        userspace_cni_api::names::check_sun_path("socket path (as the pod sees it)", &sock.pod_path)?;
+        userspace_cni_support::names::check_sun_path("socket path", &sock.host_path)?;
+        userspace_cni_support::names::check_sun_path("socket path (as the pod sees it)", &sock.pod_path)?;
     }
     if let Some((file, g)) = &given {
         let sock = backend_plan.socket.as_ref().ok_or_else(|| {
@@ -263,9 +262,9 @@ fn check_permissions(dir: &SharedDir, short: Option<&ShortDir>, settings: &NodeS
     }
     let real = short.map(|s| &s.long).unwrap_or(&dir.host);
     let bases = settings.socket_dir_roots();
-    userspace_cni_api::perms::check_dir_target(real, &bases)?;
+    userspace_cni_support::perms::check_dir_target(real, &bases)?;
     if let Some(ctx) = &access.selinux_context {
-        userspace_cni_api::perms::check_labels_supported(real, ctx)?;
+        userspace_cni_support::perms::check_labels_supported(real, ctx)?;
     }
     Ok(())
 }

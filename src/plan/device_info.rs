@@ -12,7 +12,8 @@
 use crate::netconf::ModeSide;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use userspace_cni_api::{codes, names, CniError, NodeSettings, SocketDescriptor, SocketKind};
+use userspace_cni_api::{codes, CniError, NodeSettings, SocketDescriptor, SocketKind};
+use userspace_cni_support::names;
 
 /// The device-info spec version we write (and the newest we read).
 pub const SPEC_VERSION: &str = "1.1.0";

@@ -44,7 +44,7 @@ const POD_VOLUME: &str = crate::k8s::pod::SHARED_DIR_VOLUME;
 
 /// kubelet's directory of a pod's `shared-dir` emptyDir.
 fn empty_dir_path(settings: &NodeSettings, uid: &str) -> Result<PathBuf, CniError> {
-    userspace_cni_api::names::validate_file_name("the pod uid (CNI_ARGS K8S_POD_UID)", uid)?;
+    userspace_cni_support::names::validate_file_name("the pod uid (CNI_ARGS K8S_POD_UID)", uid)?;
     Ok(settings.kubelet_root.join("pods").join(uid).join("volumes/kubernetes.io~empty-dir").join(POD_VOLUME))
 }
 
@@ -72,7 +72,7 @@ pub fn shared_dir(
 ) -> Result<SharedDirRoute, CniError> {
     let group = conf.host.vhost.as_ref().and_then(|v| v.group.clone());
     // Names become ids now, before any side effect (a typo is code 7, not a half-done ADD).
-    let permissions = userspace_cni_api::perms::resolve(conf.host.permissions.as_ref(), group.as_deref())?;
+    let permissions = userspace_cni_support::perms::resolve(conf.host.permissions.as_ref(), group.as_deref())?;
     if let (Some(file), Some(kind)) = (&conf.runtime_config.device_info_file, socket_kind(conf)) {
         if let Some(doc) = probe.device_info(file)? {
             let device_id = conf.runtime_config.device_id.as_deref().or(conf.device_id.as_deref());
@@ -93,8 +93,8 @@ pub fn shared_dir(
             VolumeSource::HostPath(path) => {
                 // A pod author (namespace-scoped) must not make the plugin (root) put sockets anywhere.
                 let key = "the pod's shared-dir hostPath volume";
-                userspace_cni_api::names::confine_key(key, path, &settings.shared_roots, "shared_roots")?;
-                (userspace_cni_api::names::lexical_normal(path), false)
+                userspace_cni_support::names::confine_key(key, path, &settings.shared_roots, "shared_roots")?;
+                (userspace_cni_support::names::lexical_normal(path), false)
             }
             VolumeSource::EmptyDir => {
                 let api_uid = pod.and_then(|p| p.uid.as_deref());
@@ -159,8 +159,8 @@ pub fn shared_dir(
     let host = base.join(att.id.cid12());
     // `<shared_dir>/data` holds the upstream plugin's state files (docs/upgrading.md): a
     // container id `data` must not make that the pod's writable dir.
-    if userspace_cni_api::names::lexical_normal(&host)
-        == userspace_cni_api::names::lexical_normal(&settings.shared_dir.join("data"))
+    if userspace_cni_support::names::lexical_normal(&host)
+        == userspace_cni_support::names::lexical_normal(&settings.shared_dir.join("data"))
     {
         return Err(CniError::new(
             userspace_cni_api::codes::INVALID_ENV,

@@ -430,7 +430,7 @@ fn absolute(s: &str) -> Option<PathBuf> {
     if !p.is_absolute() || s.contains('\0') || p.components().any(|c| matches!(c, Component::ParentDir)) {
         return None;
     }
-    Some(userspace_cni_api::names::lexical_normal(p))
+    Some(userspace_cni_support::names::lexical_normal(p))
 }
 
 #[cfg(test)]

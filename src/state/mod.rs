@@ -111,13 +111,13 @@ impl StateDir {
     /// id is refused up front instead of failing between two steps or in a rollback.
     pub fn check_names_fit(id: &AttachmentId) -> Result<(), String> {
         let longest = format!(".{}.json.tmp", id.file_stem()).len();
-        if longest > userspace_cni_api::names::MAX_FILE_NAME {
+        if longest > userspace_cni_support::names::MAX_FILE_NAME {
             return Err(format!(
                 "CNI_CONTAINERID {:?} is {} bytes long; with CNI_IFNAME the plugin's state file names would be \
                  {longest} bytes, over the {} a file name may have",
                 id.container_id,
                 id.container_id.len(),
-                userspace_cni_api::names::MAX_FILE_NAME
+                userspace_cni_support::names::MAX_FILE_NAME
             ));
         }
         Ok(())
@@ -382,8 +382,8 @@ fn read_record_file(path: &Path) -> Result<Option<Record>, StateError> {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StateError::Read { path: path.to_path_buf(), source: e }),
     };
-    let bytes = userspace_cni_api::confine::read_bounded(f, MAX_RECORD).map_err(|e| match e {
-        userspace_cni_api::confine::ReadError::Io(source) => StateError::Read { path: path.to_path_buf(), source },
+    let bytes = userspace_cni_support::confine::read_bounded(f, MAX_RECORD).map_err(|e| match e {
+        userspace_cni_support::confine::ReadError::Io(source) => StateError::Read { path: path.to_path_buf(), source },
         other => StateError::Corrupt { path: path.to_path_buf(), reason: other.to_string() },
     })?;
     let torn = |reason: String| StateError::Torn { path: path.to_path_buf(), reason };

@@ -147,7 +147,7 @@ pub struct AnnotationStep {
 }
 
 fn budget(ctx: &StepContext) -> Budget {
-    Budget { deadline: ctx.deadline, timeout: ctx.settings.timeout() }
+    ctx.budget()
 }
 
 #[async_trait]

@@ -8,8 +8,8 @@ use crate::steps::publish;
 use serde_json::{json, Map, Value};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use userspace_cni_api::confine::{self, Dir, Kind, Removal};
 use userspace_cni_api::{async_trait, Attachment, CniError, SocketDescriptor, SocketKind, Step, StepContext};
+use userspace_cni_support::confine::{self, Dir, Kind, Removal};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigFileError {

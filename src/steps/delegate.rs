@@ -115,7 +115,7 @@ pub fn validate_type(key: &'static str, value: &str) -> Result<(), DelegateError
     if value == "." || value == ".." {
         return invalid("it is a directory name");
     }
-    if value.len() > userspace_cni_api::names::MAX_FILE_NAME {
+    if value.len() > userspace_cni_support::names::MAX_FILE_NAME {
         return invalid("it is longer than 255 bytes");
     }
     if value.contains('/') {

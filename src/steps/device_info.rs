@@ -8,8 +8,8 @@ pub use crate::plan::device_info::{type_name, DeviceInfo, DeviceInfoError, Given
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use userspace_cni_api::confine::{self, Confined, Dir, Entry, Kind, ReadError};
 use userspace_cni_api::{async_trait, CniError, NodeSettings, Step, StepContext};
+use userspace_cni_support::confine::{self, Confined, Dir, Entry, Kind, ReadError};
 
 /// A device-info file larger than this is not one (the spec's documents are a few hundred bytes).
 const MAX_FILE: u64 = 64 * 1024;

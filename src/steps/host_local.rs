@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use userspace_cni_api::CniError;
+use userspace_cni_support::json::get_ci;
 
 /// host-local's `dataDir` when the config names none.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -19,9 +20,8 @@ const LOCK_POLL: Duration = Duration::from_millis(5);
 fn data_dir(config: &Value) -> PathBuf {
     config
         .get("ipam")
-        .and_then(Value::as_object)
-        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("dataDir")))
-        .and_then(|(_, v)| v.as_str())
+        .and_then(|ipam| get_ci(ipam, "dataDir"))
+        .and_then(Value::as_str)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }

@@ -9,9 +9,8 @@ use crate::cni::version::CniVersion;
 use crate::plan::Record;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
-use userspace_cni_api::{async_trait, codes, AttachmentId, CniError, NodeSettings, Step, StepContext};
+use userspace_cni_api::{async_trait, codes, AttachmentId, CniError, Step, StepContext};
 
 /// The config key that names the delegate, for messages.
 const TYPE_KEY: &str = "ipam.type";
@@ -119,22 +118,8 @@ pub fn cni_args_text(args: &CniArgs) -> Option<String> {
 }
 
 /// The bound of each delegate call: the per-wait timeout, capped by what is left of the verb's
-/// deadline (what `StepContext::wait_budget` computes, for the verbs that have no context).
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    pub deadline: Instant,
-    pub timeout: Duration,
-}
-
-impl Budget {
-    pub fn of_settings(settings: &NodeSettings) -> Budget {
-        Budget { deadline: Instant::now() + settings.deadline(), timeout: settings.timeout() }
-    }
-
-    fn next(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now()).min(self.timeout)
-    }
-}
+/// deadline (`StepContext::budget`, or `Budget::of_settings` for the verbs that have no context).
+pub use userspace_cni_api::Budget;
 
 /// The IPAM delegation of one attachment (or one network, for GC and STATUS).
 #[derive(Debug)]
@@ -328,7 +313,7 @@ impl Step for IpamStep {
     }
 
     async fn apply(&self, ctx: &mut StepContext) -> Result<(), CniError> {
-        let budget = Budget { deadline: ctx.deadline, timeout: ctx.settings.timeout() };
+        let budget = ctx.budget();
         let env = self.env_for(&ctx.attachment.id, ctx.attachment.netns.as_deref());
         // Nothing reached the delegate yet: no undo needed (and a DEL would fail the same way).
         if let Err(e) = self.version(budget).await {
@@ -354,7 +339,7 @@ impl Step for IpamStep {
     }
 
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
-        let budget = Budget { deadline: ctx.deadline, timeout: ctx.settings.timeout() };
+        let budget = ctx.budget();
         let env = self.env_for(&ctx.attachment.id, ctx.attachment.netns.as_deref());
         self.del(&env, budget).await?;
         // A host-local killed with us mid-ADD may have left an ownerless (empty) lease that its

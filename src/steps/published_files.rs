@@ -7,8 +7,8 @@
 use crate::plan::PublishedFile;
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
-use userspace_cni_api::confine::{self, Dir, Kind, Removal};
 use userspace_cni_api::{async_trait, CniError, Step, StepContext};
+use userspace_cni_support::confine::{self, Dir, Kind, Removal};
 
 /// Directories made under an operator's root: the container runtime (and, through a read-only
 /// bind mount, the workload) reads what is in them.

@@ -6,8 +6,8 @@
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
-use userspace_cni_api::confine::{self, Dir, Kind, Removal};
 use userspace_cni_api::{async_trait, CniError, NodeSettings, SharedDir, Step, StepContext};
+use userspace_cni_support::confine::{self, Dir, Kind, Removal};
 
 pub struct SharedDirStep {
     pub dir: SharedDir,
@@ -33,7 +33,7 @@ impl Step for SharedDirStep {
         // Also on a dir someone else made (the pod's volume, a sibling interface): a workload
         // that is not root must be able to open it (docs/permissions.md). Undo needs nothing
         // more: a dir we made goes, a pod's volume goes with the pod.
-        userspace_cni_api::perms::apply_to_dir(&dir, &self.dir.permissions.dir)
+        userspace_cni_support::perms::apply_to_dir(&dir, &self.dir.permissions.dir)
     }
 
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {

@@ -10,8 +10,8 @@ use crate::state::StateDir;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use userspace_cni_api::confine::{self, Dir};
 use userspace_cni_api::{async_trait, CniError, Step, StepContext};
+use userspace_cni_support::confine::{self, Dir};
 
 pub struct ShortDirStep {
     pub dir: ShortDir,

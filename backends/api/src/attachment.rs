@@ -1,7 +1,7 @@
 //! Who an attachment is for and what it produces for the workload: identifiers, the shared
 //! directory, and the socket descriptor that generic publication (result, device-info) consumes.
 
-use crate::perms::Permissions;
+use crate::access::Permissions;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -1,20 +1,16 @@
-//! The crate a dataplane backend author depends on: the `Backend` trait and its reversible
-//! `Step`s, the shared data types, CNI error codes, the registry and the failpoint facility.
-//! Nothing here performs I/O of its own except `perms` (applying file permissions for backends and
-//! the generic steps alike) and the test kit's fake dataplane.
+//! The contract a dataplane backend implements: the `Backend` trait and its reversible `Step`s,
+//! the data types they exchange, CNI errors and codes, the registry and the failpoint facility.
+//! Nothing here performs I/O. Helpers a backend may use live in `userspace_cni_support`; the
+//! conformance kit and a recording fake backend in `userspace_cni_testkit` (docs/backend-authors.md).
 
+pub mod access;
 pub mod attachment;
 pub mod backend;
-pub mod confine;
 pub mod error;
 pub mod failpoint;
-pub mod names;
-pub mod perms;
 pub mod settings;
 pub mod spec;
 pub mod step;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use async_trait::async_trait;
 pub use inventory;
@@ -26,7 +22,7 @@ pub use backend::{
 pub use error::{codes, CniError, ErrorList};
 pub use settings::{AnnotationMode, DraBridge, DraSettings, NodeSettings};
 pub use spec::InterfaceSpec;
-pub use step::{Outputs, Step, StepContext};
+pub use step::{Budget, Outputs, Step, StepContext};
 
 use serde::{Deserialize, Serialize};
 

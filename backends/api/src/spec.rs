@@ -148,7 +148,7 @@ pub struct InterfaceSpec {
     /// `permissions`: owner, group, modes and SELinux label of the shared dir and server-mode
     /// socket (host side only; names are resolved by `perms::resolve` at planning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permissions: Option<crate::perms::PermissionsConf>,
+    pub permissions: Option<crate::access::PermissionsConf>,
     #[serde(skip)]
     pub raw: serde_json::Value,
 }

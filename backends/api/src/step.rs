@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What steps hand forward. Saved in the completed record, so DEL and CHECK see it too.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -51,10 +51,36 @@ impl StepContext {
         e
     }
 
+    /// The verb's budget: its deadline and the node's per-wait timeout.
+    pub fn budget(&self) -> Budget {
+        Budget { deadline: self.deadline, timeout: self.settings.timeout() }
+    }
+
     /// Time left before the verb's deadline, capped by the per-wait timeout.
-    pub fn wait_budget(&self) -> std::time::Duration {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        left.min(self.settings.timeout())
+    pub fn wait_budget(&self) -> Duration {
+        self.budget().next()
+    }
+}
+
+/// The time bounds of one verb's waits: each wait (a connection, a reply, a lock, an API call,
+/// a delegate plugin) gets at most `timeout` (the setting `timeout_ms`), and all of them end by
+/// `deadline` (`deadline_ms` after the verb started), so no caller waits past what the runtime
+/// allows the whole verb.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub deadline: Instant,
+    pub timeout: Duration,
+}
+
+impl Budget {
+    /// A verb that starts now under the node's settings.
+    pub fn of_settings(settings: &NodeSettings) -> Budget {
+        Budget { deadline: Instant::now() + settings.deadline(), timeout: settings.timeout() }
+    }
+
+    /// Time left for the next wait.
+    pub fn next(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now()).min(self.timeout)
     }
 }
 

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use userspace_cni_api::names::{check_sun_path, validate_file_name, validate_object_name};
-use userspace_cni_api::perms::Access;
 use userspace_cni_api::spec::{IfType, NetType, VhostMode};
 use userspace_cni_api::{codes, CniError, PlanRequest};
+use userspace_cni_support::json::get_ci;
+use userspace_cni_support::names::{check_sun_path, validate_file_name, validate_object_name};
+use userspace_cni_support::perms::Access;
 
 /// Bridge and port names: OVS accepts long names, but a port name is also the vhost socket's
 /// file name, and short names keep `ovs-vsctl show` readable.
@@ -48,13 +49,6 @@ pub struct Policing {
     pub rate: u32,
     /// kb (OVS `ingress_policing_burst`).
     pub burst: u32,
-}
-
-/// Case-insensitive lookup in a raw config object (these keys are ours, not upstream's, and
-/// Go-style capitalisation must work for them as for the rest).
-fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    let map = obj.as_object()?;
-    map.get(key).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 fn as_u32(key: &str, v: &Value, min: u64, max: u64) -> Result<u32, CniError> {

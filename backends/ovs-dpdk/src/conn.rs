@@ -3,12 +3,13 @@
 
 use crate::ovsdb::{OvsdbClient, OvsdbError};
 use std::time::Duration;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::MappedMutexGuard;
 use userspace_cni_api::{codes, CniError, NodeSettings};
+use userspace_cni_support::lazy::LazyConn;
 
 #[derive(Default)]
 pub struct Conn {
-    client: Mutex<Option<OvsdbClient>>,
+    client: LazyConn<OvsdbClient>,
     /// The bridge as the port's removal left it, read in the removal's own transaction, for the
     /// bridge step's undo that runs next in the same verb (one round trip fewer per DEL). Lives
     /// only as long as this verb's steps; never written to a record.
@@ -26,11 +27,7 @@ pub struct SeenBridge {
 impl Conn {
     /// The connected client (connecting now if needed).
     pub async fn get(&self, settings: &NodeSettings, timeout: Duration) -> Result<ClientGuard<'_>, CniError> {
-        let mut g = self.client.lock().await;
-        if g.is_none() {
-            *g = Some(connect(settings, timeout).await?);
-        }
-        Ok(ClientGuard(g))
+        self.client.get(|| connect(settings, timeout)).await.map(ClientGuard)
     }
 
     /// Remember how the port's removal left the bridge (see the field).
@@ -49,15 +46,17 @@ impl Conn {
     /// Drop the connection after an error, so the next use reconnects instead of reading a
     /// half-finished reply.
     pub async fn reset(&self) {
-        *self.client.lock().await = None;
+        self.client.reset().await;
     }
 }
 
-pub struct ClientGuard<'a>(MutexGuard<'a, Option<OvsdbClient>>);
+pub struct ClientGuard<'a>(MappedMutexGuard<'a, OvsdbClient>);
 
 impl ClientGuard<'_> {
+    /// The client. A `Result` so call sites read the same whether or not the connection can be
+    /// lost between `get` and use (it cannot: the guard holds it).
     pub fn client(&mut self) -> Result<&mut OvsdbClient, CniError> {
-        self.0.as_mut().ok_or_else(|| CniError::try_again("OVSDB connection lost"))
+        Ok(&mut self.0)
     }
 }
 

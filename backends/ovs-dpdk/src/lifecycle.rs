@@ -333,7 +333,7 @@ async fn remove_port(client: &mut OvsdbClient, settings: &NodeSettings, obj: &Ow
         // OVS leaves a dpdkvhostuser socket behind in its vhost-sock-dir; with no record we do
         // not know the pod's shared dir, but this copy's place follows from the port name.
         // The port was proven ours (tags) and its name is the socket's: only a socket is removed.
-        let dir = userspace_cni_api::confine::Dir::root(&settings.ovs_sock_dir);
+        let dir = userspace_cni_support::confine::Dir::root(&settings.ovs_sock_dir);
         match dir {
             Ok(d) => crate::steps::remove_socket_in(&d, &obj.name).map_err(|e| e.context("GC"))?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}

@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::Arc;
-use userspace_cni_api::perms::{self, Access};
 use userspace_cni_api::spec::VhostMode;
 use userspace_cni_api::{codes, CniError, Repair, Step, StepContext, Verb};
+use userspace_cni_support::perms::{self, Access};
 
 /// Why a repair could not be done, each naming the object and what to do.
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use userspace_cni_api::confine::{self, Dir, Kind, Removal};
 use userspace_cni_api::failpoint::{self, Phase};
 use userspace_cni_api::spec::VhostMode;
 use userspace_cni_api::{async_trait, codes, CniError, HostInterface, NodeSettings, Step, StepContext};
+use userspace_cni_support::confine::{self, Dir, Kind, Removal};
 
 pub const BRIDGE: &str = "bridge";
 pub const PORT: &str = "vhost-port";
@@ -587,7 +587,7 @@ impl PortStep {
 pub async fn deliver(
     settings: &NodeSettings,
     p: &OvsPlan,
-    access: &userspace_cni_api::perms::Access,
+    access: &userspace_cni_support::perms::Access,
     budget: Duration,
 ) -> Result<(), CniError> {
     let ovs = ovs_dir(p)?;
@@ -606,7 +606,7 @@ pub async fn deliver(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     if !access.is_empty() {
-        userspace_cni_api::perms::apply_to_socket(&ovs, &p.port, access)?;
+        userspace_cni_support::perms::apply_to_socket(&ovs, &p.port, access)?;
     }
     let shared_dir = p.shared_socket.parent().unwrap_or(Path::new("/"));
     let target = p.shared_socket.file_name().unwrap_or(name);

@@ -14,6 +14,7 @@ use crate::{conn, ops, steps, tags};
 use serde_json::Value;
 use userspace_cni_api::spec::VhostMode;
 use userspace_cni_api::{codes, Adoption, CniError, NodeSettings};
+use userspace_cni_support::json::get_ci;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
@@ -71,16 +72,11 @@ pub async fn adopt(
 
 /// `swIfIndex`, matched case-insensitively as Go's encoding/json read it back.
 fn sw_if_index(legacy: &Value) -> Result<u32, AdoptError> {
-    legacy
-        .as_object()
-        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("swIfIndex")))
-        .and_then(|(_, v)| v.as_u64())
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| {
-            let mut found = legacy.to_string();
-            found.truncate(200);
-            AdoptError::BadState { found }
-        })
+    get_ci(legacy, "swIfIndex").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+        let mut found = legacy.to_string();
+        found.truncate(200);
+        AdoptError::BadState { found }
+    })
 }
 
 async fn adopt_with(

@@ -5,10 +5,11 @@ use crate::tags;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
-use userspace_cni_api::names::{check_sun_path, validate_file_name};
-use userspace_cni_api::perms::Access;
 use userspace_cni_api::spec::{IfType, MemifMode, MemifRole, NetType, VhostMode};
 use userspace_cni_api::{codes, CniError, PlanRequest};
+use userspace_cni_support::json::get_ci;
+use userspace_cni_support::names::{check_sun_path, validate_file_name};
+use userspace_cni_support::perms::Access;
 
 /// VPP refuses bridge-domain ids above 16M (`BD_ID_EXCEED_MAX`).
 pub const MAX_BD_ID: u32 = 0x00ff_ffff;
@@ -78,12 +79,6 @@ pub enum Net {
 
 fn unsupported(msg: impl Into<String>) -> CniError {
     CniError::new(codes::UNSUPPORTED_FIELD, msg)
-}
-
-/// Case-insensitive lookup in a raw config object (our own keys follow Go's matching too).
-fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    let map = obj.as_object()?;
-    map.get(key).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
 }
 
 fn opt_uint(obj: &Value, key: &str, full: &str, max: u64) -> Result<Option<u64>, CniError> {

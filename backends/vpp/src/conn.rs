@@ -4,12 +4,13 @@
 
 use crate::api::{Client, VppError};
 use std::time::Duration;
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio::sync::MappedMutexGuard;
 use userspace_cni_api::{CniError, NodeSettings};
+use userspace_cni_support::lazy::LazyConn;
 
 #[derive(Default)]
 pub struct Conn {
-    client: Mutex<Option<Client>>,
+    client: LazyConn<Client>,
 }
 
 impl Conn {
@@ -19,18 +20,15 @@ impl Conn {
         settings: &NodeSettings,
         timeout: Duration,
     ) -> Result<MappedMutexGuard<'_, Client>, VppError> {
-        let mut g = self.client.lock().await;
-        match g.as_mut() {
-            Some(c) => c.set_timeout(timeout),
-            None => *g = Some(connect(settings, timeout).await?),
-        }
-        MutexGuard::try_map(g, |o| o.as_mut())
-            .map_err(|_| VppError::Closed { path: settings.vpp_api_socket.clone(), what: "connect".into() })
+        let mut c = self.client.get(|| connect(settings, timeout)).await?;
+        // An open connection serves this step within this step's own remaining time.
+        c.set_timeout(timeout);
+        Ok(c)
     }
 
     /// Forget the connection after an error that may have left the stream mid-message.
     pub async fn reset(&self) {
-        *self.client.lock().await = None;
+        self.client.reset().await;
     }
 }
 

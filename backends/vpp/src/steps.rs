@@ -80,12 +80,12 @@ async fn interface_name(c: &mut Client, sw_if_index: u32) -> Result<String, VppE
 }
 
 /// Owner, group, mode and label of a socket VPP created, found relative to its dir's descriptor
-/// (`host.permissions`, `host.vhost.group`; see `userspace_cni_api::perms`). The dir is the pod's shared
+/// (`host.permissions`, `host.vhost.group`; see `userspace_cni_support::perms`). The dir is the pod's shared
 /// dir: opened below its root without following a symlink.
 fn apply_socket_access(
     settings: &userspace_cni_api::NodeSettings,
     socket: &std::path::Path,
-    access: &userspace_cni_api::perms::Access,
+    access: &userspace_cni_support::perms::Access,
 ) -> Result<(), CniError> {
     if access.is_empty() {
         return Ok(());
@@ -93,14 +93,14 @@ fn apply_socket_access(
     let (Some(dir), Some(name)) = (socket.parent(), socket.file_name().and_then(|n| n.to_str())) else {
         return Err(CniError::io(format!("socket path {} has no directory and file name", socket.display())));
     };
-    let dir = userspace_cni_api::confine::socket_dir(settings, dir).map_err(|e| {
+    let dir = userspace_cni_support::confine::socket_dir(settings, dir).map_err(|e| {
         CniError::io(format!(
             "cannot open the socket's dir {}: {}",
             dir.display(),
-            userspace_cni_api::confine::explain(&e)
+            userspace_cni_support::confine::explain(&e)
         ))
     })?;
-    userspace_cni_api::perms::apply_to_socket(&dir, name, access)
+    userspace_cni_support::perms::apply_to_socket(&dir, name, access)
 }
 
 /// Collision check shared by the interface steps: something already uses our socket.

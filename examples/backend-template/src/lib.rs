@@ -158,9 +158,9 @@ impl Backend for TemplateBackend {
             .into());
         }
         let bridge = host.bridge.as_ref().and_then(|b| b.bridge_name.clone()).unwrap_or_else(|| "br0".into());
-        userspace_cni_api::names::validate_object_name("host.bridge.bridgeName", &bridge, 64)?;
+        userspace_cni_support::names::validate_object_name("host.bridge.bridgeName", &bridge, 64)?;
         let port = format!("{}-{}", req.attachment.id.cid12(), req.attachment.id.ifname);
-        userspace_cni_api::names::validate_object_name("the port name", &port, 64)?;
+        userspace_cni_support::names::validate_object_name("the port name", &port, 64)?;
         let socket = SocketDescriptor {
             kind: SocketKind::VhostUser,
             workload_mode: "server".into(),

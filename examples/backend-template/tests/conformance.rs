@@ -3,9 +3,9 @@
 //! across restarts, like VPP); "unreachable" is its `down` file.
 
 use serde_json::json;
-use userspace_cni_api::testkit::conformance::{self, Fixture, Harness, HarnessError};
 use userspace_cni_api::{async_trait, Backend, BackendPlan};
 use userspace_cni_backend_template::{root, TemplateBackend};
+use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
 
 struct Template;
 

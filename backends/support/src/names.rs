@@ -2,8 +2,8 @@
 //! shared by the config parser and the backends. Pure functions: they never touch the filesystem.
 
 use crate::confine::{confine, ConfineError, Confined};
-use crate::error::{codes, CniError};
 use std::path::{Component, Path, PathBuf};
+use userspace_cni_api::{codes, CniError};
 
 /// Longest file name most Linux filesystems accept (NAME_MAX).
 pub const MAX_FILE_NAME: usize = 255;

@@ -1,10 +1,10 @@
 //! Who may open what a workload opens: owner, group, mode and SELinux label of the shared dir and of a
 //! server-mode socket, resolved at validation, applied through file descriptors, never by a path in a pod's dir.
 
+pub use userspace_cni_api::access::{Access, Permissions, PermissionsConf};
+
 use crate::confine::Dir;
-use crate::error::{codes, CniError};
 use crate::names;
-use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use userspace_cni_api::{codes, CniError};
 
 /// The config object these settings come from (`host.permissions`); its keys are below.
 pub const KEY: &str = "host.permissions";
@@ -42,60 +43,6 @@ pub const GROUP_SOCKET_MODE: u32 = 0o660;
 pub const MAX_SELINUX_CONTEXT: usize = 1024;
 /// `(uid_t)-1` means "leave unchanged" to chown(2), so it can never be an id here.
 const NO_ID: u32 = u32::MAX;
-
-/// `host.permissions` as written: names not yet resolved, modes already parsed from octal.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PermissionsConf {
-    /// A user name (from /etc/passwd) or a numeric uid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    /// A group name (from /etc/group) or a numeric gid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir_mode: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub socket_mode: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selinux_context: Option<String>,
-}
-
-/// What one file gets, with numeric ids. Empty: the file is left as it was created.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Access {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<u32>,
-    #[serde(default, rename = "selinuxContext", skip_serializing_if = "Option::is_none")]
-    pub selinux_context: Option<String>,
-}
-
-impl Access {
-    pub fn is_empty(&self) -> bool {
-        self.uid.is_none() && self.gid.is_none() && self.mode.is_none() && self.selinux_context.is_none()
-    }
-}
-
-/// The resolved settings: what the shared dir gets, and what a socket the dataplane serves gets
-/// (OVS `dpdkvhostuser`, VPP vhost-user server and memif master). A socket the workload creates
-/// (client mode) is the workload's: only the dir matters for it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Permissions {
-    #[serde(default, skip_serializing_if = "Access::is_empty")]
-    pub dir: Access,
-    #[serde(default, skip_serializing_if = "Access::is_empty")]
-    pub socket: Access,
-}
-
-impl Permissions {
-    pub fn is_empty(&self) -> bool {
-        self.dir.is_empty() && self.socket.is_empty()
-    }
-}
 
 fn invalid(msg: String) -> CniError {
     CniError::new(codes::INVALID_NETCONF, msg)

@@ -12,22 +12,22 @@
 //!   complete ADD, or none when ADD died before its record was completed;
 //! - a rollback whose undo failed keeps the record, so a later DEL must finish the job.
 
-use crate::attachment::{Attachment, SharedDir};
-use crate::backend::{Backend, BackendPlan, OwnedObject, PlanRequest, Repair};
-use crate::failpoint::{self, Phase};
-use crate::settings::NodeSettings;
-use crate::spec::InterfaceSpec;
-use crate::step::{Outputs, Step, StepContext};
-use crate::Verb;
 use async_trait::async_trait;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use userspace_cni_api::attachment::{Attachment, SharedDir};
+use userspace_cni_api::backend::{Backend, BackendPlan, OwnedObject, PlanRequest, Repair};
+use userspace_cni_api::failpoint::{self, Phase};
+use userspace_cni_api::settings::NodeSettings;
+use userspace_cni_api::spec::InterfaceSpec;
+use userspace_cni_api::step::{Outputs, Step, StepContext};
+use userspace_cni_api::Verb;
 
 /// A step's apply and, when that succeeded, its settle: what the executor runs for one step.
-async fn apply_settled(step: &dyn Step, ctx: &mut StepContext) -> Result<(), crate::CniError> {
+async fn apply_settled(step: &dyn Step, ctx: &mut StepContext) -> Result<(), userspace_cni_api::CniError> {
     step.apply(ctx).await?;
     step.settle(ctx).await
 }
@@ -843,12 +843,12 @@ pub fn settings_under(root: &std::path::Path) -> NodeSettings {
         log_roots: vec![root.join("log")],
         device_info_roots: vec![root.join("devinfo")],
         kubeconfig_files: Vec::new(),
-        annotations: crate::settings::AnnotationMode::Off,
+        annotations: userspace_cni_api::settings::AnnotationMode::Off,
         device_host_dir: None,
         cni_cache_dirs: vec![root.join("cnicache")],
         node_name: None,
         boot_id: None,
-        dra: crate::settings::DraSettings {
+        dra: userspace_cni_api::settings::DraSettings {
             socket_root: root.join("dra/sockets"),
             container_root: root.join("dra/sockets"),
             metadata_dir: root.join("dra/metadata"),
@@ -864,7 +864,7 @@ pub fn unique_attachment(network: &str) -> Attachment {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Attachment {
-        id: crate::attachment::AttachmentId::new(
+        id: userspace_cni_api::attachment::AttachmentId::new(
             format!("{n:06x}{:08x}{}", std::process::id(), "c".repeat(50)),
             "net1",
         ),

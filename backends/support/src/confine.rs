@@ -618,7 +618,7 @@ pub fn confine(path: &Path, roots: &[PathBuf]) -> Result<Confined, ConfineError>
 /// A directory a record or plan names for a pod's sockets (its shared dir, a KubeVirt short dir,
 /// a device plugin's dir), opened below the one of the node's socket-dir roots it lies under
 /// without following a symlink. `EXDEV` when it lies under none.
-pub fn socket_dir(settings: &crate::NodeSettings, path: &Path) -> io::Result<Dir> {
+pub fn socket_dir(settings: &userspace_cni_api::NodeSettings, path: &Path) -> io::Result<Dir> {
     let c = confine(path, &settings.socket_dir_roots()).map_err(|_| io::Error::from_raw_os_error(libc::EXDEV))?;
     c.open_dir()
 }

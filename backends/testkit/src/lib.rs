@@ -5,19 +5,19 @@
 
 pub mod conformance;
 
-use crate::attachment::{AttachmentId, SharedDir, SocketDescriptor, SocketKind};
-use crate::backend::{Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest};
-use crate::error::{codes, CniError};
-use crate::failpoint::{self, Phase};
-use crate::settings::NodeSettings;
-use crate::spec::{IfType, VhostMode};
-use crate::step::{Step, StepContext};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use userspace_cni_api::attachment::{AttachmentId, SharedDir, SocketDescriptor, SocketKind};
+use userspace_cni_api::backend::{Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest};
+use userspace_cni_api::failpoint::{self, Phase};
+use userspace_cni_api::settings::NodeSettings;
+use userspace_cni_api::spec::{IfType, VhostMode};
+use userspace_cni_api::step::{Step, StepContext};
+use userspace_cni_api::{codes, CniError};
 
 pub const ENGINE: &str = "recording";
 /// Tag value of objects the plugin created (administrator objects carry none).
@@ -318,15 +318,17 @@ impl Step for PortStep {
             // bound through the held dir like the real delivery (renameat between held dirs): a
             // pod that swapped its dir for a symlink must not get a socket made elsewhere.
             let deliver_err = |e: std::io::Error| {
-                CniError::io(format!("deliver {}: {}", sock.display(), crate::confine::explain(&e)))
+                CniError::io(format!("deliver {}: {}", sock.display(), userspace_cni_support::confine::explain(&e)))
             };
             let (Some(parent), Some(name)) = (sock.parent(), sock.file_name()) else {
                 return Err(CniError::io(format!("deliver {}: not a file path", sock.display())));
             };
-            let dir = crate::confine::socket_dir(&ctx.settings, parent).map_err(deliver_err)?;
+            let dir = userspace_cni_support::confine::socket_dir(&ctx.settings, parent).map_err(deliver_err)?;
             std::os::unix::net::UnixListener::bind(dir.proc_path().join(name)).map_err(deliver_err)?;
         }
-        ctx.outputs.host_interfaces.push(crate::attachment::HostInterface { name: self.plan.port.clone(), mac: None });
+        ctx.outputs
+            .host_interfaces
+            .push(userspace_cni_api::attachment::HostInterface { name: self.plan.port.clone(), mac: None });
         Ok(())
     }
 
