@@ -1,8 +1,8 @@
 //! The contract a dataplane backend implements: the `Backend` trait and its reversible `Step`s,
 //! the data types they exchange, CNI errors and codes, the registry and the failpoint facility.
-//! No I/O here beyond reading the kernel's boot id and a failpoint's pause (test builds). Helpers
-//! a backend may use live in `userspace_cni_support`; the
-//! conformance kit and a recording fake backend in `userspace_cni_testkit` (docs/backend-authors.md).
+//! No I/O here beyond reading the kernel's boot id and a failpoint's pause (test builds). Helpers a
+//! backend may use live in `userspace_cni_support`; the conformance kit and a recording fake
+//! backend in `userspace_cni_testkit` (docs/backend-authors.md).
 
 pub mod access;
 pub mod attachment;
