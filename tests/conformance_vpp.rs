@@ -6,7 +6,7 @@
 
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
-use userspace_cni_api::{async_trait, Backend, BackendPlan};
+use userspace_cni_api::{async_trait, Backend, BackendPlan, Typed};
 use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
 use vppsim::Sim;
 
@@ -19,7 +19,7 @@ struct Vpp {
 #[async_trait]
 impl Harness for Vpp {
     fn backend(&self) -> Box<dyn Backend> {
-        Box::new(userspace_cni_vpp::VppBackend)
+        Box::new(Typed(userspace_cni_vpp::VppBackend))
     }
 
     fn cases(&self) -> Vec<&'static str> {

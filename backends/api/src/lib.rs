@@ -12,6 +12,7 @@ pub mod failpoint;
 pub mod settings;
 pub mod spec;
 pub mod step;
+pub mod typed;
 
 pub use async_trait::async_trait;
 pub use inventory;
@@ -24,6 +25,7 @@ pub use error::{codes, CniError, ErrorList};
 pub use settings::{AnnotationMode, DraBridge, DraSettings, NodeSettings};
 pub use spec::InterfaceSpec;
 pub use step::{Budget, Outputs, Step, StepContext};
+pub use typed::{Planned, Typed, TypedBackend};
 
 use serde::{Deserialize, Serialize};
 

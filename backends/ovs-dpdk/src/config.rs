@@ -41,6 +41,10 @@ pub struct OvsPlan {
     /// `host.vhost.group`), resolved at validation. Client mode: empty (the workload's socket).
     #[serde(default, skip_serializing_if = "Access::is_empty")]
     pub socket_access: Access,
+    /// Records written before `host.permissions` existed: `host.vhost.group` as a name (see
+    /// `repair::socket_access`). Never planned now; kept so such a record reads back whole.
+    #[serde(default, rename = "group", skip_serializing_if = "Option::is_none")]
+    pub legacy_group: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +187,7 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
         mtu,
         policing,
         socket_access,
+        legacy_group: None,
     })
 }
 

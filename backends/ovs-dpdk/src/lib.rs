@@ -15,21 +15,18 @@ use crate::conn::Conn;
 use std::sync::Arc;
 use userspace_cni_api::spec::VhostMode;
 use userspace_cni_api::{
-    async_trait, codes, Backend, BackendPlan, BackendRegistration, CniError, ErrorList, NodeSettings, OwnedObject,
-    PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext, TaggedObject,
+    async_trait, Backend, BackendRegistration, CniError, ErrorList, NodeSettings, OwnedObject, PlanRequest, Planned,
+    Repair, SocketDescriptor, SocketKind, Step, StepContext, TaggedObject, Typed, TypedBackend,
 };
 
 pub const ENGINE: &str = "ovs-dpdk";
 
 pub struct OvsDpdkBackend;
 
-fn decode_plan(plan: &BackendPlan) -> Result<OvsPlan, CniError> {
-    serde_json::from_value(plan.data.clone())
-        .map_err(|e| CniError::new(codes::DECODE_FAILURE, format!("ovs-dpdk plan in the attachment record: {e}")))
-}
-
 #[async_trait]
-impl Backend for OvsDpdkBackend {
+impl TypedBackend for OvsDpdkBackend {
+    type Plan = OvsPlan;
+
     fn engine(&self) -> &'static str {
         ENGINE
     }
@@ -38,7 +35,7 @@ impl Backend for OvsDpdkBackend {
         "port"
     }
 
-    fn plan(&self, req: &PlanRequest<'_>) -> Result<BackendPlan, CniError> {
+    fn plan(&self, req: &PlanRequest<'_>) -> Result<Planned<OvsPlan>, CniError> {
         let plan = config::plan(req)?;
         let socket = SocketDescriptor {
             kind: SocketKind::VhostUser,
@@ -51,15 +48,11 @@ impl Backend for OvsDpdkBackend {
             mac: req.attachment.mac.clone(),
             mtu: plan.mtu,
         };
-        Ok(BackendPlan {
-            data: serde_json::to_value(&plan).map_err(|e| CniError::io(e.to_string()))?,
-            socket: Some(socket),
-            uses_shared_dir: true,
-        })
+        Ok(Planned { plan, socket: Some(socket), uses_shared_dir: true })
     }
 
-    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn Step>>, CniError> {
-        let plan = decode_plan(plan)?;
+    fn steps(&self, plan: &OvsPlan) -> Result<Vec<Box<dyn Step>>, CniError> {
+        let plan = plan.clone();
         let conn = Arc::new(Conn::default());
         let mut steps: Vec<Box<dyn Step>> = vec![
             Box::new(steps::BridgeStep { plan: plan.clone(), conn: conn.clone() }),
@@ -71,9 +64,8 @@ impl Backend for OvsDpdkBackend {
         Ok(steps)
     }
 
-    async fn check(&self, ctx: &StepContext, plan: &BackendPlan) -> Result<(), CniError> {
-        let p = decode_plan(plan)?;
-        let wrong = lifecycle::check(&ctx.settings, &ctx.attachment.id, &p, ctx.wait_budget()).await?;
+    async fn check(&self, ctx: &StepContext, plan: &OvsPlan) -> Result<(), CniError> {
+        let wrong = lifecycle::check(&ctx.settings, &ctx.attachment.id, plan, ctx.wait_budget()).await?;
         let mut errors = ErrorList::default();
         for w in wrong {
             errors.push(w.into());
@@ -101,23 +93,22 @@ impl Backend for OvsDpdkBackend {
         &self,
         settings: &NodeSettings,
         attachment: &userspace_cni_api::Attachment,
-        plan: &BackendPlan,
+        plan: &OvsPlan,
         legacy: &serde_json::Value,
         dry_run: bool,
     ) -> Result<userspace_cni_api::Adoption, CniError> {
-        adopt::adopt(settings, attachment, &decode_plan(plan)?, legacy, dry_run).await
+        adopt::adopt(settings, attachment, plan, legacy, dry_run).await
     }
 
-    async fn repair(&self, ctx: &mut StepContext, plan: &BackendPlan) -> Result<Repair, CniError> {
-        let p = decode_plan(plan)?;
+    async fn repair(&self, ctx: &mut StepContext, plan: &OvsPlan) -> Result<Repair, CniError> {
         let group = ctx.shared_dir.as_ref().and_then(|d| d.group.clone());
-        let access = repair::socket_access(&p, &plan.data, group.as_deref())?;
-        repair::repair(ctx, &p, &access).await
+        let access = repair::socket_access(plan, group.as_deref())?;
+        repair::repair(ctx, plan, &access).await
     }
 }
 
 fn make() -> Box<dyn Backend> {
-    Box::new(OvsDpdkBackend)
+    Box::new(Typed(OvsDpdkBackend))
 }
 
 userspace_cni_api::inventory::submit! {

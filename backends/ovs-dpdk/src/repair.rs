@@ -17,7 +17,7 @@ use crate::ovsdb::datum::{as_string_map, column};
 use crate::ovsdb::{Condition, Op, OvsdbError, OPEN_VSWITCH_DB};
 use crate::steps::{self, BridgeStep, PortStep};
 use crate::tags;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,11 +71,11 @@ fn db(what: &'static str) -> impl FnOnce(OvsdbError) -> RepairError {
 /// written before `host.permissions` existed carry `vhost.group` as a name instead (the plan's
 /// `group`, also the shared dir's `group`); ADD then gave the socket that group and mode 0660,
 /// which is what `perms::resolve` makes of a lone `vhost.group`, so re-delivery matches ADD.
-pub fn socket_access(p: &OvsPlan, raw_plan: &Value, shared_dir_group: Option<&str>) -> Result<Access, CniError> {
+pub fn socket_access(p: &OvsPlan, shared_dir_group: Option<&str>) -> Result<Access, CniError> {
     if p.host_mode != VhostMode::Server || !p.socket_access.is_empty() {
         return Ok(p.socket_access.clone());
     }
-    let legacy = raw_plan.get("group").and_then(Value::as_str).or(shared_dir_group);
+    let legacy = p.legacy_group.as_deref().or(shared_dir_group);
     let Some(group) = legacy else { return Ok(Access::default()) };
     perms::resolve(None, Some(group))
         .map(|r| r.socket)
@@ -211,23 +211,33 @@ mod tests {
             mtu: None,
             policing: None,
             socket_access: Access::default(),
+            legacy_group: None,
         }
+    }
+
+    /// `plan` as a record of the shape before `host.permissions` wrote it, `group` included.
+    fn with_group(p: &OvsPlan, group: &str) -> OvsPlan {
+        let mut v = serde_json::to_value(p).expect("a plan encodes");
+        v["group"] = json!(group);
+        serde_json::from_value(v).expect("an older record decodes")
     }
 
     #[test]
     fn a_legacy_vhost_group_gets_what_add_gave_it() {
         let p = plan(VhostMode::Server);
-        let a = socket_access(&p, &json!({"group": "0"}), None).expect("numeric gid");
+        let a = socket_access(&with_group(&p, "0"), None).expect("numeric gid");
         assert_eq!((a.gid, a.mode), (Some(0), Some(0o660)));
-        let a = socket_access(&p, &json!({}), Some("0")).expect("from the shared dir's group");
+        let a = socket_access(&p, Some("0")).expect("from the shared dir's group");
         assert_eq!((a.gid, a.mode), (Some(0), Some(0o660)));
-        assert!(socket_access(&p, &json!({}), None).expect("none").is_empty());
+        assert!(socket_access(&p, None).expect("none").is_empty());
         let mut current = plan(VhostMode::Server);
         current.socket_access = Access { gid: Some(5), mode: Some(0o600), ..Access::default() };
-        let a = socket_access(&current, &json!({"group": "0"}), None).expect("current shape wins");
+        let a = socket_access(&with_group(&current, "0"), None).expect("current shape wins");
         assert_eq!((a.gid, a.mode), (Some(5), Some(0o600)));
-        assert!(socket_access(&plan(VhostMode::Client), &json!({"group": "0"}), None).expect("client").is_empty());
-        let e = socket_access(&p, &json!({"group": "no-such-group-uscni"}), None).expect_err("unknown group");
+        assert!(socket_access(&with_group(&plan(VhostMode::Client), "0"), None).expect("client").is_empty());
+        let e = socket_access(&with_group(&p, "no-such-group-uscni"), None).expect_err("unknown group");
         assert_eq!(e.code, codes::INVALID_NETCONF);
+        // Read back whole: a record rewritten from the decoded plan keeps its group.
+        assert_eq!(serde_json::to_value(with_group(&p, "0")).expect("encodes")["group"], json!("0"));
     }
 }

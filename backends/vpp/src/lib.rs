@@ -18,8 +18,8 @@ use crate::config::{Iface, Net, VppPlan};
 use crate::conn::vpp_err;
 use userspace_cni_api::spec::VhostMode;
 use userspace_cni_api::{
-    async_trait, codes, AttachmentId, Backend, BackendPlan, BackendRegistration, CniError, NodeSettings, OwnedObject,
-    PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext,
+    async_trait, codes, AttachmentId, Backend, BackendRegistration, CniError, NodeSettings, OwnedObject, PlanRequest,
+    Planned, Repair, SocketDescriptor, SocketKind, Step, StepContext, Typed, TypedBackend,
 };
 
 pub use api::messages::{VPP_COMMIT, VPP_RELEASE};
@@ -27,11 +27,6 @@ pub use api::messages::{VPP_COMMIT, VPP_RELEASE};
 pub const ENGINE: &str = "vpp";
 
 pub struct VppBackend;
-
-fn decode_plan(plan: &BackendPlan) -> Result<VppPlan, CniError> {
-    serde_json::from_value(plan.data.clone())
-        .map_err(|e| CniError::new(codes::DECODE_FAILURE, format!("vpp plan in the attachment record: {e}")))
-}
 
 /// The socket the workload opens, stated from its side (VPP master → workload slave).
 fn socket_descriptor(req: &PlanRequest<'_>, plan: &VppPlan) -> Option<SocketDescriptor> {
@@ -87,30 +82,27 @@ async fn tagged_kinds(c: &mut Client, tag: &str) -> Result<Vec<(u32, &'static st
 }
 
 #[async_trait]
-impl Backend for VppBackend {
+impl TypedBackend for VppBackend {
+    type Plan = VppPlan;
+
     fn engine(&self) -> &'static str {
         ENGINE
     }
 
-    fn plan(&self, req: &PlanRequest<'_>) -> Result<BackendPlan, CniError> {
+    fn plan(&self, req: &PlanRequest<'_>) -> Result<Planned<VppPlan>, CniError> {
         let plan = config::plan(req)?;
         let socket = socket_descriptor(req, &plan);
         let uses_shared_dir = socket.is_some();
-        Ok(BackendPlan {
-            data: serde_json::to_value(&plan).map_err(|e| CniError::io(e.to_string()))?,
-            socket,
-            uses_shared_dir,
-        })
+        Ok(Planned { plan, socket, uses_shared_dir })
     }
 
-    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn Step>>, CniError> {
-        Ok(steps::for_plan(&decode_plan(plan)?))
+    fn steps(&self, plan: &VppPlan) -> Result<Vec<Box<dyn Step>>, CniError> {
+        Ok(steps::for_plan(plan))
     }
 
-    async fn check(&self, ctx: &StepContext, plan: &BackendPlan) -> Result<(), CniError> {
-        let p = decode_plan(plan)?;
+    async fn check(&self, ctx: &StepContext, plan: &VppPlan) -> Result<(), CniError> {
         let mut c = conn::connect(&ctx.settings, ctx.wait_budget()).await.map_err(vpp_err("CHECK"))?;
-        let r = check_plan(&mut c, &p).await;
+        let r = check_plan(&mut c, plan).await;
         c.close().await;
         r
     }
@@ -161,8 +153,8 @@ impl Backend for VppBackend {
     }
 
     /// After a VPP restart: re-create what the record names (see `repair`).
-    async fn repair(&self, ctx: &mut StepContext, plan: &BackendPlan) -> Result<Repair, CniError> {
-        repair::repair(ctx, &decode_plan(plan)?).await
+    async fn repair(&self, ctx: &mut StepContext, plan: &VppPlan) -> Result<Repair, CniError> {
+        repair::repair(ctx, plan).await
     }
 
     /// An upstream plugin's interface, named by its state file's `swIfIndex` (see `adopt`).
@@ -170,11 +162,11 @@ impl Backend for VppBackend {
         &self,
         settings: &NodeSettings,
         _attachment: &userspace_cni_api::Attachment,
-        plan: &BackendPlan,
+        plan: &VppPlan,
         legacy: &serde_json::Value,
         dry_run: bool,
     ) -> Result<userspace_cni_api::Adoption, CniError> {
-        adopt::adopt(settings, &decode_plan(plan)?, legacy, dry_run).await
+        adopt::adopt(settings, plan, legacy, dry_run).await
     }
 }
 
@@ -254,7 +246,7 @@ async fn check_plan(c: &mut Client, p: &VppPlan) -> Result<(), CniError> {
 }
 
 fn make() -> Box<dyn Backend> {
-    Box::new(VppBackend)
+    Box::new(Typed(VppBackend))
 }
 
 userspace_cni_api::inventory::submit! {

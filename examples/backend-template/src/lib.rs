@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use userspace_cni_api::failpoint::{self, Phase};
 use userspace_cni_api::spec::{IfType, NetType, VhostMode};
 use userspace_cni_api::{
-    async_trait, codes, AttachmentId, Backend, BackendPlan, BackendRegistration, CniError, HostInterface, NodeSettings,
-    OwnedObject, PlanRequest, Repair, SocketDescriptor, SocketKind, Step, StepContext, Verb,
+    async_trait, codes, AttachmentId, Backend, BackendRegistration, CniError, HostInterface, NodeSettings, OwnedObject,
+    PlanRequest, Planned, Repair, SocketDescriptor, SocketKind, Step, StepContext, Typed, TypedBackend, Verb,
 };
 
 /// The `host.engine` value this backend serves.
@@ -38,8 +38,6 @@ pub enum TemplateError {
         #[source]
         source: io::Error,
     },
-    #[error("template plan in the attachment record: {0}")]
-    Plan(serde_json::Error),
     #[error("port {port} is missing from bridge {bridge}")]
     Missing { port: String, bridge: String },
 }
@@ -51,7 +49,6 @@ impl From<TemplateError> for CniError {
             // 11: the runtime retries; the plugin stops trying this engine for a while.
             TemplateError::Down { .. } => codes::TRY_AGAIN_LATER,
             TemplateError::Collision { .. } => codes::NAME_COLLISION,
-            TemplateError::Plan(_) => codes::DECODE_FAILURE,
             TemplateError::Io { .. } | TemplateError::Missing { .. } => codes::IO_FAILURE,
         };
         CniError::new(code, e.to_string())
@@ -119,14 +116,14 @@ fn remove_if_present(path: &Path, what: &'static str) -> Result<(), TemplateErro
     }
 }
 
-fn decode(plan: &BackendPlan) -> Result<TemplatePlan, CniError> {
-    Ok(serde_json::from_value(plan.data.clone()).map_err(TemplateError::Plan)?)
-}
-
 pub struct TemplateBackend;
 
+/// Written against its own plan type; `Typed` (at registration, below) stores it in the record
+/// and decodes it back, so no method here sees JSON.
 #[async_trait]
-impl Backend for TemplateBackend {
+impl TypedBackend for TemplateBackend {
+    type Plan = TemplatePlan;
+
     fn engine(&self) -> &'static str {
         ENGINE
     }
@@ -135,7 +132,7 @@ impl Backend for TemplateBackend {
         "port"
     }
 
-    fn plan(&self, req: &PlanRequest<'_>) -> Result<BackendPlan, CniError> {
+    fn plan(&self, req: &PlanRequest<'_>) -> Result<Planned<TemplatePlan>, CniError> {
         let host = req.host;
         if host.iftype != Some(IfType::VhostUser) {
             return Err(TemplateError::Config {
@@ -170,21 +167,18 @@ impl Backend for TemplateBackend {
             mac: req.attachment.mac.clone(),
             mtu: None,
         };
-        let data = serde_json::to_value(TemplatePlan { bridge, port }).map_err(TemplateError::Plan)?;
-        Ok(BackendPlan { data, socket: Some(socket), uses_shared_dir: true })
+        Ok(Planned { plan: TemplatePlan { bridge, port }, socket: Some(socket), uses_shared_dir: true })
     }
 
-    fn steps(&self, plan: &BackendPlan) -> Result<Vec<Box<dyn Step>>, CniError> {
-        let plan = decode(plan)?;
-        Ok(vec![Box::new(BridgeStep { plan: plan.clone() }), Box::new(PortStep { plan })])
+    fn steps(&self, plan: &TemplatePlan) -> Result<Vec<Box<dyn Step>>, CniError> {
+        Ok(vec![Box::new(BridgeStep { plan: plan.clone() }), Box::new(PortStep { plan: plan.clone() })])
     }
 
-    async fn check(&self, ctx: &StepContext, plan: &BackendPlan) -> Result<(), CniError> {
-        let plan = decode(plan)?;
+    async fn check(&self, ctx: &StepContext, plan: &TemplatePlan) -> Result<(), CniError> {
         ensure_up(&ctx.settings)?;
-        match read_port(&port_path(&ctx.settings, &plan))? {
+        match read_port(&port_path(&ctx.settings, plan))? {
             Some(p) if is_ours(&p, &ctx.attachment.id) => Ok(()),
-            _ => Err(TemplateError::Missing { port: plan.port, bridge: plan.bridge }.into()),
+            _ => Err(TemplateError::Missing { port: plan.port.clone(), bridge: plan.bridge.clone() }.into()),
         }
     }
 
@@ -227,16 +221,15 @@ impl Backend for TemplateBackend {
     }
 
     /// A restarted template dataplane has lost its bridges: re-create what the record names.
-    async fn repair(&self, ctx: &mut StepContext, plan: &BackendPlan) -> Result<Repair, CniError> {
-        let p = decode(plan)?;
+    async fn repair(&self, ctx: &mut StepContext, p: &TemplatePlan) -> Result<Repair, CniError> {
         ensure_up(&ctx.settings)?;
-        if read_port(&port_path(&ctx.settings, &p))?.is_some_and(|f| is_ours(&f, &ctx.attachment.id)) {
+        if read_port(&port_path(&ctx.settings, p))?.is_some_and(|f| is_ours(&f, &ctx.attachment.id)) {
             return Ok(Repair::Healthy);
         }
         let actions = vec![format!("re-created port {} on bridge {}", p.port, p.bridge)];
         // The dry run (`Verb::Check`) reports and changes nothing.
         if ctx.verb != Verb::Check {
-            for step in self.steps(plan)? {
+            for step in self.steps(p)? {
                 step.apply(ctx).await?;
             }
         }
@@ -364,7 +357,7 @@ impl Step for PortStep {
                     ifname: id.ifname,
                 };
                 let tmp = path.with_extension("json.tmp");
-                let bytes = serde_json::to_vec(&file).map_err(TemplateError::Plan)?;
+                let bytes = serde_json::to_vec(&file).map_err(|e| io_err("encode port", &tmp)(e.into()))?;
                 std::fs::write(&tmp, bytes).map_err(io_err("write port", &tmp))?;
                 // rename(2) makes the port appear whole or not at all, even after a SIGKILL.
                 if let Err(e) = std::fs::rename(&tmp, &path) {
@@ -398,7 +391,7 @@ impl Step for PortStep {
 }
 
 fn make() -> Box<dyn Backend> {
-    Box::new(TemplateBackend)
+    Box::new(Typed(TemplateBackend))
 }
 
 // Registration: linked into a binary, this crate makes `host.engine: "template"` selectable.

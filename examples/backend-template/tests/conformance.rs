@@ -3,7 +3,7 @@
 //! across restarts, like VPP); "unreachable" is its `down` file.
 
 use serde_json::json;
-use userspace_cni_api::{async_trait, Backend, BackendPlan};
+use userspace_cni_api::{async_trait, Backend, BackendPlan, Typed};
 use userspace_cni_backend_template::{root, TemplateBackend};
 use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
 
@@ -16,7 +16,7 @@ fn failed(what: &'static str) -> impl FnOnce(std::io::Error) -> HarnessError {
 #[async_trait]
 impl Harness for Template {
     fn backend(&self) -> Box<dyn Backend> {
-        Box::new(TemplateBackend)
+        Box::new(Typed(TemplateBackend))
     }
 
     fn cases(&self) -> Vec<&'static str> {
