@@ -6,6 +6,7 @@ pub mod cni;
 #[cfg(feature = "kubernetes")]
 pub mod dra;
 pub mod entry;
+pub mod heap;
 pub mod k8s;
 pub mod legacy;
 pub mod logging;
