@@ -89,10 +89,10 @@ fn cni_mode(
     }
     let conf: NetConf = netconf::parse(stdin)?;
     let version: CniVersion = version::negotiate(&conf.raw)?;
-    let settings = settings::load()?;
+    let registry = Registry::linked().with_extra(extra);
+    let settings = settings::load(registry.registrations())?;
     conf.validate(&settings)?;
     logging::init(conf.log_level, conf.log_file.as_deref(), &settings.log_roots);
-    let registry = Registry::linked().with_extra(extra);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,5 +1,7 @@
 //! The one table of host paths the plugin and the node reconciler touch, with the setting each
 //! comes from; the DaemonSet's hostPath mounts must equal it. Plain data: never touches a path.
+//! The generic rows are here; each engine's come from its backend's setting declarations
+//! (`SettingSpec::mount`), after them in registration order, so this module names no engine.
 //!
 //! The plugin runs on the host (the runtime execs it), the reconciler and the installer run in a
 //! container of the DaemonSet in `config/kubernetes/daemonset.yaml`. Both must see every path
@@ -7,40 +9,23 @@
 //! so each row is mounted at its own host path. `tests/manifests.rs` fails when the DaemonSet and
 //! this table differ, and prints the volumes this table expects.
 
-use std::path::PathBuf;
-use userspace_cni_api::NodeSettings;
+use std::path::{Path, PathBuf};
+use userspace_cni_api::{BackendRegistration, NodeSettings, SettingSpec};
+
+/// Kubernetes `mountPropagation`: declared with the engines' settings, in the contract crate.
+pub use userspace_cni_api::Propagation;
 
 /// Where a host path comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// A node setting (DESIGN.md §6) whose value is the directory itself.
     Setting(&'static str),
-    /// The directory holding the file or socket a setting names (`ovsdb`, `vpp_api_socket`,
-    /// `config`).
+    /// The directory holding the file a setting names (`config`).
     ParentOf(&'static str),
+    /// An engine's setting (`[engines.<engine>] <key>`): its directory (`SettingKind::host_dir`).
+    Engine { engine: &'static str, key: &'static str },
     /// A convention of another component (the runtime, Multus, a reference plugin); no setting.
     Convention(&'static str),
-}
-
-/// Kubernetes `mountPropagation` of the reconciler's mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    None,
-    /// Mounts the host makes later (a new netns, a volume of a new pod) become visible inside.
-    HostToContainer,
-    /// Mounts and unmounts made inside reach the host too (needs a privileged container).
-    Bidirectional,
-}
-
-impl Propagation {
-    /// The Kubernetes spelling.
-    pub fn as_k8s(self) -> &'static str {
-        match self {
-            Propagation::None => "None",
-            Propagation::HostToContainer => "HostToContainer",
-            Propagation::Bidirectional => "Bidirectional",
-        }
-    }
 }
 
 /// One host directory.
@@ -74,8 +59,8 @@ impl NodePath {
     }
 }
 
-/// Every host path, in the order the DaemonSet lists them.
-pub const NODE_PATHS: &[NodePath] = &[
+/// Every generic host path, in the order the DaemonSet lists them (the engines' rows follow).
+pub const GENERIC_PATHS: &[NodePath] = &[
     NodePath {
         volume: "cni-bin",
         default: "/opt/cni/bin",
@@ -137,27 +122,6 @@ pub const NODE_PATHS: &[NodePath] = &[
         must_exist: false,
         why: "the reconciler tells a live pod from an orphan by its netns; namespaces created after \
               the container started must be visible",
-    },
-    NodePath {
-        volume: "ovs-run",
-        default: "/var/run/openvswitch",
-        source: Source::ParentOf("ovsdb"),
-        propagation: Propagation::None,
-        read_only: false,
-        install: false,
-        must_exist: false,
-        why: "OVSDB socket (setting ovsdb) and server-mode vhost sockets (setting ovs_sock_dir, the same \
-              dir by default)",
-    },
-    NodePath {
-        volume: "vpp-api",
-        default: "/run/vpp",
-        source: Source::ParentOf("vpp_api_socket"),
-        propagation: Propagation::None,
-        read_only: false,
-        install: false,
-        must_exist: false,
-        why: "VPP's binary API socket",
     },
     NodePath {
         volume: "device-info",
@@ -255,12 +219,10 @@ pub const NODE_PATHS: &[NodePath] = &[
     },
 ];
 
-/// The settings whose value is (or names a file in) a host directory; each must have a row.
+/// The plugin's own settings whose value is (or names a file in) a host directory; each must
+/// have a row. (An engine's are its declarations whose kind has a `host_dir`.)
 pub const PATH_SETTINGS: &[&str] = &[
     "state_dir",
-    "ovsdb",
-    "ovs_sock_dir",
-    "vpp_api_socket",
     "kubelet_root",
     "short_socket_dir",
     "shared_dir",
@@ -303,12 +265,9 @@ pub fn setting_dir(settings: &NodeSettings, key: &str) -> Option<PathBuf> {
     let parent = |p: PathBuf| p.parent().map(PathBuf::from);
     match key {
         "state_dir" => Some(settings.state_dir.clone()),
-        "ovs_sock_dir" => Some(settings.ovs_sock_dir.clone()),
         "kubelet_root" => Some(settings.kubelet_root.clone()),
         "short_socket_dir" => Some(settings.short_socket_dir.clone()),
         "shared_dir" => Some(settings.shared_dir.clone()),
-        "ovsdb" => settings.ovsdb_socket().and_then(parent),
-        "vpp_api_socket" => parent(settings.vpp_api_socket.clone()),
         "config" => parent(PathBuf::from(crate::settings::DEFAULT_CONFIG_FILE)),
         "dra_socket_root" => Some(settings.dra.socket_root.clone()),
         "dra_metadata_dir" => Some(settings.dra.metadata_dir.clone()),
@@ -317,26 +276,67 @@ pub fn setting_dir(settings: &NodeSettings, key: &str) -> Option<PathBuf> {
     }
 }
 
-/// The row whose directory is `dir`.
-pub fn row_for(dir: &std::path::Path) -> Option<&'static NodePath> {
-    NODE_PATHS.iter().find(|p| std::path::Path::new(p.default) == dir)
+/// The directory an engine setting means under `settings` (the parent for a socket or file);
+/// `None` for a setting that is not a path.
+pub fn engine_setting_dir(settings: &NodeSettings, engine: &str, spec: &SettingSpec) -> Option<PathBuf> {
+    spec.kind.host_dir(settings.engine(engine).get(spec))
+}
+
+/// Every host path: the generic rows, then each engine's declared volumes (an engine's volume
+/// that an earlier row already has is not repeated).
+pub fn node_paths(regs: &[&'static BackendRegistration]) -> Vec<NodePath> {
+    let mut rows = GENERIC_PATHS.to_vec();
+    for r in regs {
+        for spec in r.settings {
+            let Some(m) = &spec.mount else { continue };
+            if rows.iter().any(|row| row.volume == m.volume) {
+                continue;
+            }
+            rows.push(NodePath {
+                volume: m.volume,
+                default: m.dir,
+                source: Source::Engine { engine: r.engine, key: spec.key },
+                propagation: m.propagation,
+                read_only: m.read_only,
+                // The installer writes only the binary and the settings file.
+                install: false,
+                must_exist: m.must_exist,
+                why: m.why,
+            });
+        }
+    }
+    rows
+}
+
+/// The row whose directory holds `dir` (a directory under a mounted one is visible too).
+pub fn row_for<'a>(rows: &'a [NodePath], dir: &Path) -> Option<&'a NodePath> {
+    rows.iter().find(|p| dir.starts_with(p.default))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::path::Path;
+
+    fn rows() -> Vec<NodePath> {
+        node_paths(crate::pipeline::Registry::linked().registrations())
+    }
 
     #[test]
     fn every_row_with_a_setting_has_the_settings_default() {
         let d = NodeSettings::default();
-        for row in NODE_PATHS {
-            let key = match row.source {
-                Source::Setting(k) | Source::ParentOf(k) => k,
+        let regs = crate::pipeline::Registry::linked();
+        for row in rows() {
+            let (key, dir) = match row.source {
+                Source::Setting(k) | Source::ParentOf(k) => (k, setting_dir(&d, k)),
+                Source::Engine { engine, key } => {
+                    let reg = regs.registrations().iter().find(|r| r.engine == engine).expect("a linked engine");
+                    let spec = reg.settings.iter().find(|s| s.key == key).expect("a declared setting");
+                    (key, engine_setting_dir(&d, engine, spec))
+                }
                 Source::Convention(_) => continue,
             };
-            let dir = setting_dir(&d, key).unwrap_or_else(|| panic!("{key} is not a path setting"));
+            let dir = dir.unwrap_or_else(|| panic!("{key} is not a path setting"));
             assert_eq!(
                 dir,
                 Path::new(row.default),
@@ -350,11 +350,35 @@ mod tests {
     #[test]
     fn every_path_setting_lands_in_a_row() {
         let d = NodeSettings::default();
+        let rows = rows();
         for key in PATH_SETTINGS {
             assert!(crate::settings::KEYS.contains(key), "{key} is not a settings key");
             let dir = setting_dir(&d, key).expect("path setting");
-            assert!(row_for(&dir).is_some(), "setting {key} ({}) has no row in NODE_PATHS", dir.display());
+            assert!(row_for(&rows, &dir).is_some(), "setting {key} ({}) has no row in node_paths", dir.display());
         }
+        for r in crate::pipeline::Registry::linked().registrations() {
+            for spec in r.settings {
+                let Some(dir) = engine_setting_dir(&d, r.engine, spec) else { continue };
+                assert!(
+                    row_for(&rows, &dir).is_some(),
+                    "engine {} setting {} ({}) is under no row: give it a `mount` in its declaration",
+                    r.engine,
+                    spec.key,
+                    dir.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn engine_rows_come_from_the_declarations() {
+        let rows = rows();
+        let ovs = rows.iter().find(|r| r.volume == "ovs-run").expect("the OVS engine declares ovs-run");
+        assert_eq!(ovs.default, "/var/run/openvswitch");
+        assert_eq!(ovs.source, Source::Engine { engine: "ovs-dpdk", key: "ovsdb" });
+        let vpp = rows.iter().find(|r| r.volume == "vpp-api").expect("the VPP engine declares vpp-api");
+        assert_eq!(vpp.default, "/run/vpp");
+        assert!(GENERIC_PATHS.iter().all(|r| !matches!(r.source, Source::Engine { .. })));
     }
 
     #[test]
@@ -372,20 +396,20 @@ mod tests {
     #[test]
     fn the_default_roots_of_config_paths_are_mounted() {
         let d = NodeSettings::default();
+        let rows = rows();
         for root in d.shared_roots.iter().chain(&d.log_roots).chain(&d.device_info_roots) {
-            assert!(row_for(root).is_some(), "root {} has no row in NODE_PATHS", root.display());
+            assert!(rows.iter().any(|r| Path::new(r.default) == root), "root {} has no row", root.display());
         }
         // Multus's kubeconfig (the one the shipped NADs name) is readable by the reconciler.
         let multus = PathBuf::from(userspace_cni_api::settings::DEFAULT_KUBECONFIG_FILES[0]);
-        let mounted = NODE_PATHS.iter().any(|r| multus.starts_with(r.default));
-        assert!(mounted, "{} is under no row of NODE_PATHS", multus.display());
+        assert!(row_for(&rows, &multus).is_some(), "{} is under no row of node_paths", multus.display());
     }
 
     #[test]
     fn volumes_and_paths_are_unique_and_well_formed() {
         let mut names = BTreeSet::new();
         let mut paths = BTreeSet::new();
-        for row in NODE_PATHS {
+        for row in rows() {
             assert!(names.insert(row.volume), "volume {} twice", row.volume);
             assert!(paths.insert(row.default), "path {} twice", row.default);
             assert!(row.volume.len() <= 63, "{} is longer than a DNS-1123 label", row.volume);

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use testlab::Lab;
 use userspace_cni_api::{async_trait, Backend, BackendPlan, Typed};
+use userspace_cni_ovs_dpdk::{settings as ovs_settings, ENGINE};
 use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
 
 struct Ovs {
@@ -65,8 +66,8 @@ impl Harness for Ovs {
         let mut settings = conformance::settings_under(dir.path());
         {
             let lab = self.lab();
-            settings.ovsdb = lab.db_endpoint();
-            settings.ovs_sock_dir = lab.sock_dir().to_path_buf();
+            settings.set_engine(ENGINE, &ovs_settings::OVSDB, lab.db_endpoint());
+            settings.set_engine(ENGINE, &ovs_settings::SOCK_DIR, lab.sock_dir().to_string_lossy());
         }
         // The plugin's default: a port waits for ovs-vswitchd to apply it, which takes longer
         // than the kit's short default on a vswitchd that just reconnected to its database.

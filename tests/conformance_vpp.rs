@@ -32,7 +32,11 @@ impl Harness for Vpp {
             .tempdir()
             .map_err(|e| HarnessError::Failed(format!("temp dir: {e}")))?;
         let mut settings = conformance::settings_under(dir.path());
-        settings.vpp_api_socket = self.sim.socket();
+        settings.set_engine(
+            userspace_cni_vpp::ENGINE,
+            &userspace_cni_vpp::settings::API_SOCKET,
+            self.sim.socket().to_string_lossy(),
+        );
         // A stalled VPP is found out after one timeout per request.
         settings.timeout_ms = 500;
         let attachment = conformance::unique_attachment("conf-vpp");

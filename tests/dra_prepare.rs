@@ -88,7 +88,11 @@ impl Env {
         ] {
             env.insert(format!("USERSPACE_CNI_{k}"), v);
         }
-        let settings = userspace_cni::settings::load_from(|k| env.get(k).cloned()).expect("settings");
+        let settings =
+            userspace_cni::settings::load_from(userspace_cni::pipeline::Registry::linked().registrations(), |k| {
+                env.get(k).cloned()
+            })
+            .expect("settings");
         let claims = Arc::new(Claims::default());
         let driver = PipelineDriver { settings, registry: Arc::new(Registry::linked()), claims: claims.clone() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

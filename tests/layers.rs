@@ -8,7 +8,8 @@ use std::path::Path;
 
 /// Lowest first. A module may import modules of its own layer (acyclically) and of layers
 /// below; front-ends only their own group, the core and support.
-const SUPPORT: &[&str] = &["cni", "netconf", "settings", "k8s", "legacy", "logging", "node_paths", "rbac", "stdout", "heap"];
+const SUPPORT: &[&str] =
+    &["cni", "netconf", "settings", "k8s", "legacy", "logging", "node_paths", "rbac", "stdout", "heap"];
 const CORE: &[&str] = &["plan", "state", "steps", "pipeline"];
 /// Each group is one front-end; groups never import each other.
 const FRONT_ENDS: &[(&str, &[&str])] = &[

@@ -1,6 +1,6 @@
 //! Validation of `config/kubernetes/`: every document parses into its k8s-openapi type (or, for
 //! CRDs without one, a struct of ours that denies unknown fields) and survives a round trip with
-//! no field dropped; the DaemonSet mounts exactly `node_paths::NODE_PATHS`; each ClusterRole grants
+//! no field dropped; the DaemonSet mounts exactly `node_paths::node_paths` (generic rows, then the engines' declared volumes); each ClusterRole grants
 //! exactly its identity's rows of `rbac::API_ACCESS` to that identity's ServiceAccount alone; the
 //! admission policies apply to exactly those ServiceAccounts; every CNI config in a NAD passes the
 //! plugin's own validation; the DRA DaemonSet mounts the paths of the DRA settings at their host
@@ -18,7 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use userspace_cni::node_paths::{Propagation, NODE_PATHS};
+use userspace_cni::node_paths::{NodePath, Propagation};
+
+/// The node-path table of the engines built in (the generic rows, then each engine's volumes).
+fn node_paths() -> Vec<NodePath> {
+    userspace_cni::node_paths::node_paths(userspace_cni::pipeline::Registry::linked().registrations())
+}
 use userspace_cni::rbac::{Identity, API_ACCESS, NAMESPACE};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/kubernetes");
@@ -525,7 +530,7 @@ fn every_manifest_is_in_a_kustomization_and_every_listed_file_exists() {
 fn expected_yaml() -> String {
     let mut mounts = String::from("          volumeMounts:\n");
     let mut volumes = String::from("      volumes:\n");
-    for p in NODE_PATHS {
+    for p in node_paths() {
         mounts += &format!("            - name: {}\n              mountPath: {}\n", p.volume, p.default);
         if p.propagation != Propagation::None {
             mounts += &format!("              mountPropagation: {}\n", p.propagation.as_k8s());
@@ -557,8 +562,9 @@ fn daemonset_host_paths_are_the_node_path_table() {
             (v.name.as_str(), hp.path.as_str(), hp.type_.as_deref().unwrap_or(""))
         })
         .collect();
-    let want: Vec<(&str, &str, &str)> = NODE_PATHS.iter().map(|p| (p.volume, p.default, p.host_path_type())).collect();
-    assert_eq!(got, want, "DaemonSet volumes differ from NODE_PATHS{}", hint());
+    let rows = node_paths();
+    let want: Vec<(&str, &str, &str)> = rows.iter().map(|p| (p.volume, p.default, p.host_path_type())).collect();
+    assert_eq!(got, want, "DaemonSet volumes differ from node_paths(){}", hint());
 
     let reconciler = container(Some(&pod.containers), "reconciler");
     let got: Vec<(&str, &str, &str, bool)> = reconciler
@@ -571,8 +577,8 @@ fn daemonset_host_paths_are_the_node_path_table() {
         })
         .collect();
     let want: Vec<(&str, &str, &str, bool)> =
-        NODE_PATHS.iter().map(|p| (p.volume, p.default, p.propagation.as_k8s(), p.read_only)).collect();
-    assert_eq!(got, want, "the reconciler's mounts differ from NODE_PATHS{}", hint());
+        rows.iter().map(|p| (p.volume, p.default, p.propagation.as_k8s(), p.read_only)).collect();
+    assert_eq!(got, want, "the reconciler's mounts differ from node_paths(){}", hint());
 
     let install = container(pod.init_containers.as_ref(), "install");
     let got: Vec<(&str, &str, Option<&str>, bool)> = install
@@ -582,7 +588,7 @@ fn daemonset_host_paths_are_the_node_path_table() {
         .map(|v| (v.name.as_str(), v.mount_path.as_str(), v.mount_propagation.as_deref(), v.read_only.unwrap_or(false)))
         .collect();
     let want: Vec<(&str, &str, Option<&str>, bool)> =
-        NODE_PATHS.iter().filter(|p| p.install).map(|p| (p.volume, p.default, None, false)).collect();
+        rows.iter().filter(|p| p.install).map(|p| (p.volume, p.default, None, false)).collect();
     assert_eq!(got, want, "the install container mounts read-write exactly the rows with install: true");
 }
 
@@ -595,7 +601,7 @@ fn daemonset_runs_install_then_the_reconciler_with_the_agreed_probes() {
 
     let install = container(pod.init_containers.as_ref(), "install");
     let settings_file = userspace_cni::settings::DEFAULT_CONFIG_FILE;
-    let cni_bin = NODE_PATHS.iter().find(|p| p.volume == "cni-bin").unwrap().default;
+    let cni_bin = node_paths().iter().find(|p| p.volume == "cni-bin").unwrap().default;
     assert_eq!(strings(&install.args), ["install", cni_bin, "--settings", settings_file]);
     assert_eq!(install.command, None, "the image's entrypoint is /userspace");
 
@@ -1010,7 +1016,7 @@ fn testpmd_pod_uses_an_example_network_and_a_shared_dir_volume() {
 #[test]
 fn the_install_guide_lists_every_mounted_host_path_and_the_probes() {
     let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/install.md")).unwrap();
-    for p in NODE_PATHS {
+    for p in node_paths() {
         assert!(guide.contains(&format!("| `{}` |", p.default)), "docs/install.md's mount table lacks {}", p.default);
     }
     for probe in [LIVENESS, READINESS] {

@@ -77,7 +77,11 @@ fn after_a_power_loss_one_reconciler_pass_leaves_nothing_of_ours_and_everything_
     env.insert("USERSPACE_CNI_DRA_METADATA_DIR".into(), node.path("meta").display().to_string());
     env.insert("USERSPACE_CNI_CDI_DIR".into(), node.path("cdi").display().to_string());
     env.insert("USERSPACE_CNI_DRA_BRIDGES".into(), DRA_BRIDGE.into());
-    let settings = userspace_cni::settings::load_from(|k| env.get(k).cloned()).expect("settings");
+    let settings =
+        userspace_cni::settings::load_from(userspace_cni::pipeline::Registry::linked().registrations(), |k| {
+            env.get(k).cloned()
+        })
+        .expect("settings");
     let uid = "5d0c2a4e-1f7b-4c59-9a83-0e6f3c2d1b7a";
     let claim = serde_json::from_value(json!({
         "metadata": {"namespace": "vms", "name": "vm-pl", "uid": uid,

@@ -105,13 +105,16 @@ fn measure_in(lab: &Lab, root: &std::path::Path, runs: usize, warmup: usize, err
     .into_iter()
     .map(|(k, v)| (format!("USERSPACE_CNI_{k}"), v))
     .collect();
-    let settings = match userspace_cni::settings::load_from(|k| env.get(k).cloned()) {
-        Ok(s) => s,
-        Err(e) => {
-            errors.add("dra: settings", e.to_string());
-            return None;
-        }
-    };
+    let settings =
+        match userspace_cni::settings::load_from(userspace_cni::pipeline::Registry::linked().registrations(), |k| {
+            env.get(k).cloned()
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.add("dra: settings", e.to_string());
+                return None;
+            }
+        };
     let total = warmup + runs;
     let mut claims = HashMap::new();
     let mut refs = Vec::new();

@@ -48,7 +48,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             }
         }
     }
-    let settings = match super::settings_or_exit("adopt") {
+    let settings = match super::settings_or_exit("adopt", registry) {
         Ok(s) => s,
         Err(code) => return code,
     };

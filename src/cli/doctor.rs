@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use userspace_cni_api::NodeSettings;
 use userspace_cni_ovs_dpdk::lifecycle::{self as ovs, OvsFacts};
+use userspace_cni_ovs_dpdk::settings::OvsSettings;
+use userspace_cni_vpp::settings::VppSettings;
 
 const USAGE: &str = "usage: userspace doctor [--json] [--engine ENGINE]...
   Checks that this node can serve userspace-cni attachments; exits 1 if any check fails.
@@ -89,7 +91,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             return 2;
         }
     }
-    let checks = match crate::settings::load() {
+    let checks = match crate::settings::load(registry.registrations()) {
         Ok(settings) => {
             let mut checks = vec![Check::pass("settings", settings_source())];
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -148,7 +150,9 @@ fn settings_source() -> String {
 /// Every check after the settings, in the order an operator fixes things.
 pub async fn run(registry: &Registry, settings: &NodeSettings, engines: &[String]) -> Vec<Check> {
     let mut checks = Vec::new();
-    let ovs_socket = settings.ovsdb_socket();
+    // Each engine's endpoints as its backend reads them (its `[engines.<engine>]` table).
+    let (ovs_s, vpp_s) = (OvsSettings::from_node(settings), VppSettings::from_node(settings));
+    let ovs_socket = ovs_s.ovsdb_socket();
     let want = |engine: &str, present: bool| {
         if engines.is_empty() {
             present
@@ -157,27 +161,27 @@ pub async fn run(registry: &Registry, settings: &NodeSettings, engines: &[String
         }
     };
     let ovs_present = ovs_socket.as_deref().is_some_and(Path::exists);
-    let vpp_present = settings.vpp_api_socket.exists();
+    let vpp_present = vpp_s.api_socket.exists();
     let mut facts = None;
     if want(userspace_cni_ovs_dpdk::ENGINE, ovs_present) {
         let (c, f) = ovs_checks(settings).await;
         checks.extend(c);
         facts = f;
     } else {
-        checks.push(Check::skip("OVSDB", format!("{} absent: OVS-DPDK not checked", settings.ovsdb)));
+        checks.push(Check::skip("OVSDB", format!("{} absent: OVS-DPDK not checked", ovs_s.ovsdb)));
     }
     if want(userspace_cni_vpp::ENGINE, vpp_present) {
         checks.push(vpp_check(registry, settings).await);
     } else {
-        checks.push(Check::skip("VPP API", format!("{} absent: VPP not checked", settings.vpp_api_socket.display())));
+        checks.push(Check::skip("VPP API", format!("{} absent: VPP not checked", vpp_s.api_socket.display())));
     }
     if engines.is_empty() && !ovs_present && !vpp_present {
         checks.push(Check::fail(
             "dataplane",
             format!(
                 "neither the OVSDB socket ({}) nor the VPP API socket ({}) exists",
-                settings.ovsdb,
-                settings.vpp_api_socket.display()
+                ovs_s.ovsdb,
+                vpp_s.api_socket.display()
             ),
             "start OVS-DPDK or VPP on this node, or point the settings ovsdb / vpp_api_socket at their sockets",
         ));
@@ -195,6 +199,7 @@ pub async fn run(registry: &Registry, settings: &NodeSettings, engines: &[String
 
 async fn ovs_checks(settings: &NodeSettings) -> (Vec<Check>, Option<OvsFacts>) {
     let mut out = Vec::new();
+    let ovsdb = OvsSettings::from_node(settings).ovsdb;
     let (mut client, facts) = match ovs::facts(settings, settings.timeout()).await {
         Ok(x) => x,
         Err(e) => {
@@ -202,8 +207,7 @@ async fn ovs_checks(settings: &NodeSettings) -> (Vec<Check>, Option<OvsFacts>) {
                 "OVSDB",
                 e.msg,
                 format!(
-                    "start ovsdb-server (systemctl start openvswitch-switch) or set ovsdb in the settings file; now: {}",
-                    settings.ovsdb
+                    "start ovsdb-server (systemctl start openvswitch-switch) or set ovsdb in the settings file; now: {ovsdb}"
                 ),
             ));
             return (out, None);
@@ -211,7 +215,7 @@ async fn ovs_checks(settings: &NodeSettings) -> (Vec<Check>, Option<OvsFacts>) {
     };
     out.push(Check::pass(
         "OVSDB",
-        format!("{} answers (OVS {})", settings.ovsdb, facts.ovs_version.as_deref().unwrap_or("version unknown")),
+        format!("{ovsdb} answers (OVS {})", facts.ovs_version.as_deref().unwrap_or("version unknown")),
     ));
     if facts.dpdk_initialized == Some(true) {
         out.push(Check::pass(
@@ -241,7 +245,7 @@ async fn ovs_checks(settings: &NodeSettings) -> (Vec<Check>, Option<OvsFacts>) {
 /// from `ovs_sock_dir`, so the two must be the same directory.
 fn vhost_sock_dir_check(settings: &NodeSettings, facts: &OvsFacts) -> Check {
     let name = "vhost-sock-dir";
-    let ours = &settings.ovs_sock_dir;
+    let ours = &OvsSettings::from_node(settings).sock_dir;
     let Some(theirs) = facts.vhost_sock_dir(settings) else {
         return Check::skip(name, "the OVSDB endpoint is not a unix socket: OVS's rundir is unknown");
     };
@@ -276,12 +280,13 @@ async fn vpp_check(registry: &Registry, settings: &NodeSettings) -> Check {
         Ok(b) => b,
         Err(e) => return Check::fail(name, e.msg, "this binary was built without the VPP engine"),
     };
+    let socket = VppSettings::from_node(settings).api_socket;
     match backend.status(settings).await {
-        Ok(()) => Check::pass(name, format!("{} answers", settings.vpp_api_socket.display())),
+        Ok(()) => Check::pass(name, format!("{} answers", socket.display())),
         Err(e) => Check::fail(
             name,
             e.msg,
-            format!("start VPP with its api socket at {}, or set vpp_api_socket", settings.vpp_api_socket.display()),
+            format!("start VPP with its api socket at {}, or set vpp_api_socket", socket.display()),
         ),
     }
 }

@@ -175,7 +175,7 @@ fn left_behind(record: &Record) -> Vec<String> {
     left
 }
 
-pub fn main(args: &[String]) -> i32 {
+pub fn main(registry: &crate::pipeline::Registry, args: &[String]) -> i32 {
     let mut positional = Vec::new();
     for a in args {
         match a.as_str() {
@@ -205,7 +205,7 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("userspace forget: {}", CniError::from(ForgetError::BadArgument(e.to_string())).msg);
         return 2;
     }
-    let settings = match super::settings_or_exit("forget") {
+    let settings = match super::settings_or_exit("forget", registry) {
         Ok(s) => s,
         Err(code) => return code,
     };

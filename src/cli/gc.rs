@@ -188,7 +188,7 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
             return 2;
         }
     };
-    let settings = match super::settings_or_exit("gc") {
+    let settings = match super::settings_or_exit("gc", registry) {
         Ok(s) => s,
         Err(code) => return code,
     };

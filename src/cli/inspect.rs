@@ -12,7 +12,7 @@ const USAGE: &str = "usage: userspace inspect [--json]
   orphaned: an ADD or DEL was interrupted; the runtime's next DEL or `userspace gc` finishes it.
 ";
 
-pub fn main(args: &[String]) -> i32 {
+pub fn main(registry: &crate::pipeline::Registry, args: &[String]) -> i32 {
     let mut json_out = false;
     for a in args {
         match a.as_str() {
@@ -27,7 +27,7 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
     }
-    let settings = match super::settings_or_exit("inspect") {
+    let settings = match super::settings_or_exit("inspect", registry) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -402,9 +402,12 @@ mod tests {
         let path = t.path().join("userspace.toml");
         install_settings(&path).unwrap();
         let p = path.to_string_lossy().into_owned();
+        let regs = crate::pipeline::Registry::linked();
         let loaded =
-            crate::settings::load_from(|k| (k == crate::settings::CONFIG_ENV).then(|| p.clone())).expect("loads");
-        assert_eq!(loaded, userspace_cni_api::NodeSettings::default());
+            crate::settings::load_from(regs.registrations(), |k| (k == crate::settings::CONFIG_ENV).then(|| p.clone()))
+                .expect("loads");
+        let effective = |s| crate::settings::with_engine_defaults(s, regs.registrations());
+        assert_eq!(effective(loaded), effective(userspace_cni_api::NodeSettings::default()));
     }
 
     #[test]

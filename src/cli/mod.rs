@@ -34,8 +34,8 @@ Run by a container runtime with CNI_COMMAND set; by hand:
 ";
 
 /// The node settings for command `cmd`, or its exit code (2) after saying why on stderr.
-fn settings_or_exit(cmd: &str) -> Result<userspace_cni_api::NodeSettings, i32> {
-    crate::settings::load().map_err(|e| {
+fn settings_or_exit(cmd: &str, registry: &Registry) -> Result<userspace_cni_api::NodeSettings, i32> {
+    crate::settings::load(registry.registrations()).map_err(|e| {
         eprintln!("userspace {cmd}: {e}");
         2
     })
@@ -71,11 +71,11 @@ pub fn main(registry: Registry) -> i32 {
             0
         }
         Some("install") => install::main(&args[1..]),
-        Some("inspect") => inspect::main(&args[1..]),
+        Some("inspect") => inspect::main(&registry, &args[1..]),
         Some("gc") => gc::main(&registry, &args[1..]),
         Some("doctor") => doctor::main(&registry, &args[1..]),
         Some("adopt") => adopt::main(&registry, &args[1..]),
-        Some("forget") => forget::main(&args[1..]),
+        Some("forget") => forget::main(&registry, &args[1..]),
         Some("version") | Some("--version") => {
             crate::stdout::outln!(
                 "userspace-cni {} (CNI {})",

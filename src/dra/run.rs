@@ -127,7 +127,7 @@ pub fn main(registry: Registry, args: &[String]) -> i32 {
         eprintln!("userspace dra-plugin: unexpected argument {a:?}\n{USAGE}");
         return 2;
     }
-    let settings = match crate::settings::load() {
+    let settings = match crate::settings::load(registry.registrations()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("userspace dra-plugin: {e}");
@@ -188,7 +188,7 @@ async fn run(settings: NodeSettings, registry: Arc<Registry>, node: String) -> i
                 }
                 // A changed settings file (bridges, MTU, roots) takes effect by a restart: the
                 // start-up path republishes the slice and every later Prepare plans with it.
-                match crate::settings::load() {
+                match crate::settings::load(registry.registrations()) {
                     Ok(now) if now.dra != settings.dra || now.node_name != settings.node_name => {
                         tracing::info!("the DRA settings changed: stopping so the restarted plugin applies them");
                         let _ = stop_tx.send(true);

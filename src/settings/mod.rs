@@ -1,15 +1,23 @@
 //! Node settings (DESIGN.md §6): built-in defaults < the TOML settings file < `USERSPACE_CNI_*`
 //! environment variables, with the `config` crate. Reads only; never creates the file or any dir.
 //!
+//! Two kinds of keys. The plugin's own (`KEYS`) are top-level keys. Each engine's are declared by
+//! its backend (`BackendRegistration::settings`) and live in that engine's table,
+//! `[engines.<engine>]`; a declared key may also keep an older top-level spelling (`ovsdb`,
+//! `ovs_sock_dir`, `vpp_api_socket`). Setting one value both ways in the file is an error, the
+//! environment beats either: `USERSPACE_CNI_<LEGACY_KEY>` for a key with an older spelling, else
+//! `USERSPACE_CNI_<ENGINE>_<KEY>` (upper case, `-` as `_`). This module names no engine's key.
+//!
 //! Error codes: a bad value from the environment (or `USERSPACE_CNI_CONFIG` naming a missing file)
 //! is code 4 (INVALID_ENV: the caller's environment is wrong); a bad value or key in the file is
 //! code 7 (invalid configuration, the closest spec code for the plugin's own config); a file that
 //! exists but cannot be read is code 5 (IO_FAILURE). Every message names the key and its source.
 
 use config::{Config, ConfigError, Environment, File, FileFormat, Source, ValueKind};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
-use userspace_cni_api::{codes, AnnotationMode, CniError, NodeSettings};
+use userspace_cni_api::{codes, AnnotationMode, BackendRegistration, CniError, NodeSettings, SettingSpec};
 
 /// The variable naming the settings file.
 pub const CONFIG_ENV: &str = "USERSPACE_CNI_CONFIG";
@@ -18,12 +26,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/userspace-cni/userspace.toml";
 /// `USERSPACE_CNI_<KEY>` overrides the file's `<key>`.
 pub const ENV_PREFIX: &str = "USERSPACE_CNI";
 
-/// Every key, as written in the file (lower case); the variable is the upper-case form.
+/// Every key of the plugin's own, as written in the file (lower case); the variable is the
+/// upper-case form. Engines' keys are their backends' (`engine_keys`).
 pub const KEYS: &[&str] = &[
     "state_dir",
-    "ovsdb",
-    "ovs_sock_dir",
-    "vpp_api_socket",
     "kubelet_root",
     "short_socket_dir",
     "shared_dir",
@@ -53,6 +59,50 @@ pub const KEYS: &[&str] = &[
 
 /// The config crate's origin string for values from an `Environment` source.
 const ENV_ORIGIN: &str = "the environment";
+/// The file's key holding one table per engine.
+pub const ENGINES_KEY: &str = "engines";
+/// The longest key or value an error message repeats: a hostile file's megabyte key must not
+/// become a megabyte CNI error.
+const SHOWN_MAX: usize = 120;
+
+/// One engine setting as the loader sees it: whose, which, and how the operator spells it.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineKey {
+    pub engine: &'static str,
+    pub spec: &'static SettingSpec,
+}
+
+impl EngineKey {
+    /// `engines.<engine>.<key>`, its name in messages.
+    pub fn name(&self) -> String {
+        format!("{ENGINES_KEY}.{}.{}", self.engine, self.spec.key)
+    }
+
+    /// The environment variable: the older flat key's, else `USERSPACE_CNI_<ENGINE>_<KEY>`.
+    pub fn env_var(&self) -> String {
+        match self.spec.legacy_key {
+            Some(flat) => env_var(flat),
+            None => env_var(&format!("{}_{}", self.engine.replace('-', "_"), self.spec.key)),
+        }
+    }
+}
+
+/// Every engine setting the given backends declare, in registration order.
+pub fn engine_keys(regs: &[&'static BackendRegistration]) -> Vec<EngineKey> {
+    regs.iter().flat_map(|r| r.settings.iter().map(|spec| EngineKey { engine: r.engine, spec })).collect()
+}
+
+/// `s` cut to `SHOWN_MAX` bytes (at a char boundary) for a message, marked when cut.
+fn shown(s: &str) -> String {
+    if s.len() <= SHOWN_MAX {
+        return s.to_owned();
+    }
+    let mut end = SHOWN_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,12 +137,18 @@ pub enum SettingsError {
     FileUnreadable { path: PathBuf, reason: String },
     #[error("settings file {} is not valid TOML: {reason}", path.display())]
     FileSyntax { path: PathBuf, reason: String },
-    #[error("unknown key {key:?} in settings file {}; known keys: {}", path.display(), KEYS.join(", "))]
-    UnknownKey { key: String, path: PathBuf },
+    #[error("unknown key {key:?} in settings file {}; known keys: {known}", path.display())]
+    UnknownKey { key: String, path: PathBuf, known: String },
+    #[error("unknown engine table [engines.{engine}] in settings file {}; this binary's engines with settings: {known}", path.display())]
+    UnknownEngine { engine: String, path: PathBuf, known: String },
+    #[error("unknown key {key:?} in table [engines.{engine}] of settings file {}; known keys there: {known}", path.display())]
+    UnknownEngineKey { key: String, engine: String, path: PathBuf, known: String },
+    #[error("settings file {} sets {name} twice, as {flat} and in [engines.{engine}]: keep one", path.display())]
+    SetTwice { name: String, flat: &'static str, engine: &'static str, path: PathBuf },
     #[error("environment variable {var} is not valid UTF-8")]
     NotUnicode { var: String },
     #[error("{key} from {origin} is {value}; expected {expected}")]
-    BadValue { key: &'static str, origin: Origin, value: String, expected: &'static str },
+    BadValue { key: String, origin: Origin, value: String, expected: &'static str },
 }
 
 impl From<SettingsError> for CniError {
@@ -100,7 +156,11 @@ impl From<SettingsError> for CniError {
         let code = match &e {
             SettingsError::FileMissing { .. } | SettingsError::NotUnicode { .. } => codes::INVALID_ENV,
             SettingsError::FileUnreadable { .. } => codes::IO_FAILURE,
-            SettingsError::FileSyntax { .. } | SettingsError::UnknownKey { .. } => codes::INVALID_NETCONF,
+            SettingsError::FileSyntax { .. }
+            | SettingsError::UnknownKey { .. }
+            | SettingsError::UnknownEngine { .. }
+            | SettingsError::UnknownEngineKey { .. }
+            | SettingsError::SetTwice { .. } => codes::INVALID_NETCONF,
             SettingsError::BadValue { origin, .. } => origin.code(),
         };
         CniError::new(code, e.to_string())
@@ -112,20 +172,25 @@ pub fn env_var(key: &str) -> String {
     format!("{ENV_PREFIX}_{}", key.to_ascii_uppercase())
 }
 
-/// Load from the process environment (and the file it names).
-pub fn load() -> Result<NodeSettings, SettingsError> {
+/// Load from the process environment (and the file it names), with the settings the linked
+/// backends `regs` declare (`Registry::registrations`).
+pub fn load(regs: &[&'static BackendRegistration]) -> Result<NodeSettings, SettingsError> {
     // A variable that is not UTF-8 would otherwise be silently ignored.
-    for key in KEYS {
-        let var = env_var(key);
+    let vars = KEYS.iter().map(|k| env_var(k)).chain(engine_keys(regs).into_iter().map(|e| e.env_var()));
+    for var in vars {
         if let Err(std::env::VarError::NotUnicode(_)) = std::env::var(&var) {
             return Err(SettingsError::NotUnicode { var });
         }
     }
-    load_from(|name| std::env::var(name).ok())
+    load_from(regs, |name| std::env::var(name).ok())
 }
 
 /// Load with `env` standing in for the process environment (tests pass a map).
-pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, SettingsError> {
+pub fn load_from(
+    regs: &[&'static BackendRegistration],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<NodeSettings, SettingsError> {
+    let engine_keys = engine_keys(regs);
     let (file, explicit) = match env(CONFIG_ENV).filter(|s| !s.is_empty()) {
         Some(p) => (PathBuf::from(p), true),
         None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
@@ -152,23 +217,30 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
 
     let mut s = NodeSettings::default();
     let (mut shared_roots, mut log_roots, mut legacy_roots) = (None, None, None);
+    let (mut flat_engine, mut tables) = (Vec::new(), None);
     // Sorted, so the first error reported does not depend on hash order.
     let mut entries: Vec<_> = values.into_iter().collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (key, value) in entries {
+        if key == ENGINES_KEY {
+            tables = Some(value);
+            continue;
+        }
+        // Engine keys never reach here from the environment (they are not in `vars`).
+        if let Some(ek) = engine_keys.iter().find(|e| e.spec.legacy_key == Some(key.as_str())) {
+            flat_engine.push((*ek, value));
+            continue;
+        }
         let Some(key) = KEYS.iter().copied().find(|k| *k == key) else {
-            return Err(SettingsError::UnknownKey { key, path: file });
+            return Err(SettingsError::UnknownKey { key: shown(&key), path: file, known: known_keys(&engine_keys) });
         };
         let origin = match value.origin() {
             Some(ENV_ORIGIN) => Origin::Env(env_var(key)),
             _ => Origin::File(file.clone()),
         };
-        let field = Field { key, origin: origin.clone(), value: &value };
+        let field = Field { key: key.into(), origin: origin.clone(), value: &value };
         match key {
             "state_dir" => s.state_dir = field.path()?,
-            "ovsdb" => s.ovsdb = field.ovsdb()?,
-            "ovs_sock_dir" => s.ovs_sock_dir = field.path()?,
-            "vpp_api_socket" => s.vpp_api_socket = field.path()?,
             "kubelet_root" => s.kubelet_root = field.path()?,
             "short_socket_dir" => s.short_socket_dir = field.path()?,
             "shared_dir" => s.shared_dir = field.path()?,
@@ -220,7 +292,106 @@ pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, S
     if let Some(r) = log_roots {
         s.log_roots = r;
     }
+    s.engines = engine_values(&engine_keys, &file, flat_engine, tables, &env)?;
     Ok(s)
+}
+
+/// `s` with every declared engine setting it leaves unset at its default: what the backends
+/// read, spelled out (comparisons of loaded settings, listings).
+pub fn with_engine_defaults(mut s: NodeSettings, regs: &[&'static BackendRegistration]) -> NodeSettings {
+    for ek in engine_keys(regs) {
+        let table = s.engines.entry(ek.engine.into()).or_default();
+        table.entry(ek.spec.key.into()).or_insert_with(|| ek.spec.default.into());
+    }
+    s
+}
+
+/// The known keys for an unknown-key message: the plugin's, the engines' older flat spellings,
+/// and where the engines' tables are.
+fn known_keys(engine_keys: &[EngineKey]) -> String {
+    let flat = engine_keys.iter().filter_map(|e| e.spec.legacy_key);
+    let mut known: Vec<&str> = KEYS.iter().copied().chain(flat).collect();
+    known.sort_unstable();
+    let mut engines: Vec<&str> = engine_keys.iter().map(|e| e.engine).collect();
+    engines.dedup();
+    format!("{}; and a table [engines.<engine>] for each of: {}", known.join(", "), engines.join(", "))
+}
+
+/// Every engine setting the node sets: the file's flat spellings and `[engines.*]` tables, then
+/// the environment over them. Each value is checked against its declaration's kind.
+fn engine_values(
+    engine_keys: &[EngineKey],
+    file: &Path,
+    flat: Vec<(EngineKey, config::Value)>,
+    tables: Option<config::Value>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, SettingsError> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let origin = Origin::File(file.to_path_buf());
+    for (ek, value) in flat {
+        let flat_key = ek.spec.legacy_key.unwrap_or(ek.spec.key);
+        let v = Field { key: flat_key.into(), origin: origin.clone(), value: &value }.engine_value(ek.spec)?;
+        out.entry(ek.engine.into()).or_default().insert(ek.spec.key.into(), v);
+    }
+    if let Some(tables) = tables {
+        let table_expected = "one table per engine, [engines.<engine>] with key = \"value\" lines";
+        let ValueKind::Table(engines) = tables.kind else {
+            let f = Field { key: ENGINES_KEY.into(), origin, value: &tables };
+            return Err(f.bad(table_expected));
+        };
+        // Sorted, so the first error reported does not depend on hash order.
+        let mut engines: Vec<_> = engines.into_iter().collect();
+        engines.sort_by(|a, b| a.0.cmp(&b.0));
+        for (engine, table) in engines {
+            let mine: Vec<&EngineKey> = engine_keys.iter().filter(|e| e.engine == engine).collect();
+            if mine.is_empty() {
+                let mut known: Vec<&str> = engine_keys.iter().map(|e| e.engine).collect();
+                known.dedup();
+                return Err(SettingsError::UnknownEngine {
+                    engine: shown(&engine),
+                    path: file.into(),
+                    known: if known.is_empty() { "none".into() } else { known.join(", ") },
+                });
+            }
+            let ValueKind::Table(keys) = &table.kind else {
+                let f = Field { key: format!("{ENGINES_KEY}.{}", shown(&engine)), origin, value: &table };
+                return Err(f.bad(table_expected));
+            };
+            let mut keys: Vec<_> = keys.iter().collect();
+            keys.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, value) in keys {
+                let Some(ek) = mine.iter().find(|e| e.spec.key == key.as_str()) else {
+                    return Err(SettingsError::UnknownEngineKey {
+                        key: shown(key),
+                        engine: engine.clone(),
+                        path: file.into(),
+                        known: mine.iter().map(|e| e.spec.key).collect::<Vec<_>>().join(", "),
+                    });
+                };
+                let v = Field { key: ek.name(), origin: origin.clone(), value }.engine_value(ek.spec)?;
+                let slot = out.entry(ek.engine.into()).or_default();
+                if slot.contains_key(ek.spec.key) {
+                    return Err(SettingsError::SetTwice {
+                        name: ek.name(),
+                        flat: ek.spec.legacy_key.unwrap_or(ek.spec.key),
+                        engine: ek.engine,
+                        path: file.into(),
+                    });
+                }
+                slot.insert(ek.spec.key.into(), v);
+            }
+        }
+    }
+    for ek in engine_keys {
+        let var = ek.env_var();
+        // Empty variables count as unset, as for the plugin's own keys.
+        let Some(raw) = env(&var).filter(|v| !v.is_empty()) else { continue };
+        let value = config::Value::new(Some(&ENV_ORIGIN.to_owned()), raw);
+        let key = ek.spec.legacy_key.map_or_else(|| ek.name(), str::to_owned);
+        let v = Field { key, origin: Origin::Env(var), value: &value }.engine_value(ek.spec)?;
+        out.entry(ek.engine.into()).or_default().insert(ek.spec.key.into(), v);
+    }
+    Ok(out)
 }
 
 fn file_error(file: &Path, e: ConfigError) -> SettingsError {
@@ -235,7 +406,7 @@ fn file_error(file: &Path, e: ConfigError) -> SettingsError {
 
 /// One value being converted, with what the error message needs.
 struct Field<'a> {
-    key: &'static str,
+    key: String,
     origin: Origin,
     value: &'a config::Value,
 }
@@ -243,10 +414,18 @@ struct Field<'a> {
 impl Field<'_> {
     fn bad(&self, expected: &'static str) -> SettingsError {
         let value = match &self.value.kind {
-            ValueKind::String(s) => format!("{s:?}"),
-            other => other.to_string(),
+            ValueKind::String(s) => format!("{:?}", shown(s)),
+            ValueKind::Table(_) => "a table".to_owned(),
+            ValueKind::Array(_) => "an array".to_owned(),
+            other => shown(&other.to_string()),
         };
-        SettingsError::BadValue { key: self.key, origin: self.origin.clone(), value, expected }
+        SettingsError::BadValue { key: self.key.clone(), origin: self.origin.clone(), value, expected }
+    }
+
+    /// An engine setting: a string of its declaration's kind, normalised.
+    fn engine_value(&self, spec: &SettingSpec) -> Result<String, SettingsError> {
+        let expected = spec.kind.expected();
+        spec.kind.parse(self.string(expected)?).ok_or_else(|| self.bad(expected))
     }
 
     fn string(&self, expected: &'static str) -> Result<&str, SettingsError> {
@@ -260,13 +439,6 @@ impl Field<'_> {
         const EXPECTED: &str = "an absolute path without '..'";
         let s = self.string(EXPECTED)?;
         absolute(s).ok_or_else(|| self.bad(EXPECTED))
-    }
-
-    fn ovsdb(&self) -> Result<String, SettingsError> {
-        const EXPECTED: &str = "unix:<absolute path to the OVSDB socket>";
-        let s = self.string(EXPECTED)?;
-        let path = s.strip_prefix("unix:").and_then(absolute).ok_or_else(|| self.bad(EXPECTED))?;
-        Ok(format!("unix:{}", path.display()))
     }
 
     fn millis(&self) -> Result<u64, SettingsError> {
@@ -340,7 +512,7 @@ impl Field<'_> {
             _ => return Err(self.bad(EXPECTED)),
         };
         let bad = |item: &str| SettingsError::BadValue {
-            key: self.key,
+            key: self.key.clone(),
             origin: self.origin.clone(),
             value: format!("{item:?}"),
             expected: EXPECTED,
@@ -414,7 +586,7 @@ impl Field<'_> {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 absolute(s).ok_or_else(|| SettingsError::BadValue {
-                    key: self.key,
+                    key: self.key.clone(),
                     origin: self.origin.clone(),
                     value: format!("{s:?}"),
                     expected: EXPECTED,

@@ -4,6 +4,26 @@
 use super::*;
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::OnceLock;
+use userspace_cni_api::{Mount, Propagation, SettingKind};
+
+/// The backends linked into the plugin (OVS-DPDK and VPP), whose declarations the loader reads.
+fn linked() -> &'static [&'static BackendRegistration] {
+    static REGISTRY: OnceLock<crate::pipeline::Registry> = OnceLock::new();
+    REGISTRY.get_or_init(crate::pipeline::Registry::linked).registrations()
+}
+
+/// The loader with the linked backends' declarations.
+fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<NodeSettings, SettingsError> {
+    super::load_from(linked(), env)
+}
+
+/// What a backend reads for `engine`'s `key` (the set value or the declared default).
+fn engine_value(s: &NodeSettings, engine: &str, key: &str) -> String {
+    let reg = linked().iter().find(|r| r.engine == engine).expect("a linked engine");
+    let spec = reg.settings.iter().find(|d| d.key == key).expect("a declared key");
+    s.engine(engine).get(spec).to_owned()
+}
 
 /// An environment with only these variables, and the settings file pointed at a path that does
 /// not exist unless the test names one (so the host's /etc never leaks into a test).
@@ -44,10 +64,23 @@ fn an_empty_file_gives_the_built_in_defaults() {
 fn the_example_file_documents_the_defaults() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/userspace.toml");
     let s = load_from(env_of(&[(CONFIG_ENV, example)])).unwrap();
-    assert_eq!(s, NodeSettings::default(), "config/userspace.toml must set every key to its default");
+    assert_eq!(
+        with_engine_defaults(s, linked()),
+        with_engine_defaults(NodeSettings::default(), linked()),
+        "config/userspace.toml must set every key to its default"
+    );
     let text = std::fs::read_to_string(example).unwrap();
     for key in KEYS {
         assert!(text.contains(&format!("{key} =")), "config/userspace.toml must document {key}");
+    }
+    for ek in engine_keys(linked()) {
+        assert!(
+            text.contains(&format!("[engines.{}]", ek.engine)),
+            "config/userspace.toml lacks [engines.{}]",
+            ek.engine
+        );
+        assert!(text.contains(&format!("{} =", ek.spec.key)), "config/userspace.toml must document {}", ek.name());
+        assert!(text.contains(&ek.env_var()), "config/userspace.toml must name {}", ek.env_var());
     }
 }
 
@@ -73,12 +106,12 @@ fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
     ]))
     .unwrap();
     assert_eq!(s.state_dir, PathBuf::from("/tmp/t1/state"), "env beats file");
-    assert_eq!(s.ovsdb, "unix:/srv/ovs/db.sock", "file beats default");
+    assert_eq!(engine_value(&s, "ovs-dpdk", "ovsdb"), "unix:/srv/ovs/db.sock", "file beats default");
     assert_eq!(s.timeout_ms, 100);
     assert_eq!(s.deadline_ms, 9000);
     assert_eq!(s.annotations, AnnotationMode::InCluster);
     assert_eq!(s.kubelet_root, PathBuf::from("/tmp/t1/kubelet"), "paths are normalised");
-    assert_eq!(s.vpp_api_socket, NodeSettings::default().vpp_api_socket, "an empty variable is unset");
+    assert_eq!(engine_value(&s, "vpp", "api_socket"), "/run/vpp/api.sock", "an empty variable is unset");
     assert_eq!(s.shared_dir, PathBuf::from("/srv/shared"));
 }
 
@@ -221,6 +254,11 @@ fn a_directory_as_the_file_is_an_error() {
 fn a_config_key_in_the_file_is_inert() {
     let f = file_with("config = \"/elsewhere.toml\"");
     assert_eq!(load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap(), NodeSettings::default());
+    let f = file_with("");
+    assert!(
+        load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap().engines.is_empty(),
+        "nothing set, nothing stored"
+    );
 }
 
 #[test]
@@ -277,4 +315,232 @@ fn bad_dra_values_name_the_key_and_what_is_expected() {
         assert!(msg.contains(var), "{msg}");
         assert_eq!(code(e), codes::INVALID_ENV, "{var}={value}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine settings: declared by each backend, `[engines.<engine>]` tables, older flat keys.
+
+/// A third backend's setting without an older spelling, as a new engine would declare it.
+const NOTE: SettingSpec = SettingSpec {
+    key: "note",
+    kind: SettingKind::Text { max: 16 },
+    default: "hello",
+    doc: "a test setting",
+    legacy_key: None,
+    mount: None,
+};
+const SPOOL: SettingSpec = SettingSpec {
+    key: "spool",
+    kind: SettingKind::Dir,
+    default: "/var/spool/third",
+    doc: "a test directory",
+    legacy_key: None,
+    mount: Some(Mount {
+        volume: "third-spool",
+        dir: "/var/spool/third",
+        propagation: Propagation::None,
+        read_only: false,
+        must_exist: false,
+        why: "test",
+    }),
+};
+
+fn third_make() -> Box<dyn userspace_cni_api::Backend> {
+    Box::new(userspace_cni_api::Typed(userspace_cni_ovs_dpdk::OvsDpdkBackend))
+}
+
+static THIRD: BackendRegistration =
+    BackendRegistration { engine: "third-dp", description: "test", make: third_make, settings: &[NOTE, SPOOL] };
+
+fn with_third() -> Vec<&'static BackendRegistration> {
+    let mut regs = linked().to_vec();
+    regs.push(&THIRD);
+    regs
+}
+
+#[test]
+fn the_linked_declarations_are_sound_and_never_clash() {
+    let mut names: HashMap<String, String> = KEYS.iter().map(|k| (env_var(k), format!("key {k}"))).collect();
+    let mut flat: Vec<&str> = KEYS.to_vec();
+    for r in with_third() {
+        assert_eq!(userspace_cni_api::engine_settings::check_declarations(r.engine, r.settings), Ok(()));
+        for spec in r.settings {
+            let ek = EngineKey { engine: r.engine, spec };
+            if let Some(other) = names.insert(ek.env_var(), ek.name()) {
+                panic!("{} and {other} share the variable {}", ek.name(), ek.env_var());
+            }
+            if let Some(l) = spec.legacy_key {
+                assert!(!flat.contains(&l), "{}'s older key {l} is already a key", ek.name());
+                flat.push(l);
+            }
+        }
+    }
+    assert!(!KEYS.contains(&ENGINES_KEY));
+}
+
+#[test]
+fn engine_tables_set_engine_settings_and_unset_keys_keep_their_defaults() {
+    let f = file_with(
+        r#"
+state_dir = "/srv/state"
+
+[engines.ovs-dpdk]
+ovsdb = "unix:/srv/ovs//db.sock"
+
+[engines.vpp]
+api_socket = "/srv/vpp/api.sock"
+"#,
+    );
+    let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
+    assert_eq!(s.state_dir, PathBuf::from("/srv/state"), "top-level keys before the tables still count");
+    assert_eq!(engine_value(&s, "ovs-dpdk", "ovsdb"), "unix:/srv/ovs/db.sock", "normalised");
+    assert_eq!(engine_value(&s, "ovs-dpdk", "ovs_sock_dir"), "/var/run/openvswitch", "the declared default");
+    assert_eq!(engine_value(&s, "vpp", "api_socket"), "/srv/vpp/api.sock");
+    // What the backends themselves read.
+    let ovs = userspace_cni_ovs_dpdk::settings::OvsSettings::from_node(&s);
+    assert_eq!(ovs.ovsdb_socket(), Some(PathBuf::from("/srv/ovs/db.sock")));
+    let vpp = userspace_cni_vpp::settings::VppSettings::from_node(&s);
+    assert_eq!(vpp.api_socket, PathBuf::from("/srv/vpp/api.sock"));
+}
+
+#[test]
+fn the_older_flat_keys_and_their_variables_keep_working() {
+    let f = file_with(
+        r#"
+ovsdb = "unix:/srv/a/db.sock"
+ovs_sock_dir = "/srv/a"
+vpp_api_socket = "/srv/vpp.sock"
+"#,
+    );
+    let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
+    assert_eq!(engine_value(&s, "ovs-dpdk", "ovsdb"), "unix:/srv/a/db.sock");
+    assert_eq!(engine_value(&s, "ovs-dpdk", "ovs_sock_dir"), "/srv/a");
+    assert_eq!(engine_value(&s, "vpp", "api_socket"), "/srv/vpp.sock");
+
+    let s = load_from(env_of(&[
+        ("USERSPACE_CNI_OVSDB", "unix:/e/db.sock"),
+        ("USERSPACE_CNI_OVS_SOCK_DIR", "/e/socks/"),
+        ("USERSPACE_CNI_VPP_API_SOCKET", "/e/api.sock"),
+    ]))
+    .unwrap();
+    assert_eq!(engine_value(&s, "ovs-dpdk", "ovsdb"), "unix:/e/db.sock");
+    assert_eq!(engine_value(&s, "ovs-dpdk", "ovs_sock_dir"), "/e/socks");
+    assert_eq!(engine_value(&s, "vpp", "api_socket"), "/e/api.sock");
+}
+
+#[test]
+fn the_environment_beats_the_file_in_either_spelling() {
+    for text in ["ovsdb = \"unix:/file/db.sock\"", "[engines.ovs-dpdk]\novsdb = \"unix:/file/db.sock\""] {
+        let f = file_with(text);
+        let s =
+            load_from(env_of(&[(CONFIG_ENV, &path_str(&f)), ("USERSPACE_CNI_OVSDB", "unix:/env/db.sock")])).unwrap();
+        assert_eq!(engine_value(&s, "ovs-dpdk", "ovsdb"), "unix:/env/db.sock", "{text}");
+        // An empty variable is unset, as for every key.
+        let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f)), ("USERSPACE_CNI_OVSDB", "")])).unwrap();
+        assert_eq!(engine_value(&s, "ovs-dpdk", "ovsdb"), "unix:/file/db.sock", "{text}");
+    }
+}
+
+#[test]
+fn a_new_engine_setting_has_its_table_and_a_variable_named_after_engine_and_key() {
+    let regs = with_third();
+    let f = file_with("[engines.third-dp]\nnote = \"from file\"");
+    let s = super::load_from(&regs, env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
+    assert_eq!(s.engine("third-dp").get(&NOTE), "from file");
+    assert_eq!(s.engine("third-dp").get(&SPOOL), "/var/spool/third", "the declared default");
+    let s =
+        super::load_from(&regs, env_of(&[(CONFIG_ENV, &path_str(&f)), ("USERSPACE_CNI_THIRD_DP_NOTE", "from env")]))
+            .unwrap();
+    assert_eq!(s.engine("third-dp").get(&NOTE), "from env");
+    // Its volume joins the node-path table without a change to the plugin.
+    let rows = crate::node_paths::node_paths(&regs);
+    assert!(rows.iter().any(|r| r.volume == "third-spool" && r.default == "/var/spool/third"));
+    // The same variable without the backend linked is nobody's: ignored like any stray variable.
+    let s = load_from(env_of(&[("USERSPACE_CNI_THIRD_DP_NOTE", "x")])).unwrap();
+    assert!(!s.engines.contains_key("third-dp"));
+}
+
+#[test]
+fn unknown_engine_keys_and_tables_are_code_7_naming_key_table_and_file() {
+    for (text, needles) in [
+        ("[engines.ovs-dpdk]\novsdbb = \"unix:/x\"", &["\"ovsdbb\"", "[engines.ovs-dpdk]", "ovsdb, ovs_sock_dir"][..]),
+        ("[engines.vpp]\nvpp_api_socket = \"/x\"", &["\"vpp_api_socket\"", "[engines.vpp]", "api_socket"][..]),
+        ("[engines.ovs]\novsdb = \"unix:/x\"", &["[engines.ovs]", "ovs-dpdk, vpp"][..]),
+        ("[engines.OVS-DPDK]\novsdb = \"unix:/x\"", &["[engines.OVS-DPDK]"][..]),
+        ("engine = 1", &["unknown key \"engine\"", "[engines.<engine>]"][..]),
+    ] {
+        let f = file_with(text);
+        let err = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap_err();
+        let msg = err.to_string();
+        for n in needles {
+            assert!(msg.contains(n), "{text}: {msg} lacks {n}");
+        }
+        assert!(msg.contains(&path_str(&f)), "{text}: {msg}");
+        assert_eq!(code(err), codes::INVALID_NETCONF, "{text}");
+    }
+}
+
+#[test]
+fn one_value_set_both_ways_in_the_file_is_an_error() {
+    let f = file_with("vpp_api_socket = \"/a.sock\"\n[engines.vpp]\napi_socket = \"/b.sock\"");
+    let err = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap_err();
+    assert!(matches!(err, SettingsError::SetTwice { .. }), "{err:?}");
+    assert!(err.to_string().contains("vpp_api_socket") && err.to_string().contains("[engines.vpp]"), "{err}");
+    assert_eq!(code(err), codes::INVALID_NETCONF);
+}
+
+#[test]
+fn bad_engine_values_name_the_key_its_source_and_what_is_expected() {
+    for (text, needle) in [
+        ("[engines.ovs-dpdk]\novsdb = \"tcp:127.0.0.1:6640\"", "engines.ovs-dpdk.ovsdb"),
+        ("[engines.ovs-dpdk]\novsdb = \"unix:db.sock\"", "unix:<absolute path"),
+        ("[engines.ovs-dpdk]\novs_sock_dir = \"/a/../b\"", "engines.ovs-dpdk.ovs_sock_dir"),
+        ("[engines.vpp]\napi_socket = \"relative.sock\"", "absolute"),
+        ("ovsdb = \"unix:/x/../db.sock\"", "ovsdb from settings file"),
+    ] {
+        let f = file_with(text);
+        let err = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(needle) && msg.contains(&path_str(&f)), "{text}: {msg}");
+        assert_eq!(code(err), codes::INVALID_NETCONF, "{text}");
+    }
+    let regs = with_third();
+    let err = super::load_from(&regs, env_of(&[("USERSPACE_CNI_THIRD_DP_NOTE", "a\u{7}bell")])).unwrap_err();
+    assert!(err.to_string().contains("USERSPACE_CNI_THIRD_DP_NOTE"), "{err}");
+    assert_eq!(code(err), codes::INVALID_ENV);
+}
+
+#[test]
+fn hostile_engine_tables_are_clear_errors_never_panics() {
+    let long_value = format!("/{}", "a".repeat(100_000));
+    let long_key = "k".repeat(100_000);
+    let cases: Vec<(String, &str)> = vec![
+        ("[engines.ovs-dpdk]\novsdb = 5".into(), "engines.ovs-dpdk.ovsdb"),
+        ("[engines.ovs-dpdk]\novsdb = true".into(), "engines.ovs-dpdk.ovsdb"),
+        ("[engines.ovs-dpdk]\novsdb = [\"unix:/a\"]".into(), "an array"),
+        ("[engines.ovs-dpdk.ovsdb]\npath = \"/a\"".into(), "a table"),
+        ("[engines.ovs-dpdk]\novsdb = { path = \"/a\" }".into(), "a table"),
+        ("engines = \"ovs-dpdk\"".into(), "[engines.<engine>]"),
+        ("engines = [1, 2]".into(), "[engines.<engine>]"),
+        ("[engines]\novs-dpdk = \"x\"".into(), "engines.ovs-dpdk"),
+        ("[engines]\nvpp = 3".into(), "engines.vpp"),
+        (format!("[engines.vpp]\napi_socket = \"{long_value}\""), "bytes)"),
+        (format!("[engines.vpp]\n{long_key} = \"/a\""), "bytes)"),
+        (format!("[engines.{long_key}]\nx = \"/a\""), "bytes)"),
+        ("[engines.vpp]\napi_socket = \"/a\\u0000b\"".into(), "engines.vpp.api_socket"),
+        ("[engines.\"\"]\nx = 1".into(), "[engines.]"),
+    ];
+    for (text, needle) in &cases {
+        let f = file_with(text);
+        let err = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap_err();
+        let msg = err.to_string();
+        let head: String = text.chars().take(60).collect();
+        assert!(msg.contains(needle), "{head}: {msg:.300}");
+        assert!(msg.len() < 1500, "{head}: a {} byte message repeats the hostile input", msg.len());
+        assert_eq!(code(err), codes::INVALID_NETCONF, "{head}");
+    }
+    // From the environment, an overlong value is refused the same way.
+    let err = load_from(env_of(&[("USERSPACE_CNI_VPP_API_SOCKET", long_value.as_str())])).unwrap_err();
+    assert!(err.to_string().len() < 1500 && err.to_string().contains("USERSPACE_CNI_VPP_API_SOCKET"));
+    assert_eq!(code(err), codes::INVALID_ENV);
 }

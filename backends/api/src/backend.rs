@@ -170,6 +170,9 @@ pub struct BackendRegistration {
     /// One line for `userspace backends` / `doctor`.
     pub description: &'static str,
     pub make: fn() -> Box<dyn Backend>,
+    /// The node settings this backend reads, from `[engines.<engine>]` in the settings file
+    /// (`engine_settings`); `&[]` for none.
+    pub settings: &'static [crate::engine_settings::SettingSpec],
 }
 
 inventory::collect!(BackendRegistration);

@@ -1,8 +1,10 @@
 //! Node-level settings as plain data (DESIGN.md §6). The plugin loads them (defaults < file <
 //! environment); backends only read them. Every host path the plugin touches is here, so tests
-//! run under a temporary root.
+//! run under a temporary root. A backend's own settings are in `engines`, read through its
+//! declarations (`engine_settings`), so no engine's key is named here.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,10 +21,6 @@ pub enum AnnotationMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeSettings {
     pub state_dir: PathBuf,
-    /// OVSDB endpoint, `unix:/path`.
-    pub ovsdb: String,
-    pub ovs_sock_dir: PathBuf,
-    pub vpp_api_socket: PathBuf,
     pub kubelet_root: PathBuf,
     pub short_socket_dir: PathBuf,
     pub shared_dir: PathBuf,
@@ -61,6 +59,11 @@ pub struct NodeSettings {
     /// The DRA kubelet plugin (`userspace dra-plugin`, docs/kubevirt-dra.md).
     #[serde(default)]
     pub dra: DraSettings,
+    /// Each engine's own settings (`[engines.<engine>]`), by engine then key, as the node set
+    /// them (validated, normalised); unset keys are absent and read as the backend's declared
+    /// default through `NodeSettings::engine`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engines: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Settings of the DRA kubelet plugin (keys `dra_*` and `cdi_dir`).
@@ -186,20 +189,12 @@ impl NodeSettings {
             })
             .clone()
     }
-
-    /// The OVSDB unix socket path, if the endpoint is `unix:`.
-    pub fn ovsdb_socket(&self) -> Option<PathBuf> {
-        self.ovsdb.strip_prefix("unix:").map(PathBuf::from)
-    }
 }
 
 impl Default for NodeSettings {
     fn default() -> Self {
         NodeSettings {
             state_dir: "/var/lib/cni/userspace".into(),
-            ovsdb: "unix:/var/run/openvswitch/db.sock".into(),
-            ovs_sock_dir: "/var/run/openvswitch".into(),
-            vpp_api_socket: "/run/vpp/api.sock".into(),
             kubelet_root: "/var/lib/kubelet".into(),
             short_socket_dir: "/var/lib/vhost_sockets".into(),
             shared_dir: "/var/lib/cni/usrspcni".into(),
@@ -215,6 +210,7 @@ impl Default for NodeSettings {
             node_name: None,
             boot_id: None,
             dra: DraSettings::default(),
+            engines: BTreeMap::new(),
         }
     }
 }

@@ -131,13 +131,14 @@ pub fn plan(req: &PlanRequest<'_>) -> Result<OvsPlan, CniError> {
     if host_mode == VhostMode::Server {
         refuse_ovs_own_name(&port, &bridge)?;
     }
-    let ovs_socket = req.settings.ovs_sock_dir.join(&port);
+    let sock_dir = crate::settings::OvsSettings::from_node(req.settings).sock_dir;
+    let ovs_socket = sock_dir.join(&port);
     // The shared-dir socket path is checked by the generic planner, which may still move it to
     // a short dir (KubeVirt); OVS's own dir is ours to check.
     let shared_socket = req.shared_dir.host.join(&socket_name);
     if host_mode == VhostMode::Server {
         check_sun_path("OVS vhost-sock-dir socket path", &ovs_socket)?;
-        same_filesystem(&req.settings.ovs_sock_dir, &req.shared_dir.host)?;
+        same_filesystem(&sock_dir, &req.shared_dir.host)?;
     }
 
     let raw = &host.raw;

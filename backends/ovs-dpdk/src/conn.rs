@@ -61,10 +61,11 @@ impl ClientGuard<'_> {
 }
 
 pub async fn connect(settings: &NodeSettings, timeout: Duration) -> Result<OvsdbClient, CniError> {
-    let path = settings.ovsdb_socket().ok_or_else(|| {
+    let ovs = crate::settings::OvsSettings::from_node(settings);
+    let path = ovs.ovsdb_socket().ok_or_else(|| {
         CniError::new(
             codes::INVALID_NETCONF,
-            format!("setting ovsdb={:?}: only unix:<path> endpoints are supported", settings.ovsdb),
+            format!("setting ovsdb={:?}: only unix:<path> endpoints are supported", ovs.ovsdb),
         )
     })?;
     let mut c = OvsdbClient::connect(&path, timeout).await.map_err(CniError::from)?;

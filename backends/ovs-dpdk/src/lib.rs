@@ -7,6 +7,7 @@ mod conn;
 pub mod lifecycle;
 pub mod ovsdb;
 pub mod repair;
+pub mod settings;
 pub mod steps;
 pub mod tags;
 
@@ -116,5 +117,6 @@ userspace_cni_api::inventory::submit! {
         engine: ENGINE,
         description: "OVS-DPDK: vhost-user ports on an OVS netdev bridge (OVSDB over the unix socket)",
         make,
+        settings: settings::SETTINGS,
     }
 }

@@ -333,11 +333,12 @@ async fn remove_port(client: &mut OvsdbClient, settings: &NodeSettings, obj: &Ow
         // OVS leaves a dpdkvhostuser socket behind in its vhost-sock-dir; with no record we do
         // not know the pod's shared dir, but this copy's place follows from the port name.
         // The port was proven ours (tags) and its name is the socket's: only a socket is removed.
-        let dir = userspace_cni_support::confine::Dir::root(&settings.ovs_sock_dir);
+        let sock_dir = crate::settings::OvsSettings::from_node(settings).sock_dir;
+        let dir = userspace_cni_support::confine::Dir::root(&sock_dir);
         match dir {
             Ok(d) => crate::steps::remove_socket_in(&d, &obj.name).map_err(|e| e.context("GC"))?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(CniError::io(format!("GC: cannot open {}: {e}", settings.ovs_sock_dir.display()))),
+            Err(e) => return Err(CniError::io(format!("GC: cannot open {}: {e}", sock_dir.display()))),
         }
     }
     Ok(())
@@ -357,7 +358,7 @@ impl OvsFacts {
     /// relative to OVS's rundir, which is the directory of its OVSDB socket in every packaging
     /// we know (absolute values are used as they are).
     pub fn vhost_sock_dir(&self, settings: &NodeSettings) -> Option<PathBuf> {
-        let rundir = settings.ovsdb_socket()?.parent()?.to_path_buf();
+        let rundir = crate::settings::OvsSettings::from_node(settings).ovsdb_socket()?.parent()?.to_path_buf();
         Some(match self.other_config.get("vhost-sock-dir") {
             Some(d) => rundir.join(d),
             None => rundir,
@@ -387,7 +388,7 @@ pub async fn facts(settings: &NodeSettings, timeout: Duration) -> Result<(OvsdbC
     let Some(row) = r.first().and_then(|r| r.rows().first()) else {
         return Err(CniError::try_again(format!(
             "OVSDB at {} has no Open_vSwitch row; has OVS finished starting (ovs-vsctl init)?",
-            settings.ovsdb
+            crate::settings::OvsSettings::from_node(settings).ovsdb
         )));
     };
     let opt_string = |c: &str| row.get(c).and_then(|v| crate::ovsdb::datum::as_optional_string(v).ok().flatten());
@@ -410,9 +411,10 @@ pub async fn vswitchd_applies(client: &mut OvsdbClient, timeout: Duration) -> Re
 /// STATUS: OVSDB answers, DPDK is initialised, ovs-vswitchd applies changes; code 50 otherwise.
 pub async fn status(settings: &NodeSettings) -> Result<(), CniError> {
     let unavailable = |why: String| CniError::from(LifecycleError::Unavailable(why));
-    let (mut client, facts) = facts(settings, settings.timeout())
-        .await
-        .map_err(|e| unavailable(format!("OVSDB at {} cannot serve ADD: {}", settings.ovsdb, e.msg)))?;
+    let (mut client, facts) = facts(settings, settings.timeout()).await.map_err(|e| {
+        let ovsdb = crate::settings::OvsSettings::from_node(settings).ovsdb;
+        unavailable(format!("OVSDB at {ovsdb} cannot serve ADD: {}", e.msg))
+    })?;
     if facts.dpdk_initialized != Some(true) {
         return Err(unavailable(
             "ovs-vswitchd has not initialised DPDK (set other_config:dpdk-init=true and check that \
@@ -438,7 +440,8 @@ mod tests {
 
     #[test]
     fn vhost_sock_dir_is_relative_to_the_db_socket_dir() {
-        let s = NodeSettings { ovsdb: "unix:/run/ovs/db.sock".into(), ..NodeSettings::default() };
+        let mut s = NodeSettings::default();
+        s.set_engine(crate::ENGINE, &crate::settings::OVSDB, "unix:/run/ovs/db.sock");
         let mut f = OvsFacts::default();
         assert_eq!(f.vhost_sock_dir(&s), Some(PathBuf::from("/run/ovs")));
         f.other_config.insert("vhost-sock-dir".into(), "vhu".into());

@@ -825,15 +825,13 @@ impl<'h> Attempt<'h> {
     }
 }
 
-/// Settings for a node whose every path lies under `root` (state, shared dirs, kubelet, OVS and
-/// VPP sockets, DRA dirs), with short waits; point the dataplane's endpoint at your fixture.
+/// Settings for a node whose every generic path lies under `root` (state, shared dirs, kubelet,
+/// DRA dirs), with short waits. Your engine's own settings keep their declared defaults: point
+/// them at your fixture with `NodeSettings::set_engine`.
 pub fn settings_under(root: &std::path::Path) -> NodeSettings {
     let base = NodeSettings::default();
     NodeSettings {
         state_dir: root.join("state"),
-        ovsdb: format!("unix:{}", root.join("ovs/db.sock").display()),
-        ovs_sock_dir: root.join("ovs"),
-        vpp_api_socket: root.join("vpp/api.sock"),
         kubelet_root: root.join("kubelet"),
         short_socket_dir: root.join("vhost_sockets"),
         shared_dir: root.join("shared"),
@@ -855,6 +853,7 @@ pub fn settings_under(root: &std::path::Path) -> NodeSettings {
             cdi_dir: root.join("dra/cdi"),
             ..base.dra
         },
+        engines: Default::default(),
     }
 }
 

@@ -353,4 +353,4 @@ fn make() -> Box<dyn Backend> {
 /// Not submitted to `inventory`: only the test binary passes it to the plugin explicitly, so the
 /// shipped binary can never select it.
 pub static REGISTRATION: BackendRegistration =
-    BackendRegistration { engine: ENGINE, description: "recording fake dataplane (tests only)", make };
+    BackendRegistration { engine: ENGINE, description: "recording fake dataplane (tests only)", make, settings: &[] };

@@ -34,7 +34,8 @@ impl Conn {
 
 /// Connect to the node's VPP API socket and refuse a VPP whose messages differ from ours.
 pub async fn connect(settings: &NodeSettings, timeout: Duration) -> Result<Client, VppError> {
-    let mut c = Client::connect(&settings.vpp_api_socket, timeout).await?;
+    let socket = crate::settings::VppSettings::from_node(settings).api_socket;
+    let mut c = Client::connect(&socket, timeout).await?;
     c.check_messages().await?;
     Ok(c)
 }

@@ -7,6 +7,7 @@ pub mod config;
 mod conn;
 pub mod ops;
 pub mod repair;
+pub mod settings;
 pub mod steps;
 pub mod tags;
 
@@ -254,5 +255,6 @@ userspace_cni_api::inventory::submit! {
         engine: ENGINE,
         description: "VPP: memif and vhost-user interfaces over VPP's binary API (built for VPP v26.06)",
         make,
+        settings: settings::SETTINGS,
     }
 }

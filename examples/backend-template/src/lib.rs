@@ -4,8 +4,9 @@
 //! a file `<bridge>/<port>.json` naming its attachment. A file `<root>/down` stands for a
 //! daemon that is not running. Never writes outside its root.
 //!
-//! The root is `<state_dir>/template`: until backends get their own settings tables, a backend
-//! reads what it needs from `NodeSettings` (the real ones: an OVSDB endpoint, a VPP API socket).
+//! The root is this engine's own node setting, `root` in `[engines.template]` (declared in
+//! `SETTINGS`, read with `NodeSettings::engine`): how a backend gets an endpoint or a directory
+//! without a change to the plugin.
 
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -13,8 +14,9 @@ use std::path::{Path, PathBuf};
 use userspace_cni_api::failpoint::{self, Phase};
 use userspace_cni_api::spec::{IfType, NetType, VhostMode};
 use userspace_cni_api::{
-    async_trait, codes, AttachmentId, Backend, BackendRegistration, CniError, HostInterface, NodeSettings, OwnedObject,
-    PlanRequest, Planned, Repair, SocketDescriptor, SocketKind, Step, StepContext, Typed, TypedBackend, Verb,
+    async_trait, codes, AttachmentId, Backend, BackendRegistration, CniError, HostInterface, Mount, NodeSettings,
+    OwnedObject, PlanRequest, Planned, Propagation, Repair, SettingKind, SettingSpec, SocketDescriptor, SocketKind,
+    Step, StepContext, Typed, TypedBackend, Verb,
 };
 
 /// The `host.engine` value this backend serves.
@@ -75,9 +77,33 @@ pub struct PortFile {
     pub ifname: String,
 }
 
+/// The dataplane root, `root = "/var/lib/userspace-cni-template"` in `[engines.template]` (or
+/// `USERSPACE_CNI_TEMPLATE_ROOT`). The loader checks it is an absolute path without `..`
+/// (`SettingKind::Dir`) before this backend sees it.
+pub const ROOT: SettingSpec = SettingSpec {
+    key: "root",
+    kind: SettingKind::Dir,
+    default: "/var/lib/userspace-cni-template",
+    doc: "the template dataplane's directory (bridges and ports as files)",
+    // A new setting has no older flat spelling.
+    legacy_key: None,
+    // The reconciler removes ports here, so a DaemonSet running this engine mounts it.
+    mount: Some(Mount {
+        volume: "template-root",
+        dir: "/var/lib/userspace-cni-template",
+        propagation: Propagation::None,
+        read_only: false,
+        must_exist: false,
+        why: "the template dataplane: bridges and ports the reconciler removes for orphans",
+    }),
+};
+
+/// Every setting this backend reads, listed on its registration (below).
+pub const SETTINGS: &[SettingSpec] = &[ROOT];
+
 /// The dataplane root of a node.
 pub fn root(settings: &NodeSettings) -> PathBuf {
-    settings.state_dir.join("template")
+    settings.engine(ENGINE).path(&ROOT)
 }
 
 fn bridge_dir(settings: &NodeSettings, bridge: &str) -> PathBuf {
@@ -398,7 +424,8 @@ fn make() -> Box<dyn Backend> {
 userspace_cni_api::inventory::submit! {
     BackendRegistration {
         engine: ENGINE,
-        description: "template: an example dataplane of JSON files under <state_dir>/template (docs/backend-authors.md)",
+        description: "template: an example dataplane of JSON files under its root setting (docs/backend-authors.md)",
         make,
+        settings: SETTINGS,
     }
 }

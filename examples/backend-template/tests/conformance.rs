@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use userspace_cni_api::{async_trait, Backend, BackendPlan, Typed};
-use userspace_cni_backend_template::{root, TemplateBackend};
+use userspace_cni_backend_template::{root, TemplateBackend, ENGINE, ROOT};
 use userspace_cni_testkit::conformance::{self, Fixture, Harness, HarnessError};
 
 struct Template;
@@ -25,7 +25,9 @@ impl Harness for Template {
 
     async fn fresh(&self, _case: &str) -> Result<Fixture, HarnessError> {
         let dir = tempfile::Builder::new().prefix("uscni-conf-tpl-").tempdir().map_err(failed("temp dir"))?;
-        let settings = conformance::settings_under(dir.path());
+        let mut settings = conformance::settings_under(dir.path());
+        // The backend's own setting, as `[engines.template] root = ...` would set it.
+        settings.set_engine(ENGINE, &ROOT, dir.path().join("template").to_string_lossy());
         let attachment = conformance::unique_attachment("conf-template");
         let shared_dir = conformance::shared_dir_for(&settings, &attachment);
         let host = json!({"engine": "template", "iftype": "vhostuser", "netType": "bridge",
