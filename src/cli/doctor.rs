@@ -1,21 +1,18 @@
-//! `userspace doctor [--json] [--engine ENGINE]...`: can this node serve attachments? OVSDB, DPDK,
-//! ovs-vswitchd, vhost-sock-dir, hugepages, the VPP API, state and socket dir permissions,
-//! records, and the CNI_PATH plugins with their versions; each ✔/✘ with a hint. Changes nothing.
+//! `userspace doctor [--json] [--engine ENGINE]...`: can this node serve attachments? Each linked
+//! engine's own checks (`Backend::doctor`: OVSDB, DPDK, ovs-vswitchd, vhost-sock-dir; the VPP
+//! API), hugepages, state and socket dir permissions, records, and the CNI_PATH plugins with their
+//! versions; each ✔/✘ with a hint. Changes nothing.
 
 use crate::cni::version::CniVersion;
 use crate::pipeline::Registry;
 use crate::reconcile::survey::{self, AttachmentState};
 use crate::state::StateDir;
 use crate::steps::delegate::Delegate;
-use serde::Serialize;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use userspace_cni_api::NodeSettings;
-use userspace_cni_ovs_dpdk::lifecycle::{self as ovs, OvsFacts};
-use userspace_cni_ovs_dpdk::settings::OvsSettings;
-use userspace_cni_vpp::settings::VppSettings;
+use userspace_cni_api::{CheckStatus as Status, DoctorCheck as Check, NodeSettings};
 
 const USAGE: &str = "usage: userspace doctor [--json] [--engine ENGINE]...
   Checks that this node can serve userspace-cni attachments; exits 1 if any check fails.
@@ -28,35 +25,6 @@ const USAGE: &str = "usage: userspace doctor [--json] [--engine ENGINE]...
 const DEFAULT_CNI_PATH: &str = "/opt/cni/bin";
 /// IPAM plugins worth reporting when present, whether or not a record uses them.
 const KNOWN_IPAM: &[&str] = &["host-local", "static", "whereabouts", "dhcp"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Fail,
-    Skip,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub check: String,
-    pub status: Status,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
-}
-
-impl Check {
-    fn pass(check: &str, detail: impl Into<String>) -> Check {
-        Check { check: check.into(), status: Status::Pass, detail: detail.into(), hint: None }
-    }
-    fn fail(check: &str, detail: impl Into<String>, hint: impl Into<String>) -> Check {
-        Check { check: check.into(), status: Status::Fail, detail: detail.into(), hint: Some(hint.into()) }
-    }
-    fn skip(check: &str, detail: impl Into<String>) -> Check {
-        Check { check: check.into(), status: Status::Skip, detail: detail.into(), hint: None }
-    }
-}
 
 pub fn main(registry: &Registry, args: &[String]) -> i32 {
     let mut json_out = false;
@@ -150,43 +118,36 @@ fn settings_source() -> String {
 /// Every check after the settings, in the order an operator fixes things.
 pub async fn run(registry: &Registry, settings: &NodeSettings, engines: &[String]) -> Vec<Check> {
     let mut checks = Vec::new();
-    // Each engine's endpoints as its backend reads them (its `[engines.<engine>]` table).
-    let (ovs_s, vpp_s) = (OvsSettings::from_node(settings), VppSettings::from_node(settings));
-    let ovs_socket = ovs_s.ovsdb_socket();
-    let want = |engine: &str, present: bool| {
-        if engines.is_empty() {
-            present
-        } else {
-            engines.iter().any(|e| e == engine)
+    let (mut present, mut endpoints, mut names, mut no_huge) = (false, Vec::new(), Vec::new(), None);
+    for reg in registry.registrations() {
+        // Without --engine, each engine checks itself if its endpoint exists (and says so if not).
+        let required = engines.iter().any(|e| e == reg.engine);
+        let d = (reg.make)().doctor(settings, required).await;
+        present |= d.present;
+        if let Some(e) = d.endpoint {
+            endpoints.push(e);
+            names.push(reg.engine);
         }
-    };
-    let ovs_present = ovs_socket.as_deref().is_some_and(Path::exists);
-    let vpp_present = vpp_s.api_socket.exists();
-    let mut facts = None;
-    if want(userspace_cni_ovs_dpdk::ENGINE, ovs_present) {
-        let (c, f) = ovs_checks(settings).await;
-        checks.extend(c);
-        facts = f;
-    } else {
-        checks.push(Check::skip("OVSDB", format!("{} absent: OVS-DPDK not checked", ovs_s.ovsdb)));
+        no_huge = no_huge.or(d.hugepages_not_needed);
+        checks.extend(d.checks);
     }
-    if want(userspace_cni_vpp::ENGINE, vpp_present) {
-        checks.push(vpp_check(registry, settings).await);
-    } else {
-        checks.push(Check::skip("VPP API", format!("{} absent: VPP not checked", vpp_s.api_socket.display())));
-    }
-    if engines.is_empty() && !ovs_present && !vpp_present {
+    if engines.is_empty() && !present {
+        let detail = match endpoints.as_slice() {
+            [] => "no engine linked into this binary has an endpoint to check".to_owned(),
+            [one] => format!("{one} does not exist"),
+            [a, b] => format!("neither {a} nor {b} exists"),
+            many => format!("none of {} exists", many.join(", ")),
+        };
         checks.push(Check::fail(
             "dataplane",
+            detail,
             format!(
-                "neither the OVSDB socket ({}) nor the VPP API socket ({}) exists",
-                ovs_s.ovsdb,
-                vpp_s.api_socket.display()
+                "start a dataplane on this node ({}), or point its endpoint setting ([engines.<engine>]) at its socket",
+                names.join(", ")
             ),
-            "start OVS-DPDK or VPP on this node, or point the settings ovsdb / vpp_api_socket at their sockets",
         ));
     }
-    checks.push(hugepages_check(facts.as_ref()));
+    checks.push(hugepages_check(no_huge.as_deref()));
     checks.push(state_dir_check(&settings.state_dir));
     checks.push(socket_dir_check("shared dir base", "shared_dir", &settings.shared_dir));
     checks.push(socket_dir_check("short socket dir", "short_socket_dir", &settings.short_socket_dir));
@@ -197,105 +158,11 @@ pub async fn run(registry: &Registry, settings: &NodeSettings, engines: &[String
     checks
 }
 
-async fn ovs_checks(settings: &NodeSettings) -> (Vec<Check>, Option<OvsFacts>) {
-    let mut out = Vec::new();
-    let ovsdb = OvsSettings::from_node(settings).ovsdb;
-    let (mut client, facts) = match ovs::facts(settings, settings.timeout()).await {
-        Ok(x) => x,
-        Err(e) => {
-            out.push(Check::fail(
-                "OVSDB",
-                e.msg,
-                format!(
-                    "start ovsdb-server (systemctl start openvswitch-switch) or set ovsdb in the settings file; now: {ovsdb}"
-                ),
-            ));
-            return (out, None);
-        }
-    };
-    out.push(Check::pass(
-        "OVSDB",
-        format!("{ovsdb} answers (OVS {})", facts.ovs_version.as_deref().unwrap_or("version unknown")),
-    ));
-    if facts.dpdk_initialized == Some(true) {
-        out.push(Check::pass(
-            "DPDK initialised",
-            format!("DPDK {}", facts.dpdk_version.as_deref().unwrap_or("version unknown")),
-        ));
-    } else {
-        out.push(Check::fail(
-            "DPDK initialised",
-            "ovs-vswitchd has not initialised DPDK (Open_vSwitch dpdk_initialized is not true)",
-            "ovs-vsctl set Open_vSwitch . other_config:dpdk-init=true, run the DPDK build \
-             (update-alternatives --set ovs-vswitchd /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk) and \
-             restart ovs-vswitchd; its log says why DPDK failed",
-        ));
-    }
-    match ovs::vswitchd_applies(&mut client, settings.timeout()).await {
-        Ok(()) => out.push(Check::pass("ovs-vswitchd", "applies OVSDB changes")),
-        Err(e) => {
-            out.push(Check::fail("ovs-vswitchd", e.msg, "start ovs-vswitchd; ADD waits for it to apply each port"))
-        }
-    }
-    out.push(vhost_sock_dir_check(settings, &facts));
-    (out, Some(facts))
-}
-
-/// Server-mode ports: OVS creates the socket in its vhost-sock-dir and the plugin renames it
-/// from `ovs_sock_dir`, so the two must be the same directory.
-fn vhost_sock_dir_check(settings: &NodeSettings, facts: &OvsFacts) -> Check {
-    let name = "vhost-sock-dir";
-    let ours = &OvsSettings::from_node(settings).sock_dir;
-    let Some(theirs) = facts.vhost_sock_dir(settings) else {
-        return Check::skip(name, "the OVSDB endpoint is not a unix socket: OVS's rundir is unknown");
-    };
-    match std::fs::metadata(ours) {
-        Ok(m) if m.is_dir() => {}
-        _ => {
-            return Check::fail(
-                name,
-                format!("ovs_sock_dir {} is not a directory", ours.display()),
-                format!("set ovs_sock_dir = \"{}\" in the settings file", theirs.display()),
-            )
-        }
-    }
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    if canon(ours) == canon(&theirs) {
-        Check::pass(name, format!("OVS creates server-mode sockets in {} = ovs_sock_dir", theirs.display()))
-    } else {
-        Check::fail(
-            name,
-            format!("OVS creates server-mode sockets in {}, but ovs_sock_dir is {}", theirs.display(), ours.display()),
-            format!(
-                "set ovs_sock_dir = \"{}\" in the settings file (or use host vhost.mode client, which needs neither)",
-                theirs.display()
-            ),
-        )
-    }
-}
-
-async fn vpp_check(registry: &Registry, settings: &NodeSettings) -> Check {
-    let name = "VPP API";
-    let backend = match registry.get(userspace_cni_vpp::ENGINE) {
-        Ok(b) => b,
-        Err(e) => return Check::fail(name, e.msg, "this binary was built without the VPP engine"),
-    };
-    let socket = VppSettings::from_node(settings).api_socket;
-    match backend.status(settings).await {
-        Ok(()) => Check::pass(name, format!("{} answers", socket.display())),
-        Err(e) => Check::fail(
-            name,
-            e.msg,
-            format!("start VPP with its api socket at {}, or set vpp_api_socket", socket.display()),
-        ),
-    }
-}
-
 /// `HugePages_Total`/`HugePages_Free` of /proc/meminfo (host-wide, also inside a container),
 /// which DPDK needs unless it runs with `--no-huge` (OVS's `dpdk-extra`, as in test labs). The
 /// hugetlbfs mount is shown but not required: a reconciler container sees its own mounts, not
-/// the host's where DPDK runs.
-fn hugepages_check(facts: Option<&OvsFacts>) -> Check {
+/// the host's where DPDK runs. `not_needed`: an engine's reason why its dataplane needs none.
+fn hugepages_check(not_needed: Option<&str>) -> Check {
     let name = "hugepages";
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |k: &str| {
@@ -314,8 +181,8 @@ fn hugepages_check(facts: Option<&OvsFacts>) -> Check {
         "{total} reserved, {free} free, {size_kb} kB each; hugetlbfs {} in this mount namespace",
         if mounted { "mounted" } else { "not mounted" }
     );
-    if facts.is_some_and(OvsFacts::no_huge) {
-        return Check::pass(name, format!("not needed: OVS runs DPDK with --no-huge ({have})"));
+    if let Some(why) = not_needed {
+        return Check::pass(name, format!("not needed: {why} ({have})"));
     }
     if total > 0 {
         Check::pass(name, have)

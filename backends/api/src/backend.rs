@@ -120,6 +120,14 @@ pub trait Backend: Send + Sync {
         Ok(Repair::Healthy)
     }
 
+    /// `userspace doctor`: can this node's dataplane serve attachments, line by line, with a hint
+    /// for each failure. Read only. `required`: the operator named this engine (`--engine`), so
+    /// check it even when its endpoint is absent; otherwise check only a present one and say why
+    /// not in a skipped line. The default: nothing to check, not present.
+    async fn doctor(&self, _settings: &NodeSettings, _required: bool) -> crate::diagnosis::Diagnosis {
+        crate::diagnosis::Diagnosis::default()
+    }
+
     /// Upgrade from the upstream plugin (docs/upgrading.md): check that the dataplane object an
     /// upstream state file names (`legacy`, the file's JSON) is what `plan` would have created for
     /// `attachment`, and, unless `dry_run`, tag it as this attachment's so the ordinary undo, GC

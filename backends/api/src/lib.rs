@@ -7,6 +7,7 @@
 pub mod access;
 pub mod attachment;
 pub mod backend;
+pub mod diagnosis;
 pub mod engine_settings;
 pub mod error;
 pub mod failpoint;
@@ -22,6 +23,7 @@ pub use attachment::{Attachment, AttachmentId, HostInterface, PodRef, SharedDir,
 pub use backend::{
     registered, Adoption, Backend, BackendPlan, BackendRegistration, OwnedObject, PlanRequest, Repair, TaggedObject,
 };
+pub use diagnosis::{CheckStatus, Diagnosis, DoctorCheck};
 pub use engine_settings::{EngineSettings, Mount, Propagation, SettingKind, SettingSpec};
 pub use error::{codes, CniError, ErrorList};
 pub use settings::{AnnotationMode, DraBridge, DraSettings, NodeSettings};

@@ -54,6 +54,10 @@ pub trait TypedBackend: Send + Sync + 'static {
 
     async fn status(&self, settings: &NodeSettings) -> Result<(), CniError>;
 
+    async fn doctor(&self, _settings: &NodeSettings, _required: bool) -> crate::diagnosis::Diagnosis {
+        crate::diagnosis::Diagnosis::default()
+    }
+
     async fn repair(&self, _ctx: &mut StepContext, _plan: &Self::Plan) -> Result<Repair, CniError> {
         Ok(Repair::Healthy)
     }
@@ -129,6 +133,10 @@ impl<B: TypedBackend> Backend for Typed<B> {
 
     async fn status(&self, settings: &NodeSettings) -> Result<(), CniError> {
         self.0.status(settings).await
+    }
+
+    async fn doctor(&self, settings: &NodeSettings, required: bool) -> crate::diagnosis::Diagnosis {
+        self.0.doctor(settings, required).await
     }
 
     async fn repair(&self, ctx: &mut StepContext, plan: &BackendPlan) -> Result<Repair, CniError> {
@@ -219,5 +227,12 @@ mod tests {
         let id = AttachmentId::new("c", "eth0");
         let obj = OwnedObject { id: id.clone(), network: "n".into(), kind: "port".into(), name: "p".into() };
         assert!(b.owned_by(&obj, &id));
+    }
+
+    #[tokio::test]
+    async fn a_backend_without_doctor_checks_reports_nothing_and_no_dataplane() {
+        let b: Box<dyn Backend> = Box::new(Typed(Minimal));
+        let d = b.doctor(&NodeSettings::default(), true).await;
+        assert_eq!(d, crate::diagnosis::Diagnosis::default());
     }
 }

@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod config;
 mod conn;
+pub mod doctor;
 pub mod lifecycle;
 pub mod ovsdb;
 pub mod repair;
@@ -88,6 +89,10 @@ impl TypedBackend for OvsDpdkBackend {
 
     async fn status(&self, settings: &NodeSettings) -> Result<(), CniError> {
         lifecycle::status(settings).await
+    }
+
+    async fn doctor(&self, settings: &NodeSettings, required: bool) -> userspace_cni_api::Diagnosis {
+        doctor::diagnose(settings, required).await
     }
 
     async fn adopt(

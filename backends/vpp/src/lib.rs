@@ -153,6 +153,27 @@ impl TypedBackend for VppBackend {
         r.map(|_| ())
     }
 
+    /// `userspace doctor`: VPP answers a control ping on its API socket.
+    async fn doctor(&self, settings: &NodeSettings, required: bool) -> userspace_cni_api::Diagnosis {
+        use userspace_cni_api::DoctorCheck;
+        let socket = settings::VppSettings::from_node(settings).api_socket;
+        let present = socket.exists();
+        let endpoint = Some(format!("the VPP API socket ({})", socket.display()));
+        let check = if !present && !required {
+            DoctorCheck::skip("VPP API", format!("{} absent: VPP not checked", socket.display()))
+        } else {
+            match self.status(settings).await {
+                Ok(()) => DoctorCheck::pass("VPP API", format!("{} answers", socket.display())),
+                Err(e) => DoctorCheck::fail(
+                    "VPP API",
+                    e.msg,
+                    format!("start VPP with its api socket at {}, or set vpp_api_socket", socket.display()),
+                ),
+            }
+        };
+        userspace_cni_api::Diagnosis { present, endpoint, checks: vec![check], hugepages_not_needed: None }
+    }
+
     /// After a VPP restart: re-create what the record names (see `repair`).
     async fn repair(&self, ctx: &mut StepContext, plan: &VppPlan) -> Result<Repair, CniError> {
         repair::repair(ctx, plan).await
