@@ -429,3 +429,23 @@ userspace_cni_api::inventory::submit! {
         settings: SETTINGS,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A declaration the loader would refuse (bad key, a default not of its kind, a mount dir
+    /// that is not the default's) fails here rather than on a node.
+    #[test]
+    fn the_settings_declarations_are_sound() {
+        assert_eq!(userspace_cni_api::engine_settings::check_declarations(ENGINE, SETTINGS), Ok(()));
+    }
+
+    #[test]
+    fn the_root_is_the_setting_or_its_default() {
+        let mut s = NodeSettings::default();
+        assert_eq!(root(&s), PathBuf::from("/var/lib/userspace-cni-template"));
+        s.set_engine(ENGINE, &ROOT, "/srv/tpl");
+        assert_eq!(root(&s), PathBuf::from("/srv/tpl"));
+    }
+}
