@@ -16,8 +16,8 @@ use userspace_cni_api::{CheckStatus as Status, DoctorCheck as Check, NodeSetting
 
 const USAGE: &str = "usage: userspace doctor [--json] [--engine ENGINE]...
   Checks that this node can serve userspace-cni attachments; exits 1 if any check fails.
-  --engine ENGINE   require this dataplane (ovs-dpdk, vpp); by default every dataplane whose
-                    socket exists is checked, and at least one must exist
+  --engine ENGINE   require this dataplane (one that `userspace backends` lists); by default
+                    every dataplane whose socket exists is checked, and at least one must exist
   --json            {\"ok\": bool, \"checks\": [{\"check\", \"status\": pass|fail|skip, \"detail\", \"hint\"}]}
 ";
 

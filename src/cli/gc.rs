@@ -223,7 +223,11 @@ pub fn main(registry: &Registry, args: &[String]) -> i32 {
     };
     let api = ApiPods { access: access.clone(), timeout: settings.timeout() };
     let pods: &dyn PodOracle = if with_api { &api } else { &NoKubernetes };
-    let node = settings.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()));
+    // Without a usable name no DRA claim can be proved gone: they are all kept.
+    let node = crate::settings::node_name(&settings).unwrap_or_else(|e| {
+        tracing::warn!("{e}; DRA attachments are kept");
+        None
+    });
     let api_claims = ApiClaims { access: access.clone(), timeout: settings.timeout(), node };
     let claims: &dyn ClaimOracle = if with_api { &api_claims } else { &NoClaims };
     let marker = if with_api {

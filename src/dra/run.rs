@@ -45,11 +45,6 @@ impl ClaimSource for ApiClaimSource {
     }
 }
 
-/// The node name: the setting, else the downward API's `NODE_NAME`.
-fn node_name(settings: &NodeSettings) -> Option<String> {
-    settings.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
-}
-
 fn access_of(settings: &NodeSettings) -> ApiAccess {
     match &settings.dra.kubeconfig {
         Some(path) => ApiAccess::OperatorKubeconfig { path: path.clone() },
@@ -138,9 +133,16 @@ pub fn main(registry: Registry, args: &[String]) -> i32 {
     crate::logging::init(Some(crate::netconf::LogLevel::Info), None, &[]);
     // Failpoints (test builds only) name Prepare's steps with ADD's verb, its undo phase included.
     userspace_cni_api::failpoint::set_verb(Verb::Add);
-    let Some(node) = node_name(&settings) else {
-        eprintln!("userspace dra-plugin: this node's name is unknown: set node_name in the settings or NODE_NAME");
-        return 2;
+    let node = match crate::settings::node_name(&settings) {
+        Ok(Some(node)) => node,
+        Ok(None) => {
+            eprintln!("userspace dra-plugin: this node's name is unknown: set node_name in the settings or NODE_NAME");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("userspace dra-plugin: {e}");
+            return 2;
+        }
     };
     if settings.dra.bridges.is_empty() {
         tracing::warn!("dra_bridges is empty: the node offers no device, so no claim can be allocated here");

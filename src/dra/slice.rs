@@ -110,7 +110,12 @@ pub fn slice_name(node: &str, driver: &str) -> String {
     }
     // FNV-1a: stable across builds and Rust versions (std's hasher is not promised to be).
     let hash = full.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-    let cut = full[..MAX_NAME - 9].trim_end_matches(['-', '.']);
+    // Names are checked ASCII before they get here; the boundary search keeps this total anyway.
+    let mut end = MAX_NAME - 9;
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = full[..end].trim_end_matches(['-', '.']);
     format!("{cut}-{hash:08x}")
 }
 
@@ -459,6 +464,10 @@ mod tests {
         assert_eq!(a, slice_name(&node, "ovsdpdk.k8snetworkplumbingwg.io"), "stable");
         assert_ne!(a, slice_name(&node, "other.k8snetworkplumbingwg.io"), "the hash tells drivers apart");
         assert!(a.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()));
+        // Never called with such a name (node and driver are checked first), but total anyway:
+        // a cut inside a multi-byte character must not panic.
+        let wide = format!("a{}", "é".repeat(200)); // byte 244 falls inside an é
+        assert!(slice_name(&wide, "ovsdpdk.k8snetworkplumbingwg.io").len() <= 253);
     }
 
     #[test]

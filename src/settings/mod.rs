@@ -174,6 +174,48 @@ pub fn env_var(key: &str) -> String {
 
 /// Load from the process environment (and the file it names), with the settings the linked
 /// backends `regs` declare (`Registry::registrations`).
+/// Whether `s` is a lower-case DNS subdomain (RFC 1123) of at most `max` bytes.
+pub fn is_dns_subdomain(s: &str, max: usize) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    s.len() <= max && s.split('.').all(label_ok)
+}
+
+/// The variable a DaemonSet fills from the downward API (`spec.nodeName`).
+pub const NODE_NAME_ENV: &str = "NODE_NAME";
+
+/// This node's name: the setting `node_name` (checked when loaded), else `NODE_NAME`, checked
+/// here the same way because it reaches object names and field selectors. `Ok(None)`: neither
+/// is set.
+pub fn node_name(settings: &NodeSettings) -> Result<Option<String>, String> {
+    node_name_from(settings, std::env::var_os(NODE_NAME_ENV))
+}
+
+fn node_name_from(settings: &NodeSettings, env: Option<std::ffi::OsString>) -> Result<Option<String>, String> {
+    if let Some(n) = &settings.node_name {
+        return Ok(Some(n.clone()));
+    }
+    let Some(raw) = env.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match raw.into_string() {
+        Ok(n) if is_dns_subdomain(&n, 253) => Ok(Some(n)),
+        Ok(n) => Err(format!(
+            "{NODE_NAME_ENV}={:?} is not a Kubernetes node name (a lower-case DNS subdomain of at most \
+             253 bytes): set it from the downward API's spec.nodeName, or set node_name",
+            n.chars().take(80).collect::<String>()
+        )),
+        Err(_) => {
+            Err(format!("{NODE_NAME_ENV} is not UTF-8: set it from the downward API's spec.nodeName, or set node_name"))
+        }
+    }
+}
+
 pub fn load(regs: &[&'static BackendRegistration]) -> Result<NodeSettings, SettingsError> {
     // A variable that is not UTF-8 would otherwise be silently ignored.
     let vars = KEYS.iter().map(|k| env_var(k)).chain(engine_keys(regs).into_iter().map(|e| e.env_var()));
@@ -470,7 +512,6 @@ impl Field<'_> {
         normal.to_str().map(str::to_owned).ok_or_else(|| self.bad(EXPECTED))
     }
 
-    /// A lower-case DNS subdomain of at most `max` bytes (node names, the DRA driver name).
     /// A short opaque token (a boot id): letters, digits and '-' only.
     fn token(&self, expected: &'static str, max: usize) -> Result<String, SettingsError> {
         let s = self.string(expected)?;
@@ -480,16 +521,10 @@ impl Field<'_> {
         Ok(s.to_owned())
     }
 
+    /// A lower-case DNS subdomain of at most `max` bytes (node names, the DRA driver name).
     fn dns_name(&self, expected: &'static str, max: usize) -> Result<String, SettingsError> {
         let s = self.string(expected)?;
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        if s.len() > max || !s.split('.').all(label_ok) {
+        if !is_dns_subdomain(s, max) {
             return Err(self.bad(expected));
         }
         Ok(s.to_owned())

@@ -544,3 +544,31 @@ fn hostile_engine_tables_are_clear_errors_never_panics() {
     assert!(err.to_string().len() < 1500 && err.to_string().contains("USERSPACE_CNI_VPP_API_SOCKET"));
     assert_eq!(code(err), codes::INVALID_ENV);
 }
+
+#[test]
+fn node_name_env_is_checked_like_the_setting_and_quoted_only_in_part() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let unset = load_from(env_of(&[])).unwrap();
+    assert_eq!(node_name_from(&unset, None), Ok(None));
+    assert_eq!(node_name_from(&unset, Some(OsString::new())), Ok(None), "empty is unset");
+    assert_eq!(node_name_from(&unset, Some("worker-0.lab".into())), Ok(Some("worker-0.lab".into())));
+    // Hostile values: multi-byte characters past a byte cut, a selector injection, a path, too
+    // long, not UTF-8. Each is refused with a message that names the variable and the remedy.
+    let long_multibyte = "é".repeat(300);
+    for bad in [
+        OsString::from(long_multibyte.as_str()),
+        OsString::from("worker-0,spec.driver=x"),
+        OsString::from("../../etc"),
+        OsString::from("Worker-0"),
+        OsString::from("n".repeat(254)),
+        OsString::from_vec(vec![b'w', 0xff, b'x']),
+    ] {
+        let e = node_name_from(&unset, Some(bad.clone())).expect_err(&format!("{bad:?} refused"));
+        assert!(e.contains("NODE_NAME") && e.contains("spec.nodeName"), "{e}");
+        assert!(e.chars().count() < 300, "the value is quoted in part only: {e}");
+    }
+    // The setting wins over the variable (it was checked when loaded).
+    let set = load_from(env_of(&[("USERSPACE_CNI_NODE_NAME", "worker-1")])).unwrap();
+    assert_eq!(node_name_from(&set, Some("../x".into())), Ok(Some("worker-1".into())));
+}

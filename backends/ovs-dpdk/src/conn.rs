@@ -53,10 +53,9 @@ impl Conn {
 pub struct ClientGuard<'a>(MappedMutexGuard<'a, OvsdbClient>);
 
 impl ClientGuard<'_> {
-    /// The client. A `Result` so call sites read the same whether or not the connection can be
-    /// lost between `get` and use (it cannot: the guard holds it).
-    pub fn client(&mut self) -> Result<&mut OvsdbClient, CniError> {
-        Ok(&mut self.0)
+    /// The client; the guard holds the connection, so it cannot be lost between `get` and use.
+    pub fn client(&mut self) -> &mut OvsdbClient {
+        &mut self.0
     }
 }
 

@@ -114,7 +114,7 @@ impl Step for BridgeStep {
             Ok(g) => g,
             Err(e) => return Err(ctx.fail_unchanged(e)),
         };
-        let client = g.client()?;
+        let client = g.client();
         let name = &self.plan.bridge;
         let existing = match find_bridge(client, name).await {
             Ok(b) => b,
@@ -178,10 +178,10 @@ impl Step for BridgeStep {
                 return Ok(());
             }
             let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
-            return delete_bridge_seen_unused(g.client()?, name, why, uuid, &ids, ports).await;
+            return delete_bridge_seen_unused(g.client(), name, why, uuid, &ids, ports).await;
         }
         let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
-        delete_bridge_if_unused(g.client()?, name, why).await
+        delete_bridge_if_unused(g.client(), name, why).await
     }
 }
 
@@ -272,7 +272,7 @@ impl Step for PortStep {
 
     async fn undo(&self, ctx: &mut StepContext) -> Result<(), CniError> {
         let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
-        let client = g.client()?;
+        let client = g.client();
         let name = &self.plan.port;
         let id = &ctx.attachment.id;
         if let Some(uuid) = recorded_port_uuid(ctx) {
@@ -433,7 +433,7 @@ impl PortStep {
     /// name another attachment or someone else holds, with a message that says which.
     async fn precheck(&self, ctx: &StepContext) -> Result<(), CniError> {
         let mut g = self.conn.get(&ctx.settings, ctx.wait_budget()).await?;
-        let client = g.client()?;
+        let client = g.client();
         let p = &self.plan;
         let r = client
             .transact(
@@ -477,7 +477,7 @@ impl PortStep {
             Ok(g) => g,
             Err(e) => return Err(ctx.fail_unchanged(e)),
         };
-        let client = g.client()?;
+        let client = g.client();
         let id = ctx.attachment.id.clone();
 
         // One round trip: the name must be free (the two `wait`s abort the whole transaction
@@ -541,7 +541,7 @@ impl PortStep {
         let Some(next_cfg) = self.committed.lock().ok().and_then(|mut c| c.take()) else { return Ok(()) };
         let budget = ctx.wait_budget();
         let mut g = self.conn.get(&ctx.settings, budget).await?;
-        let client = g.client()?;
+        let client = g.client();
         let p = &self.plan;
         client.wait_cfg(OPEN_VSWITCH_DB, next_cfg, budget).await.map_err(ovs_err("waiting for ovs-vswitchd"))?;
 
