@@ -68,6 +68,27 @@ fn claim(uid: &str, name: &str, pod_claim: &str, pod_uid: &str, bridge: &str, vl
     .expect("claim decodes")
 }
 
+/// The plugin's settings on `node`: its roots, the lab's OVS, `bridges`, and `extra`.
+fn settings_of(node: &Node, bridges: &str, extra: &[(&str, &str)]) -> userspace_cni_api::NodeSettings {
+    let mut env: HashMap<String, String> = node.settings_env().into_iter().collect();
+    for (k, v) in [
+        ("DRA_SOCKET_ROOT", node.path("dra").display().to_string()),
+        ("DRA_METADATA_DIR", node.path("meta").display().to_string()),
+        ("CDI_DIR", node.path("cdi").display().to_string()),
+        ("DRA_BRIDGES", bridges.to_owned()),
+        ("NODE_NAME", NODE.to_owned()),
+    ] {
+        env.insert(format!("USERSPACE_CNI_{k}"), v);
+    }
+    for (k, v) in extra {
+        env.insert(format!("USERSPACE_CNI_{k}"), (*v).to_owned());
+    }
+    userspace_cni::settings::load_from(userspace_cni::pipeline::Registry::linked().registrations(), |k| {
+        env.get(k).cloned()
+    })
+    .expect("settings")
+}
+
 struct Env {
     node: Node,
     driver: PipelineDriver,
@@ -78,25 +99,16 @@ struct Env {
 impl Env {
     fn new(lab: &Lab, bridges: &str) -> Env {
         let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
-        let mut env: HashMap<String, String> = node.settings_env().into_iter().collect();
-        for (k, v) in [
-            ("DRA_SOCKET_ROOT", node.path("dra").display().to_string()),
-            ("DRA_METADATA_DIR", node.path("meta").display().to_string()),
-            ("CDI_DIR", node.path("cdi").display().to_string()),
-            ("DRA_BRIDGES", bridges.to_owned()),
-            ("NODE_NAME", NODE.to_owned()),
-        ] {
-            env.insert(format!("USERSPACE_CNI_{k}"), v);
-        }
-        let settings =
-            userspace_cni::settings::load_from(userspace_cni::pipeline::Registry::linked().registrations(), |k| {
-                env.get(k).cloned()
-            })
-            .expect("settings");
+        let settings = settings_of(&node, bridges, &[]);
         let claims = Arc::new(Claims::default());
         let driver = PipelineDriver { settings, registry: Arc::new(Registry::linked()), claims: claims.clone() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         Env { node, driver, claims, runtime }
+    }
+
+    /// The plugin restarted with other settings (`KEY=value` pairs after the prefix), same node.
+    fn restart_with(&mut self, bridges: &str, extra: &[(&str, &str)]) {
+        self.driver.settings = settings_of(&self.node, bridges, extra);
     }
 
     fn add(&self, c: ResourceClaim) -> ClaimRef {
@@ -280,6 +292,66 @@ fn prepare_again_after_a_reboot_or_a_lost_port_restores_everything_and_answers_t
 
     env.unprepare(&c).expect("unprepare");
     assert!(ports_of(&lab, "br-drar", &u).is_empty());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+/// The OVSDB row of the claim's port (a re-created port gets a new uuid).
+fn port_uuid(lab: &Lab, bridge: &str, uid: &str) -> String {
+    let ports = ports_of(lab, bridge, uid);
+    assert_eq!(ports.len(), 1, "one port of claim {uid}: {ports:?}");
+    lab.vsctl(&["get", "Port", &ports[0], "_uuid"]).expect("port uuid").trim().to_owned()
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("exists").ino()
+}
+
+fn metadata_mtu(env: &Env, u: &str) -> Attribute {
+    let path = env.node.path("meta").join(format!("{u}-vhost/{DRIVER}-metadata.json"));
+    let doc = DeviceMetadata::from_stream(&std::fs::read(path).expect("metadata")).expect("decodes");
+    doc.requests[0].devices[0].attributes["mtu"].clone()
+}
+
+#[test]
+fn prepare_again_in_the_same_boot_keeps_the_running_attachment_even_after_a_settings_change() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let mut env = Env::new(&lab, "br-dras=1500");
+    env.restart_with("br-dras=1500", &[("BOOT_ID", "boot-a")]);
+    let (u, p) = (uid(5, "again"), uid(15, "again"));
+    let c = env.add(claim(&u, "vm-s-nic-x5", "net1", &p, "br-dras", None));
+    let first = env.prepare(&c).expect("prepare");
+    let (port, dir) = (port_uuid(&lab, "br-dras", &u), env.socket_dir(&p, "net1"));
+    let dir_inode = inode(&dir);
+    // QEMU's socket, as a running VM has it.
+    let _qemu = std::os::unix::net::UnixListener::bind(dir.join(SOCKET_FILE)).expect("bind as QEMU");
+
+    // kubelet prepares again (its own restart): re-applied in place, not replaced.
+    assert_eq!(env.prepare(&c).expect("prepare again"), first);
+    assert_eq!(port_uuid(&lab, "br-dras", &u), port, "the same port row");
+    assert_eq!(inode(&dir), dir_inode, "the same socket dir");
+    assert!(dir.join(SOCKET_FILE).exists(), "QEMU's socket stays");
+
+    // The plugin restarted with another MTU, same boot: the VM may be running, so the claim is
+    // kept as prepared (and answered as such); its metadata still says what its port has.
+    env.restart_with("br-dras=9000", &[("BOOT_ID", "boot-a")]);
+    assert_eq!(env.prepare(&c).expect("prepare again, new settings"), first);
+    assert_eq!(port_uuid(&lab, "br-dras", &u), port, "the same port row");
+    assert_eq!(inode(&dir), dir_inode, "the same socket dir");
+    assert!(dir.join(SOCKET_FILE).exists(), "QEMU's socket stays");
+    assert_eq!(metadata_mtu(&env, &u), Attribute::Int(1500));
+
+    // After a reboot (another boot id) nothing can be using it: prepared anew, new settings.
+    env.restart_with("br-dras=9000", &[("BOOT_ID", "boot-b")]);
+    assert_eq!(env.prepare(&c).expect("prepare in the next boot"), first, "same ids and device");
+    assert_ne!(port_uuid(&lab, "br-dras", &u), port, "the port was made again");
+    assert_eq!(metadata_mtu(&env, &u), Attribute::Int(9000));
+    let records = support::entries_with_prefix(&env.node.state_dir(), &u);
+    let record = env.node.state_dir().join(records.iter().find(|r| r.ends_with(".json")).expect("record"));
+    let rec: Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("record JSON");
+    assert_eq!(rec["boot_id"], json!("boot-b"), "stamped with the boot it holds in");
+
+    env.unprepare(&c).expect("unprepare");
+    assert!(ports_of(&lab, "br-dras", &u).is_empty());
     assert_eq!(env.leftovers(), Vec::<String>::new());
 }
 

@@ -1,8 +1,9 @@
 //! Prepare and Unprepare over the core pipeline: each request of a claim for our driver is one
 //! attachment (id: claim uid, base request name) whose record holds everything it makes. Prepare
-//! plans every request before the first side effect, then attaches each (or re-applies a complete
-//! record of the same plan in place: kubelet prepares again after a node reboot or its own
-//! restart); a failure undoes what this call made. Unprepare tears down every record of the claim.
+//! plans every request before the first side effect, then attaches each, or, for a request that
+//! already has a record, decides with [`again`] whether to re-apply that record in place (kubelet
+//! prepares again after a node reboot or its own restart) or to replace it; a failure undoes what
+//! this call made. Unprepare tears down every record of the claim.
 
 use super::claim::{plan_claim, ClaimPlan, RequestPlan};
 use super::documents;
@@ -210,35 +211,83 @@ fn records_of(state: &StateDir, uid: &str) -> Result<Vec<Record>, CniError> {
     Ok(out)
 }
 
+/// What Prepare does with a request that already has a record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Again {
+    /// Make the recorded attachment hold again, as it was planned (never a cached answer).
+    Reapply { note: Option<&'static str> },
+    /// Tear the recorded attachment down and attach the new plan.
+    Replace { why: &'static str },
+}
+
+/// The rule for a request prepared before. A VM may be running on a complete attachment of this
+/// boot, so it is re-applied as planned even when the settings changed since (replacing it would
+/// delete the socket dir under QEMU); the new settings reach it at its next Prepare in another
+/// boot, when nothing can be using it. An interrupted attempt, or a record of an earlier
+/// allocation of the claim (another pod, device or request: its Unprepare never came), is
+/// replaced.
+pub fn again(old: &Record, new: &Record, boot: Option<&str>) -> Again {
+    if !old.complete {
+        return Again::Replace { why: "an earlier attempt was interrupted" };
+    }
+    let allocation = |r: &Record| {
+        r.plan.dra.as_ref().map(|d| {
+            (r.attachment.pod.uid.clone(), d.claim.clone(), d.pod_claim_name.clone(), d.request.clone(), d.pool.clone())
+        })
+    };
+    let device = |r: &Record| r.plan.dra.as_ref().map(|d| (d.device.clone(), d.share_id.clone()));
+    if allocation(old) != allocation(new) || device(old) != device(new) {
+        return Again::Replace { why: "the record is of an earlier allocation of this claim" };
+    }
+    if old.plan == new.plan {
+        return Again::Reapply { note: None };
+    }
+    if old.from_another_boot(boot) {
+        return Again::Replace { why: "prepared in an earlier boot under other settings" };
+    }
+    Again::Reapply { note: Some("the settings changed since it was prepared; kept as prepared while its pod may run") }
+}
+
 impl PipelineDriver {
     fn state(&self) -> StateDir {
         StateDir::at(&self.settings.state_dir)
     }
 
-    /// One request: attach, or re-apply a complete record of the same plan, or replace a record
-    /// that is incomplete (a crash mid-Prepare) or planned differently. Returns whether this
-    /// call created the attachment (so a later failure of the claim undoes only those).
-    async fn prepare_one(&self, backend: &dyn Backend, new: &Record, deadline: Instant) -> Result<bool, CniError> {
+    /// One request: attach, or re-apply or replace its earlier record ([`again`]). Returns the
+    /// record in effect and whether this call created it (so a later failure of the claim undoes
+    /// only those).
+    async fn prepare_one(
+        &self,
+        backend: &dyn Backend,
+        new: &Record,
+        deadline: Instant,
+    ) -> Result<(Record, bool), CniError> {
         let state = self.state();
         let id = &new.attachment.id;
         let budget = deadline.saturating_duration_since(Instant::now()).min(self.settings.timeout());
         let lock = state.lock_attachment(id, budget).await?;
         if let Some(old) = state.read_record(id)? {
-            if old.complete && old.plan == new.plan {
-                let (_, actions) = reapply(&self.settings, backend, &state, &old, deadline).await?;
-                if !actions.is_empty() {
-                    tracing::info!(claim = %id.container_id, request = %id.ifname, actions = %actions.join("; "), "prepared again");
+            match again(&old, new, self.settings.current_boot_id().as_deref()) {
+                Again::Reapply { note } => {
+                    let (updated, actions) = reapply(&self.settings, backend, &state, &old, deadline).await?;
+                    if let Some(note) = note {
+                        tracing::warn!(claim = %id.container_id, request = %id.ifname, "{note}");
+                    }
+                    if !actions.is_empty() {
+                        tracing::info!(claim = %id.container_id, request = %id.ifname, actions = %actions.join("; "), "prepared again");
+                    }
+                    return Ok((updated, false));
                 }
-                return Ok(false);
+                Again::Replace { why } => {
+                    tracing::info!(claim = %id.container_id, request = %id.ifname, "replacing the earlier record: {why}");
+                    teardown(Verb::Del, &self.settings, &self.registry, &state, &old).await?;
+                }
             }
-            tracing::info!(claim = %id.container_id, request = %id.ifname, complete = old.complete,
-                "replacing an earlier attempt's record");
-            teardown(Verb::Del, &self.settings, &self.registry, &state, &old).await?;
         }
         match attach(Verb::Add, &self.settings, backend, &state, new, deadline).await {
             Ok(_) => {
                 drop(lock);
-                Ok(true)
+                Ok((new.clone(), true))
             }
             Err(f) => {
                 if f.record_removed {
@@ -279,17 +328,26 @@ impl PipelineDriver {
             .collect::<Result<Vec<_>, _>>()?;
         self.state().ensure()?;
         let mut created = Vec::new();
+        let mut in_effect = Vec::new();
         for rec in &records {
             match self.prepare_one(backend.as_ref(), rec, deadline).await {
-                Ok(true) => created.push(rec.clone()),
-                Ok(false) => {}
+                Ok((effective, made)) => {
+                    if made {
+                        created.push(rec.clone());
+                    }
+                    in_effect.push(effective);
+                }
                 Err(e) => {
                     self.undo_created(&created).await;
                     return Err(e);
                 }
             }
         }
-        Ok(records.iter().filter_map(|r| r.plan.dra.as_ref().map(|d| device_of(d, &r.attachment.id.ifname))).collect())
+        // The answer describes what is in place (a re-applied record keeps its own CDI ids).
+        Ok(in_effect
+            .iter()
+            .filter_map(|r| r.plan.dra.as_ref().map(|d| device_of(d, &r.attachment.id.ifname)))
+            .collect())
     }
 
     pub async fn unprepare_claim(&self, claim: &ClaimRef, deadline: Instant) -> Result<(), CniError> {
@@ -333,4 +391,65 @@ impl ClaimDriver for PipelineDriver {
 /// The host directory of a DRA record's sockets (for the reconciler and tests).
 pub fn socket_dir_of(rec: &Record) -> Option<PathBuf> {
     rec.plan.shared_dir.as_ref().map(|d| d.host.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A complete DRA record of this boot (the format-2 fixture: one OVS client port).
+    fn record() -> Record {
+        let mut r: Record =
+            serde_json::from_str(include_str!("../../tests/fixtures/records/format2-dra-ovs.json")).expect("fixture");
+        r.complete = true;
+        r.boot_id = Some("boot-a".into());
+        r
+    }
+
+    fn dra(r: &mut Record) -> &mut DraPlan {
+        r.plan.dra.as_mut().expect("a DRA record")
+    }
+
+    #[test]
+    fn the_same_plan_is_reapplied_in_any_boot() {
+        let old = record();
+        assert_eq!(again(&old, &old.clone(), Some("boot-a")), Again::Reapply { note: None });
+        assert_eq!(again(&old, &old.clone(), Some("boot-b")), Again::Reapply { note: None });
+    }
+
+    #[test]
+    fn an_interrupted_attempt_is_replaced_even_with_the_same_plan() {
+        let mut old = record();
+        old.complete = false;
+        assert!(matches!(again(&old, &record(), Some("boot-a")), Again::Replace { .. }));
+    }
+
+    #[test]
+    fn changed_settings_keep_a_running_attachment_of_this_boot_and_reach_it_after_a_reboot() {
+        let old = record();
+        let mut new = record();
+        // A settings change: another metadata dir (the planned documents move with it).
+        for f in &mut dra(&mut new).metadata {
+            f.root = PathBuf::from("/elsewhere");
+        }
+        assert!(matches!(again(&old, &new, Some("boot-a")), Again::Reapply { note: Some(_) }));
+        assert!(matches!(again(&old, &new, None), Again::Reapply { note: Some(_) }), "an unknown boot is this one");
+        assert!(matches!(again(&old, &new, Some("boot-b")), Again::Replace { .. }));
+    }
+
+    #[test]
+    fn a_record_of_an_earlier_allocation_is_replaced_in_this_boot_too() {
+        let old = record();
+        let changes: [fn(&mut Record); 4] = [
+            |r| r.attachment.pod.uid = Some("another-pod".into()),
+            |r| dra(r).device = "br-other".into(),
+            |r| dra(r).request = "vhost/other".into(),
+            |r| dra(r).share_id = Some("share-2".into()),
+        ];
+        for change in changes {
+            let mut new = record();
+            change(&mut new);
+            assert!(matches!(again(&old, &new, Some("boot-a")), Again::Replace { .. }), "{new:?}");
+        }
+    }
 }

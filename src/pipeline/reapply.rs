@@ -2,7 +2,8 @@
 //! claim needs (after a node reboot the socket dir, CDI specs and metadata are gone; after an
 //! OVS restart the port may be). Each stage is made to hold again: generic steps whose apply is
 //! idempotent are applied again, the backend's objects are verified or repaired
-//! (`Backend::repair`), and the record is written again with the outputs. Never a cached answer.
+//! (`Backend::repair`), and the record is written again with the outputs and this boot's id.
+//! Never a cached answer.
 
 use super::step_list::build_stage;
 use crate::plan::{stages, Record, Stage};
@@ -52,6 +53,10 @@ pub async fn reapply(
     let mut updated = record.clone();
     updated.outputs = Some(ctx.outputs);
     updated.complete = true;
+    // Re-stamped: the attachment holds in this boot (the Prepare-again rule reads it).
+    if let Some(boot) = settings.current_boot_id() {
+        updated.boot_id = Some(boot);
+    }
     state.write_record(&updated)?;
     Ok((updated, actions))
 }
