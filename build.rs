@@ -22,8 +22,8 @@ fn compile_kubelet_protos() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={DIR}/{file}");
     }
     let descriptors = protox::compile(FILES, [DIR])?;
-    // Server and client: the server is the plugin; the client is the fake kubelet of the tests,
-    // generic over the transport so the library itself never links tonic's client channel.
+    // Server and client: the server is the plugin; the client is `dra-plugin --probe` and the
+    // tests' fake kubelet, generic over the transport (both dial unix sockets themselves).
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

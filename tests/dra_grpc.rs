@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use userspace_cni::dra::probe::{probe, ProbeError};
 use userspace_cni::dra::server::{serve, PluginSockets, ServerError, SocketError};
 use userspace_cni::dra::{ClaimDriver, ClaimRef, PreparedDevice};
 
@@ -466,4 +467,80 @@ fn the_plugin_process_outlives_peers_that_hang_up() {
         again.err(),
         plugin.report()
     );
+}
+
+#[tokio::test]
+async fn the_probe_answers_while_a_batch_runs_and_names_a_foreign_plugin() {
+    let slow = Script { delay: Duration::from_secs(4), ..Script::default() };
+    let plugin = Plugin::start(ScriptedDriver::with(&[("slow", slow)]));
+    let mut kubelet = plugin.kubelet().await;
+    let batch = tokio::spawn(async move { kubelet.prepare(&[claim("slow")]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The batch holds the batch lock for 4 s; the probe's empty batch does not wait for it.
+    let started = Instant::now();
+    probe(&plugin.sockets, DRIVER, Duration::from_secs(2)).await.expect("live while a batch runs");
+    assert!(!batch.is_finished(), "the probe ran beside the batch, not after it ({:?})", started.elapsed());
+    let answers = tokio::time::timeout(Duration::from_secs(20), batch).await.expect("batch ends").expect("no panic");
+    assert!(answers["slow"].is_ok(), "{:?}", answers["slow"]);
+
+    match probe(&plugin.sockets, "other.example.com", Duration::from_secs(2)).await {
+        Err(ProbeError::Mismatch { found_name, .. }) => assert_eq!(found_name, DRIVER),
+        other => panic!("another driver's name is not this plugin: {other:?}"),
+    }
+    plugin.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_probe_fails_on_a_gone_plugin_and_on_one_that_accepts_but_never_answers() {
+    let plugin = Plugin::start(ScriptedDriver::with(&[]));
+    let _ = plugin.kubelet().await;
+    let sockets = plugin.sockets.clone();
+    let root = tempfile::tempdir().expect("temp dir");
+    plugin.stop().await.expect("clean shutdown");
+    match probe(&sockets, DRIVER, Duration::from_secs(2)).await {
+        Err(ProbeError::Failed { reason, .. }) => assert!(reason.contains("cannot connect"), "{reason}"),
+        other => panic!("a stopped plugin is not live: {other:?}"),
+    }
+
+    // A hung runtime: the kernel still accepts connections, nobody answers.
+    let hung = PluginSockets::new(root.path(), DRIVER);
+    let mut listeners = Vec::new();
+    for path in [&hung.registration, &hung.service] {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        listeners.push(std::os::unix::net::UnixListener::bind(path).expect("bind"));
+    }
+    let started = Instant::now();
+    match probe(&hung, DRIVER, Duration::from_millis(800)).await {
+        Err(ProbeError::Timeout { what, .. }) => assert!(what.starts_with("GetInfo"), "{what}"),
+        other => panic!("a plugin that never answers is not live: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "the probe is bounded: {:?}", started.elapsed());
+    drop(listeners);
+}
+
+#[test]
+fn the_shipped_probe_exits_0_for_the_running_plugin_and_1_without_it() {
+    let node = support::Node::new();
+    let env = support::dra_plugin::settings_env(&node, "br-x=1500", &node.path("no-kubeconfig"), "node-a");
+    let probe = |env: &[(String, String)]| {
+        let mut cmd = std::process::Command::new(support::PLUGIN_BIN);
+        cmd.args(["dra-plugin", "--probe"]).env_clear().envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.output().expect("run the probe")
+    };
+    let before = probe(&env);
+    assert_eq!(before.status.code(), Some(1), "no plugin yet: {before:?}");
+    let stderr = String::from_utf8_lossy(&before.stderr);
+    assert!(stderr.contains("not live") && stderr.contains("plugins_registry"), "says which socket: {stderr}");
+    assert!(before.stdout.is_empty(), "nothing on stdout");
+
+    let mut plugin = support::dra_plugin::Plugin::start(&node, &env, "plugin.log");
+    let registry = node.path("kubelet/plugins_registry");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    if let Err(e) = rt.block_on(FakeKubelet::register(&registry, REGISTER_WITHIN)) {
+        panic!("registration: {e}\n{}", plugin.report());
+    }
+    let live = probe(&env);
+    assert_eq!(live.status.code(), Some(0), "{live:?}\n{}", plugin.report());
+    assert!(live.stdout.is_empty() && live.stderr.is_empty(), "a live probe is silent: {live:?}");
+    plugin.stop();
 }

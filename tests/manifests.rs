@@ -863,6 +863,11 @@ fn dra_daemonset_mounts_the_dra_paths_at_their_host_paths_as_its_own_account() {
     let c = container(Some(&pod.containers), "dra-plugin");
     assert_eq!(strings(&c.args), ["dra-plugin"]);
     assert_eq!(c.command, None, "the image's entrypoint is /userspace");
+    let probe = c.liveness_probe.as_ref().expect("a liveness probe");
+    let exec = probe.exec.as_ref().and_then(|e| e.command.clone()).expect("an exec probe");
+    assert_eq!(exec, ["/userspace", "dra-plugin", "--probe"], "the binary's own probe");
+    // Two calls of at most 5 s each must fit the probe's timeout.
+    assert!(probe.timeout_seconds.unwrap_or(1) >= 10, "timeoutSeconds {:?}", probe.timeout_seconds);
     let node_name = c.env.iter().flatten().find(|e| e.name == "NODE_NAME").expect("env NODE_NAME");
     let field = node_name.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).map(|f| f.field_path.as_str());
     assert_eq!(field, Some("spec.nodeName"), "NODE_NAME comes from the pod's node");

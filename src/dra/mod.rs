@@ -7,6 +7,7 @@
 pub mod claim;
 pub mod documents;
 pub mod prepare;
+pub mod probe;
 pub mod run;
 pub mod slice;
 

@@ -20,10 +20,16 @@ use userspace_cni_api::{async_trait, NodeSettings, Verb};
 /// How often the background pass runs.
 const PASS_EVERY: Duration = Duration::from_secs(60);
 
-const USAGE: &str = "usage: userspace dra-plugin
+const USAGE: &str = "usage: userspace dra-plugin [--probe]
   Serve kubelet's DRA plugin API for KubeVirt vhost-user NICs (docs/kubevirt-dra.md). Settings:
   node_name (or NODE_NAME), dra_* and cdi_dir in the settings file (config/userspace.toml).
+  --probe   the liveness check: ask the running plugin on this node's sockets, as kubelet does
+            (GetInfo, an empty NodePrepareResources), each within 5 s; exit 0 when both
+            answer, 1 (with the reason on stderr) when not
 ";
+
+/// Each of the probe's two calls gets this long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The API server's view of claims.
 pub struct ApiClaimSource {
@@ -118,7 +124,8 @@ pub fn main(registry: Registry, args: &[String]) -> i32 {
         crate::stdout::out!("{USAGE}");
         return 0;
     }
-    if let Some(a) = args.first() {
+    let probe = args.first().is_some_and(|a| a == "--probe");
+    if let Some(a) = args.get(usize::from(probe)) {
         eprintln!("userspace dra-plugin: unexpected argument {a:?}\n{USAGE}");
         return 2;
     }
@@ -129,6 +136,9 @@ pub fn main(registry: Registry, args: &[String]) -> i32 {
             return 2;
         }
     };
+    if probe {
+        return probe_main(&settings);
+    }
     // A daemon: what it prepares, removes and publishes goes to its container log.
     crate::logging::init(Some(crate::netconf::LogLevel::Info), None, &[]);
     // Failpoints (test builds only) name Prepare's steps with ADD's verb, its undo phase included.
@@ -155,6 +165,25 @@ pub fn main(registry: Registry, args: &[String]) -> i32 {
         }
     };
     runtime.block_on(run(settings, Arc::new(registry), node))
+}
+
+/// `--probe`: no logging set-up and nothing on stdout; the reason on stderr when not live.
+fn probe_main(settings: &NodeSettings) -> i32 {
+    let sockets = PluginSockets::new(&settings.kubelet_root, &settings.dra.driver_name);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("userspace dra-plugin --probe: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(super::probe::probe(&sockets, &settings.dra.driver_name, PROBE_TIMEOUT)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("userspace dra-plugin --probe: not live: {e}");
+            1
+        }
+    }
 }
 
 async fn run(settings: NodeSettings, registry: Arc<Registry>, node: String) -> i32 {
