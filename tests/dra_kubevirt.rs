@@ -1,6 +1,7 @@
 //! KubeVirt with DRA end to end on one machine: the shipped binary as `userspace dra-plugin`
 //! (its own process, with the DRA account's token bound to its pod on node-a) against a real
-//! kube-apiserver (envtest, with the shipped RBAC and admission policies), a private OVS-DPDK, a
+//! kube-apiserver (envtest, with the shipped RBAC and admission policies and DeviceClass; each VM's
+//! ResourceClaimTemplate and the claim made from it live there), a private OVS-DPDK, a
 //! fake kubelet written from the protos (registration, batched Prepare/Unprepare with kubelet's
 //! checks, and the runtime's half: CDI ids resolved from the spec dir, mounts applied in a private
 //! mount namespace), and testpmd as the VM's QEMU on the socket path the metadata gives, as the
@@ -79,6 +80,10 @@ impl World {
         let env = Envtest::start(test)?;
         env.apply_shipped_rbac();
         env.apply(OBJECTS);
+        // The shipped DeviceClass, as an administrator installs it.
+        let class =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kubernetes/examples/kubevirt-dra/deviceclass.yaml");
+        env.apply(&std::fs::read_to_string(&class).expect("the shipped DeviceClass"));
         let lab = Lab::shared("dra-kubevirt").expect("lab");
         let node = Node::for_ovs(&lab.db_socket(), lab.sock_dir());
         let token = env.token(NAMESPACE, Identity::DraPlugin.service_account(), Some(("Pod", "dra-a")));
@@ -116,9 +121,11 @@ impl World {
             .unwrap_or_else(|status| panic!("NodeUnprepareResources failed as a whole: {status}\n{}", plugin.report()))
     }
 
-    /// A VM: its launcher pod on node-a and the claim the resourceclaim controller makes from the
-    /// VMI's template (annotated with the pod's claim name), allocated on our bridge by the
-    /// scheduler and reserved for the pod (both status writes as the control plane makes them).
+    /// A VM: its ResourceClaimTemplate (as the VMI's `spec.resourceClaims` names it), its
+    /// launcher pod on node-a, and the claim the resourceclaim controller makes from the template
+    /// (its spec, owned by the pod, annotated with the pod's claim name), allocated on our bridge
+    /// by the scheduler and reserved for the pod (both status writes as the control plane makes
+    /// them). Everything lives in the API server; only the controllers' writes are ours.
     fn vm(&self, name: &str, vlan: Option<u16>) -> ClaimRef {
         self.vm_on(name, vlan, self.bridge)
     }
@@ -133,16 +140,27 @@ impl World {
             .as_str()
             .expect("pod uid")
             .to_owned();
-        let claim = json!({
-            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
-            "metadata": {"name": format!("{name}-nic-x7k2p"), "namespace": NS,
-                         "annotations": {"resource.kubernetes.io/pod-claim-name": "nic"}},
-            "spec": {"devices": {
-                "requests": [{"name": "vhost", "exactly": {"deviceClassName": "ovsdpdk"}}],
+        let template = json!({
+            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+            "metadata": {"name": format!("{name}-vhostuser"), "namespace": NS},
+            "spec": {"spec": {"devices": {
+                "requests": [{"name": "vhost", "exactly": {"deviceClassName": "ovsdpdk", "selectors": [{"cel": {
+                    "expression": format!("device.attributes[\"{DRIVER}\"].bridgeName == \"{device}\"")}}]}}],
                 "config": vlan.map(|v| json!([{"requests": ["vhost"], "opaque": {"driver": DRIVER, "parameters":
                     {"apiVersion": "ovsdpdk.k8snetworkplumbingwg.io/v1alpha1", "kind": "OvsPortConfig", "vlan": v}}}]))
                     .unwrap_or(json!([]))
-            }}
+            }}}
+        });
+        self.env.apply(&template.to_string());
+        // The resourceclaim controller's claim: the template's spec as the server stored it.
+        let stored = self.env.get(&["resourceclaimtemplate", "-n", NS, &format!("{name}-vhostuser")]);
+        let claim = json!({
+            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": format!("{name}-nic-x7k2p"), "namespace": NS,
+                         "annotations": {"resource.kubernetes.io/pod-claim-name": "nic"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": format!("virt-launcher-{name}"),
+                                              "uid": pod_uid, "controller": true, "blockOwnerDeletion": true}]},
+            "spec": stored["spec"]["spec"].clone(),
         });
         self.env.apply(&claim.to_string());
         let got = self.env.get(&["resourceclaim", "-n", NS, &format!("{name}-nic-x7k2p")]);
