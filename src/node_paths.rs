@@ -257,6 +257,7 @@ pub const OTHER_SETTINGS: &[&str] = &[
     "dra_bridges",
     "dra_dir_group",
     "dra_dir_mode",
+    "dra_dir_acl_users",
 ];
 
 /// The directory a path setting means under `settings` (the parent for a socket or file

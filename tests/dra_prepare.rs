@@ -355,6 +355,215 @@ fn prepare_again_in_the_same_boot_keeps_the_running_attachment_even_after_a_sett
     assert_eq!(env.leftovers(), Vec::<String>::new());
 }
 
+/// KubeVirt's QEMU: uid and gid 107.
+const QEMU: u32 = 107;
+/// An unprivileged OVS: a user that is not root and not in group 107.
+const OVS_USER: u32 = 4242;
+
+/// `path` as a `sockaddr_un`, built before a fork (the child must not allocate).
+fn sockaddr(path: &Path) -> libc::sockaddr_un {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: plain data; all zeroes is a valid (empty) address.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    assert!(bytes.len() < a.sun_path.len(), "{} fits sun_path", path.display());
+    for (d, s) in a.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    a
+}
+
+/// Run `body` in a forked child as `uid`/`gid` with no supplementary groups; its result is the
+/// child's exit code (0, or an errno). The test process has threads, so the child makes only
+/// async-signal-safe calls and never allocates.
+fn as_user(uid: u32, gid: u32, body: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: see above; the child leaves with _exit, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                200
+            } else {
+                body()
+            }
+        };
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "child as uid {uid} did not exit: status {status}");
+    libc::WEXITSTATUS(status)
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(255)
+}
+
+/// QEMU's side: a child as uid and gid 107 with `umask` binds `path` and listens on a socket
+/// this process keeps (the returned listener), so the file has QEMU's owner and mode.
+fn bind_as_qemu(path: &Path, umask: libc::mode_t) -> std::os::unix::net::UnixListener {
+    use std::os::fd::FromRawFd;
+    let addr = sockaddr(path);
+    // SAFETY: a new socket, owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor nobody else owns.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let code = as_user(QEMU, QEMU, || unsafe {
+        libc::umask(umask);
+        if libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 || libc::listen(fd, 16) != 0 {
+            return errno();
+        }
+        0
+    });
+    assert_eq!(code, 0, "QEMU (uid 107, umask {umask:03o}) binds {}: errno {code}", path.display());
+    listener
+}
+
+/// OVS's side: what `connect(2)` to `path` gives a child as `uid`/`gid`: Ok, or the errno.
+fn connect_as(uid: u32, gid: u32, path: &Path) -> Result<(), i32> {
+    let addr = sockaddr(path);
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    let code = as_user(uid, gid, || unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 || libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+            return errno();
+        }
+        0
+    });
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(code)
+    }
+}
+
+/// The ACL xattr `name` of `path` as (tag, perm, id) entries; `None` when it has none.
+fn acl_of(path: &Path, name: &str) -> Option<Vec<(u16, u16, u32)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, n) = (std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?, std::ffi::CString::new(name).ok()?);
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: NUL-terminated strings; `buf` is writable for its length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 4 {
+        return None;
+    }
+    buf.truncate(len as usize);
+    let word = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+    Some(
+        buf[4..]
+            .chunks(8)
+            .map(|c| (word(&c[0..2]), word(&c[2..4]), u32::from_le_bytes([c[4], c[5], c[6], c[7]])))
+            .collect(),
+    )
+}
+
+/// QEMU (uid and gid 107) binds the claim's socket after Prepare; OVS running as an unrelated
+/// user connects only when `dra_dir_acl_users` lists it. Within a limit of the kernel: bind(2)
+/// applies QEMU's umask before the default ACL, so the ACL helps with libvirt's umask 002 and
+/// not with 022 (docs/kubevirt-dra.md). Prepare after a reboot writes the ACLs again.
+#[test]
+fn an_unprivileged_ovs_connects_to_qemus_socket_only_when_dra_dir_acl_users_lists_it() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let mut env = Env::new(&lab, "br-draacl");
+    env.restart_with("br-draacl", &[("BOOT_ID", "boot-a")]);
+    // QEMU and the OVS user must reach the socket dirs below this test's private temp dir.
+    std::fs::set_permissions(env.node.path(""), std::fs::Permissions::from_mode(0o711)).expect("chmod temp dir");
+    const NONE: u32 = u32::MAX;
+
+    // Today's settings: group 107 and mode 2770 only.
+    let (u1, p1) = (uid(21, "acl"), uid(31, "acl"));
+    let c1 = env.add(claim(&u1, "vm-g-nic-x21", "nic", &p1, "br-draacl", None));
+    env.prepare(&c1).expect("prepare without ACLs");
+    let sock1 = env.socket_dir(&p1, "nic").join(SOCKET_FILE);
+    assert_eq!(acl_of(&env.socket_dir(&p1, "nic"), "system.posix_acl_default"), None, "no ACL unless asked for");
+    let qemu1 = bind_as_qemu(&sock1, 0o002);
+    assert_eq!(connect_as(OVS_USER, OVS_USER, &sock1), Err(libc::EACCES), "not root, not in group 107");
+    assert_eq!(connect_as(0, 0, &sock1), Ok(()), "root OVS always connects");
+    assert_eq!(connect_as(4243, QEMU, &sock1), Ok(()), "a member of group 107, QEMU's umask 002");
+    // The docs' old claim, disproved: with umask 022 a member of group 107 cannot connect.
+    let strict1 = env.socket_dir(&p1, "nic").join("umask022.sock");
+    let _q = bind_as_qemu(&strict1, 0o022);
+    assert_eq!(connect_as(4243, QEMU, &strict1), Err(libc::EACCES), "group r-x on the socket");
+    std::fs::remove_file(&strict1).expect("remove the extra socket");
+
+    // The plugin restarted with the OVS user listed.
+    env.restart_with("br-draacl", &[("BOOT_ID", "boot-a"), ("DRA_DIR_ACL_USERS", "4242")]);
+    let (u2, p2) = (uid(22, "acl"), uid(32, "acl"));
+    let c2 = env.add(claim(&u2, "vm-a-nic-x22", "nic", &p2, "br-draacl", None));
+    env.prepare(&c2).expect("prepare with ACLs");
+    let dir2 = env.socket_dir(&p2, "nic");
+    let sock2 = dir2.join(SOCKET_FILE);
+    let check_dir = |dir: &Path| {
+        let meta = std::fs::metadata(dir).expect("socket dir");
+        assert_eq!((meta.permissions().mode() & 0o7777, meta.gid()), (0o2770, QEMU), "group and mode as before");
+        assert_eq!(
+            acl_of(dir, "system.posix_acl_access").expect("an access ACL"),
+            [(0x01, 7, NONE), (0x02, 1, OVS_USER), (0x04, 7, NONE), (0x10, 7, NONE), (0x20, 0, NONE)],
+            "user::rwx user:4242:--x group::rwx mask::rwx other::---"
+        );
+        assert_eq!(
+            acl_of(dir, "system.posix_acl_default").expect("a default ACL"),
+            [(0x01, 7, NONE), (0x02, 6, OVS_USER), (0x04, 7, NONE), (0x10, 7, NONE), (0x20, 0, NONE)],
+            "default: user::rwx user:4242:rw- group::rwx mask::rwx other::---"
+        );
+    };
+    check_dir(&dir2);
+    let qemu2 = bind_as_qemu(&sock2, 0o002);
+    assert_eq!(connect_as(OVS_USER, OVS_USER, &sock2), Ok(()), "the listed user connects");
+    assert_eq!(connect_as(4243, 4243, &sock2), Err(libc::EACCES), "a user not listed still cannot");
+    let inherited = acl_of(&sock2, "system.posix_acl_access").expect("the socket inherited an ACL");
+    assert!(inherited.contains(&(0x02, 6, OVS_USER)) && inherited.contains(&(0x10, 7, NONE)), "{inherited:?}");
+    // umask 022: the kernel cuts the inherited mask to r-x, and write is gone for the ACL user too.
+    let strict2 = dir2.join("umask022.sock");
+    let _q = bind_as_qemu(&strict2, 0o022);
+    assert_eq!(connect_as(OVS_USER, OVS_USER, &strict2), Err(libc::EACCES), "bind(2) applies the umask first");
+    let cut = acl_of(&strict2, "system.posix_acl_access").expect("inherited");
+    assert!(cut.contains(&(0x10, 5, NONE)), "mask r-x: {cut:?}");
+    std::fs::remove_file(&strict2).expect("remove the extra socket");
+
+    // Hostile: the claim's dir name taken by a symlink to a dir outside the roots. Prepare
+    // refuses it, and the ACLs never reach the decoy.
+    let decoy = env.node.path("decoy");
+    std::fs::create_dir(&decoy).expect("decoy");
+    std::fs::set_permissions(&decoy, std::fs::Permissions::from_mode(0o700)).expect("chmod decoy");
+    let (u3, p3) = (uid(23, "acl"), uid(33, "acl"));
+    let c3 = env.add(claim(&u3, "vm-h-nic-x23", "nic", &p3, "br-draacl", None));
+    std::os::unix::fs::symlink(&decoy, env.socket_dir(&p3, "nic")).expect("plant the symlink");
+    let e = env.prepare(&c3).expect_err("a symlink is not a socket dir");
+    assert!(e.contains(&env.socket_dir(&p3, "nic").display().to_string()), "names the dir: {e}");
+    assert_eq!(acl_of(&decoy, "system.posix_acl_access"), None, "no ACL on the decoy");
+    assert_eq!(acl_of(&decoy, "system.posix_acl_default"), None, "no default ACL on the decoy");
+    assert_eq!(std::fs::metadata(&decoy).expect("decoy").permissions().mode() & 0o7777, 0o700);
+    std::fs::remove_file(env.socket_dir(&p3, "nic")).expect("remove the symlink");
+    assert!(ports_of(&lab, "br-draacl", &u3).is_empty(), "nothing of the refused claim stays");
+
+    // A reboot empties /var/run: Prepare again makes the dir anew, with its ACLs; the claim
+    // prepared before the setting takes it now (nothing can be using it in a new boot).
+    drop((qemu1, qemu2));
+    for dir in ["cdi", "dra", "meta"] {
+        std::fs::remove_dir_all(env.node.path(dir)).expect("wipe");
+    }
+    env.restart_with("br-draacl", &[("BOOT_ID", "boot-b"), ("DRA_DIR_ACL_USERS", "4242")]);
+    env.prepare(&c2).expect("prepare after reboot");
+    check_dir(&dir2);
+    let _qemu2 = bind_as_qemu(&sock2, 0o002);
+    assert_eq!(connect_as(OVS_USER, OVS_USER, &sock2), Ok(()), "after the reboot too");
+    env.prepare(&c1).expect("prepare the first claim in the new boot");
+    check_dir(&env.socket_dir(&p1, "nic"));
+    let _qemu1 = bind_as_qemu(&sock1, 0o002);
+    assert_eq!(connect_as(OVS_USER, OVS_USER, &sock1), Ok(()), "the first claim's socket too");
+
+    env.unprepare(&c1).expect("unprepare 1");
+    env.unprepare(&c2).expect("unprepare 2");
+    assert!(ports_of(&lab, "br-draacl", &u1).is_empty() && ports_of(&lab, "br-draacl", &u2).is_empty());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn an_interrupted_prepare_is_undone_and_prepared_again() {
     let lab = Lab::shared("dra-prepare").expect("lab");

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use userspace_cni_api::spec::{BridgeConf, IfType, InterfaceSpec, NetType, VhostConf, VhostMode};
 use userspace_cni_api::{
-    async_trait, codes, Attachment, AttachmentId, Backend, CniError, NodeSettings, PlanRequest, PodRef, SharedDir, Verb,
+    async_trait, codes, Attachment, AttachmentId, Backend, CniError, DraSettings, NodeSettings, PlanRequest, PodRef,
+    SharedDir, Verb,
 };
-use userspace_cni_support::perms::{self, PermissionsConf};
+use userspace_cni_support::perms::{self, Permissions, PermissionsConf};
 
 /// The engine of every DRA attachment today (KubeVirt's binding knows only the OVS driver).
 pub const ENGINE: &str = "ovs-dpdk";
@@ -42,6 +43,18 @@ pub struct PipelineDriver {
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What each per-claim socket dir gets: `dra_dir_group`, `dra_dir_mode` and the ACLs for
+/// `dra_dir_acl_users` (the shared-dir step applies them through the dir's descriptor).
+fn dir_permissions(dra: &DraSettings) -> Result<Permissions, CniError> {
+    let mut permissions = perms::resolve(
+        Some(&PermissionsConf { group: dra.dir_group.clone(), dir_mode: Some(dra.dir_mode), ..Default::default() }),
+        None,
+    )
+    .map_err(|e| e.context("settings dra_dir_group / dra_dir_mode"))?;
+    permissions.dir.acl_users = dra.dir_acl_users.clone();
+    Ok(permissions)
 }
 
 /// The record one request of a claim will have: every path, name and document, decided without
@@ -70,11 +83,7 @@ pub fn plan_request(
     let pod_claim = claim.pod_claim_name.clone().unwrap_or_else(|| claim.claim.name.clone());
     let host_dir = dra.socket_root.join(format!("{}_{}_{}", claim.pod.uid, pod_claim, req.base));
     let container_dir = dra.container_root.join(&pod_claim).join(&req.base);
-    let permissions = perms::resolve(
-        Some(&PermissionsConf { group: dra.dir_group.clone(), dir_mode: Some(dra.dir_mode), ..Default::default() }),
-        None,
-    )
-    .map_err(|e| e.context("settings dra_dir_group / dra_dir_mode"))?;
+    let permissions = dir_permissions(dra)?;
     let shared = SharedDir { host: host_dir.clone(), pod: container_dir.clone(), group: None, permissions };
     let attachment = Attachment {
         id: id.clone(),

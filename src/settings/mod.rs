@@ -53,6 +53,7 @@ pub const KEYS: &[&str] = &[
     "dra_bridges",
     "dra_dir_group",
     "dra_dir_mode",
+    "dra_dir_acl_users",
     "dra_kubeconfig",
     "config",
 ];
@@ -305,6 +306,7 @@ pub fn load_from(
             "dra_bridges" => s.dra.bridges = field.bridges()?,
             "dra_dir_group" => s.dra.dir_group = field.group()?,
             "dra_dir_mode" => s.dra.dir_mode = field.mode()?,
+            "dra_dir_acl_users" => s.dra.dir_acl_users = field.uids()?,
             "dra_kubeconfig" => s.dra.kubeconfig = Some(field.path()?),
             "log_roots" => log_roots = Some(field.roots()?),
             "device_info_roots" => s.device_info_roots = field.roots()?,
@@ -588,6 +590,34 @@ impl Field<'_> {
             return Err(self.bad(EXPECTED));
         }
         Ok(Some(s))
+    }
+
+    /// Numeric uids (`userspace_cni_support::acl::parse_uids`): a TOML array of integers or digit
+    /// strings, or a ':'-separated string (the environment's form); [] for none.
+    fn uids(&self) -> Result<Vec<u32>, SettingsError> {
+        use userspace_cni_support::acl;
+        let items: Vec<String> = match &self.value.kind {
+            // Empty entries (a stray ':') are skipped, as in the other lists.
+            ValueKind::String(s) => s.split(':').filter(|i| !i.is_empty()).map(str::to_owned).collect(),
+            ValueKind::I64(n) => vec![n.to_string()],
+            ValueKind::U64(n) => vec![n.to_string()],
+            ValueKind::Array(a) => a
+                .iter()
+                .map(|v| match &v.kind {
+                    ValueKind::String(s) => Ok(s.clone()),
+                    ValueKind::I64(n) => Ok(n.to_string()),
+                    ValueKind::U64(n) => Ok(n.to_string()),
+                    _ => Err(self.bad(acl::WHY_FORMAT)),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(self.bad(acl::WHY_FORMAT)),
+        };
+        acl::parse_uids(items.iter().map(String::as_str)).map_err(|(item, why)| SettingsError::BadValue {
+            key: self.key.clone(),
+            origin: self.origin.clone(),
+            value: format!("{:?}", shown(&item)),
+            expected: why,
+        })
     }
 
     /// A directory mode in octal text (`"2770"`); never writable by others.

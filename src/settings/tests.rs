@@ -317,6 +317,65 @@ fn bad_dra_values_name_the_key_and_what_is_expected() {
     }
 }
 
+#[test]
+fn dra_dir_acl_users_are_numeric_uids_from_the_file_or_the_environment() {
+    assert!(NodeSettings::default().dra.dir_acl_users.is_empty(), "no ACL unless asked for");
+    let f = file_with("dra_dir_acl_users = [4242, \"1000\"]\n");
+    let s = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap();
+    assert_eq!(s.dra.dir_acl_users, [4242, 1000]);
+    let s = load_from(env_of(&[("USERSPACE_CNI_DRA_DIR_ACL_USERS", "4242::1000:")])).unwrap();
+    assert_eq!(s.dra.dir_acl_users, [4242, 1000]);
+    let f = file_with("dra_dir_acl_users = 4242\n");
+    assert_eq!(load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap().dra.dir_acl_users, [4242]);
+    let f = file_with("dra_dir_acl_users = []\n");
+    assert!(load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).unwrap().dra.dir_acl_users.is_empty());
+}
+
+#[test]
+fn hostile_dra_dir_acl_users_are_refused_with_what_to_write_instead() {
+    // From the environment: code 4, the variable named, the remedy in the message.
+    for (value, says) in [
+        ("-1", "digits only"),
+        ("0", "root passes every permission check"),
+        ("4294967295", "(uid_t)-1"),
+        ("4294967296", "4294967294"),
+        ("99999999999999999999", "4294967294"),
+        ("openvswitch", "id -u <name>"),
+        ("ovs/user", "digits only"),
+        ("../../etc/passwd", "digits only"),
+        ("42\u{0}42", "digits only"),
+        ("4242:4242", "listed twice"),
+        ("4242,1000", "digits only"),
+        (" 4242", "digits only"),
+        ("0107", "without a leading 0"),
+    ] {
+        let e = load_from(env_of(&[("USERSPACE_CNI_DRA_DIR_ACL_USERS", value)])).expect_err(value);
+        let msg = e.to_string();
+        assert!(msg.contains("USERSPACE_CNI_DRA_DIR_ACL_USERS") && msg.contains(says), "{value:?}: {msg}");
+        assert_eq!(code(e), codes::INVALID_ENV, "{value:?}");
+    }
+    // From the file: code 7, the key named.
+    for (text, says) in [
+        ("dra_dir_acl_users = [-1]", "digits only"),
+        ("dra_dir_acl_users = [0]", "root"),
+        ("dra_dir_acl_users = [4294967296]", "4294967294"),
+        ("dra_dir_acl_users = [107, 107]", "listed twice"),
+        ("dra_dir_acl_users = [\"qemu\"]", "names are not looked up"),
+        ("dra_dir_acl_users = [true]", "numeric uids"),
+        ("dra_dir_acl_users = [[4242]]", "numeric uids"),
+        ("dra_dir_acl_users = 4242.0", "numeric uids"),
+    ] {
+        let f = file_with(text);
+        let e = load_from(env_of(&[(CONFIG_ENV, &path_str(&f))])).expect_err(text);
+        let msg = e.to_string();
+        assert!(msg.starts_with("dra_dir_acl_users from settings file") && msg.contains(says), "{text}: {msg}");
+        assert_eq!(code(e), codes::INVALID_NETCONF, "{text}");
+    }
+    let many = (1..=33).map(|n| n.to_string()).collect::<Vec<_>>().join(":");
+    let e = load_from(env_of(&[("USERSPACE_CNI_DRA_DIR_ACL_USERS", &many)])).unwrap_err();
+    assert!(e.to_string().contains("at most 32"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Engine settings: declared by each backend, `[engines.<engine>]` tables, older flat keys.
 

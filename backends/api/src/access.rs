@@ -1,6 +1,6 @@
 //! What file access a workload's shared directory and sockets get (owner, group, mode, SELinux
-//! label): plain data carried by the contract's types (`SharedDir`, `InterfaceSpec`) and the
-//! record. Resolving names and applying it to files is `userspace_cni_support::perms`.
+//! label, ACL users): plain data carried by the contract's types (`SharedDir`, `InterfaceSpec`)
+//! and the record. Resolving names and applying it to files is `userspace_cni_support::perms`.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,11 +33,20 @@ pub struct Access {
     pub mode: Option<u32>,
     #[serde(default, rename = "selinuxContext", skip_serializing_if = "Option::is_none")]
     pub selinux_context: Option<String>,
+    /// Directories only: users (numeric uids) given POSIX ACL entries, search on the dir and,
+    /// through its default ACL, read and write on every file created in it (a socket another
+    /// process binds there). Set by the DRA setting `dra_dir_acl_users`; empty: no ACL is written.
+    #[serde(default, rename = "aclUsers", skip_serializing_if = "Vec::is_empty")]
+    pub acl_users: Vec<u32>,
 }
 
 impl Access {
     pub fn is_empty(&self) -> bool {
-        self.uid.is_none() && self.gid.is_none() && self.mode.is_none() && self.selinux_context.is_none()
+        self.uid.is_none()
+            && self.gid.is_none()
+            && self.mode.is_none()
+            && self.selinux_context.is_none()
+            && self.acl_users.is_empty()
     }
 }
 

@@ -87,6 +87,12 @@ pub struct DraSettings {
     pub dir_group: Option<String>,
     /// Mode of each per-claim socket dir (setgid keeps the group on the socket QEMU creates).
     pub dir_mode: u32,
+    /// Users (numeric uids) given POSIX ACLs on each per-claim socket dir: search on the dir, and
+    /// a default ACL entry `rw-` that the socket QEMU binds there inherits, so an unprivileged OVS
+    /// running as one of them can connect (within QEMU's umask: docs/kubevirt-dra.md). Empty: no
+    /// ACL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dir_acl_users: Vec<u32>,
     /// The plugin's own kubeconfig; unset: the in-cluster service account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<PathBuf>,
@@ -115,6 +121,7 @@ impl Default for DraSettings {
             bridges: Vec::new(),
             dir_group: Some("107".into()),
             dir_mode: 0o2770,
+            dir_acl_users: Vec::new(),
             kubeconfig: None,
         }
     }

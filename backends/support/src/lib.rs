@@ -5,9 +5,11 @@
 //! - `confine`: open a path below a trusted root without following a symlink (docs/security.md).
 //! - `names`: validators for names and paths from a network config or the runtime.
 //! - `perms`: resolve `host.permissions` and apply it through descriptors.
+//! - `acl`: POSIX ACLs for a socket dir (uids checked, the xattr encoding, `fsetxattr`).
 //! - `json`: the case-insensitive key lookup Go's `encoding/json` users expect.
 //! - `lazy`: one connection per verb, opened on first use, dropped after an error.
 
+pub mod acl;
 pub mod confine;
 pub mod json;
 pub mod lazy;

@@ -3,6 +3,7 @@
 
 pub use userspace_cni_api::access::{Access, Permissions, PermissionsConf};
 
+use crate::acl;
 use crate::confine::Dir;
 use crate::names;
 use std::ffi::CString;
@@ -166,12 +167,13 @@ pub fn resolve_with(
     }
     let socket_gid = gid.or(vhost_gid);
     Ok(Permissions {
-        dir: Access { uid, gid, mode: c.dir_mode, selinux_context: c.selinux_context.clone() },
+        dir: Access { uid, gid, mode: c.dir_mode, selinux_context: c.selinux_context.clone(), acl_users: Vec::new() },
         socket: Access {
             uid,
             gid: socket_gid,
             mode: c.socket_mode.or(socket_gid.map(|_| GROUP_SOCKET_MODE)),
             selinux_context: c.selinux_context,
+            acl_users: Vec::new(),
         },
     })
 }
@@ -392,7 +394,7 @@ impl Target<'_> {
 
 /// Apply `access` to one target: the label first (the likeliest refusal, so an unsupported
 /// filesystem leaves owner and mode untouched), then owner and group, then the mode (a chown may
-/// clear setgid bits, so it comes before the chmod).
+/// clear setgid bits, so it comes before the chmod), then a dir's ACLs.
 fn apply(target: &Target<'_>, what: &str, path: &Path, access: &Access) -> Result<(), CniError> {
     if let Some(ctx) = &access.selinux_context {
         target.set_label(ctx).map_err(|e| label_error(path, ctx, &e))?;
@@ -415,11 +417,60 @@ fn apply(target: &Target<'_>, what: &str, path: &Path, access: &Access) -> Resul
             CniError::io(format!("cannot set mode {mode:04o} on {what} {} ({key}): {e}", path.display()))
         })?;
     }
+    if !access.acl_users.is_empty() {
+        // Last: a chmod rewrites an ACL's mask, and the ACL is built from the final mode.
+        let Target::Dir(dir) = target else {
+            return Err(CniError::new(codes::INTERNAL, format!("ACL users given for {what} {}", path.display())));
+        };
+        apply_acls(dir, access)?;
+    }
     Ok(())
 }
 
+/// The key that asks for ACLs (no network-config key does yet).
+pub const ACL_USERS: &str = "dra_dir_acl_users";
+
+/// Write the dir's access and default ACLs for `access.acl_users` (both, every time: a re-applied
+/// attachment's dir may have been made anew). `Dir` holds an `O_RDONLY` descriptor, never
+/// `O_PATH`, so `fsetxattr` acts on exactly the inode resolved below the root.
+fn apply_acls(dir: &Dir, access: &Access) -> Result<(), CniError> {
+    let path = dir.path();
+    let mode = match access.mode {
+        Some(m) => m,
+        None => dir.stat().map_err(|e| CniError::io(format!("cannot stat shared dir {}: {e}", path.display())))?.mode,
+    };
+    let (acl, default) = acl::for_socket_dir(mode, &access.acl_users);
+    for (name, value) in [(acl::ACCESS_XATTR, &acl), (acl::DEFAULT_XATTR, &default)] {
+        acl::write(dir.raw_fd(), name, value).map_err(|e| acl_error(dir, &access.acl_users, name, &e))?;
+    }
+    Ok(())
+}
+
+/// What the kernel's refusal to store an ACL means, for an operator.
+fn acl_error(dir: &Dir, uids: &[u32], xattr: &str, e: &io::Error) -> CniError {
+    let path = dir.path().display();
+    let users = uids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    if errno(e) == libc::EOPNOTSUPP {
+        return CniError::new(
+            codes::UNSUPPORTED_FIELD,
+            format!(
+                "{ACL_USERS} [{users}]: the filesystem of {path}, {}, does not support POSIX ACLs ({xattr}: {e}); \
+                 put the socket dirs on a filesystem with ACLs (tmpfs, ext4, xfs, btrfs; mounted without noacl), or \
+                 empty {ACL_USERS} and let OVS connect as root",
+                acl::filesystem_name(dir.raw_fd())
+            ),
+        );
+    }
+    let remedy = match errno(e) {
+        libc::EPERM | libc::EACCES => "the plugin must run as root (or own the dir) on the node",
+        libc::EINVAL => "the kernel refused the ACL's form; report this as a bug",
+        _ => "check the filesystem",
+    };
+    CniError::io(format!("{ACL_USERS} [{users}]: cannot write {xattr} of shared dir {path}: {e}; {remedy}"))
+}
+
 /// Give the shared dir `dir` (held: resolved below its root without following symlinks) its
-/// owner, group, mode and label, through its descriptor.
+/// owner, group, mode, label and ACLs, through its descriptor.
 pub fn apply_to_dir(dir: &Dir, access: &Access) -> Result<(), CniError> {
     if access.is_empty() {
         return Ok(());
@@ -678,6 +729,113 @@ mod tests {
         }
         std::fs::set_permissions(d.join("s"), std::fs::Permissions::from_mode(0o666)).unwrap();
         assert!(diagnose(&d, Some(&d.join("s")), false).is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The entries of `path`'s ACL xattr `name` as (tag, perm, id), `None` when it has none.
+    fn read_acl(path: &Path, name: &str) -> Option<Vec<(u16, u16, u32)>> {
+        let (p, n) = (CString::new(path.as_os_str().as_bytes()).unwrap(), CString::new(name).unwrap());
+        let mut buf = vec![0u8; 1024];
+        // SAFETY: NUL-terminated strings; `buf` is writable for its length.
+        let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if len < 0 {
+            return None;
+        }
+        buf.truncate(len as usize);
+        assert_eq!(buf[..4], 2u32.to_le_bytes(), "version 2");
+        let word = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+        Some(
+            buf[4..]
+                .chunks(8)
+                .map(|c| (word(&c[0..2]), word(&c[2..4]), u32::from_le_bytes([c[4], c[5], c[6], c[7]])))
+                .collect(),
+        )
+    }
+
+    const NONE: u32 = u32::MAX;
+
+    #[test]
+    fn acls_go_on_the_held_dir_and_keep_its_mode_and_setgid() {
+        let d = tmp("acl");
+        let sub = d.join("pod");
+        std::fs::create_dir(&sub).unwrap();
+        let pod = Dir::root(&d).unwrap().open_dir(Path::new("pod")).unwrap();
+        let access = Access { mode: Some(0o2770), acl_users: vec![4242, 1000], ..Default::default() };
+        // Twice: a re-applied attachment writes the same ACLs again.
+        for _ in 0..2 {
+            apply_to_dir(&pod, &access).unwrap();
+            assert_eq!(std::fs::metadata(&sub).unwrap().mode() & 0o7777, 0o2770, "mode and setgid kept");
+            assert_eq!(
+                read_acl(&sub, acl::ACCESS_XATTR).expect("an access ACL"),
+                [(0x01, 7, NONE), (0x02, 1, 1000), (0x02, 1, 4242), (0x04, 7, NONE), (0x10, 7, NONE), (0x20, 0, NONE)],
+                "user::rwx user:1000:--x user:4242:--x group::rwx mask::rwx other::---"
+            );
+            assert_eq!(
+                read_acl(&sub, acl::DEFAULT_XATTR).expect("a default ACL"),
+                [(0x01, 7, NONE), (0x02, 6, 1000), (0x02, 6, 4242), (0x04, 7, NONE), (0x10, 7, NONE), (0x20, 0, NONE)],
+                "default: user::rwx user:1000:rw- user:4242:rw- group::rwx mask::rwx other::---"
+            );
+        }
+        // No mode given: the ACL follows the dir's own; the owning group gains nothing.
+        let other = d.join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let held = Dir::root(&d).unwrap().open_dir(Path::new("other")).unwrap();
+        apply_to_dir(&held, &Access { acl_users: vec![4242], ..Default::default() }).unwrap();
+        assert_eq!(std::fs::metadata(&other).unwrap().mode() & 0o7777, 0o750);
+        let default = read_acl(&other, acl::DEFAULT_XATTR).unwrap();
+        assert!(default.contains(&(0x04, 5, NONE)) && default.contains(&(0x10, 7, NONE)), "{default:?}");
+        // Nothing asked: nothing written (today's behaviour).
+        let plain = d.join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        let held = Dir::root(&d).unwrap().open_dir(Path::new("plain")).unwrap();
+        apply_to_dir(&held, &Access { mode: Some(0o2770), ..Default::default() }).unwrap();
+        assert_eq!(read_acl(&plain, acl::DEFAULT_XATTR), None);
+        // A socket never takes ACL users.
+        let _l = std::os::unix::net::UnixListener::bind(sub.join("s.sock")).unwrap();
+        let e = apply_to_socket(&pod, "s.sock", &Access { acl_users: vec![4242], ..Default::default() }).unwrap_err();
+        assert_eq!(e.code, codes::INTERNAL, "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// ramfs stores no ACLs. It is mounted in a private mount namespace: the test runs itself
+    /// again under `unshare --mount` with the mount point in `INSIDE`.
+    #[test]
+    fn acls_on_a_filesystem_without_them_name_the_setting_and_the_filesystem() {
+        const INSIDE: &str = "USERSPACE_CNI_TEST_RAMFS_DIR";
+        const NAME: &str = "perms::tests::acls_on_a_filesystem_without_them_name_the_setting_and_the_filesystem";
+        if let Some(dir) = std::env::var_os(INSIDE) {
+            let dir = PathBuf::from(dir);
+            let (what, target, fstype) = (c"uscni-ramfs", CString::new(dir.as_os_str().as_bytes()).unwrap(), c"ramfs");
+            // SAFETY: NUL-terminated strings; no data argument.
+            let rc = unsafe { libc::mount(what.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+            assert_eq!(rc, 0, "mount ramfs: {}", io::Error::last_os_error());
+            std::fs::create_dir(dir.join("pod")).unwrap();
+            let pod = Dir::root(&dir).unwrap().open_dir(Path::new("pod")).unwrap();
+            let access = Access { mode: Some(0o2770), acl_users: vec![4242], ..Default::default() };
+            let e = apply_to_dir(&pod, &access).unwrap_err();
+            assert_eq!(e.code, codes::UNSUPPORTED_FIELD, "{e}");
+            for part in [ACL_USERS, "[4242]", "ramfs", &dir.join("pod").display().to_string(), "tmpfs, ext4"] {
+                assert!(e.msg.contains(part), "names {part}: {e}");
+            }
+            return;
+        }
+        // SAFETY: no arguments, no side effects.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root || std::process::Command::new("unshare").arg("--version").output().is_err() {
+            eprintln!("SKIPPED: mounting a ramfs needs root and unshare (util-linux)");
+            return;
+        }
+        let d = tmp("ramfs");
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(INSIDE, &d)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
