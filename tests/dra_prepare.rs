@@ -703,3 +703,145 @@ fn podman_applies_our_cdi_devices_and_the_container_sees_socket_dir_and_metadata
     env.unprepare(&c).expect("unprepare");
     assert_eq!(env.leftovers(), Vec::<String>::new());
 }
+
+/// `c` with one allocation result per request reference in `requests` (`req` or `req/sub`), all
+/// on `bridge`, and the spec's requests to match (a subrequest as one of `firstAvailable`).
+fn with_requests(c: ResourceClaim, bridge: &str, requests: &[&str]) -> ResourceClaim {
+    let mut v = serde_json::to_value(&c).expect("claim encodes");
+    let spec: Vec<Value> = requests
+        .iter()
+        .map(|r| match r.split_once('/') {
+            Some((base, sub)) => {
+                json!({"name": base, "firstAvailable": [{"name": sub, "deviceClassName": "vhost-user"}]})
+            }
+            None => json!({"name": r, "exactly": {"deviceClassName": "vhost-user"}}),
+        })
+        .collect();
+    v["spec"]["devices"]["requests"] = json!(spec);
+    v["status"]["allocation"]["devices"]["results"] =
+        requests.iter().map(|r| json!({"request": r, "driver": DRIVER, "pool": NODE, "device": bridge})).collect();
+    serde_json::from_value(v).expect("claim decodes")
+}
+
+/// A DNS label of `len` bytes.
+fn label(len: usize) -> String {
+    assert!((1..=63).contains(&len), "a DNS label of {len} bytes cannot be made; is TMPDIR very long?");
+    "n".repeat(len)
+}
+
+/// Both ends of a claim's socket must fit `sun_path` (107 bytes): the host path (OVS connects to
+/// it) grows with `dra_socket_root`, the pod claim name and the request name; the container's
+/// (QEMU binds it) with `dra_container_root`, the pod claim name and the request. A claim over
+/// either limit is refused before anything is made: no port, bridge, dir, CDI spec, metadata or
+/// record, not even for its other requests that fit, and the message names what to shorten and
+/// both lengths. 107 bytes exactly is prepared.
+#[test]
+fn a_socket_path_longer_than_sun_path_is_refused_before_anything_is_made() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let p = uid(40, "sunpath");
+    // The host path without a pod claim name: `<root>/<pod uid>__vhost/vhost.sock`.
+    let probe = Env::new(&lab, "br-drasun=1500");
+    let fixed = probe.socket_dir(&p, "").join(SOCKET_FILE).as_os_str().len();
+    let fits = label(107 - fixed);
+    let over = label(108 - fixed);
+    drop(probe);
+    fn long_root(env: &Env) -> PathBuf {
+        env.node.path(&format!("dra-{}", "r".repeat(64)))
+    }
+
+    // `fits` makes the host path 107 bytes, `over` 108. Each refused row: what the message names.
+    struct Row {
+        what: &'static str,
+        pod_claim: String,
+        requests: Vec<String>,
+        settings: fn(&Env) -> Vec<(&'static str, String)>,
+        names: &'static [&'static str],
+        not_names: &'static [&'static str],
+    }
+    let none: fn(&Env) -> Vec<(&'static str, String)> = |_| Vec::new();
+    let rows = [
+        Row {
+            what: "a pod claim name one byte too long",
+            pod_claim: over.clone(),
+            requests: vec!["vhost".into()],
+            settings: none,
+            names: &["dra_socket_root"],
+            not_names: &["dra_container_root ("],
+        },
+        Row {
+            what: "a long request name after a request that fits",
+            pod_claim: "nic".into(),
+            requests: vec!["vhost".into(), label(51)],
+            settings: none,
+            names: &["dra_socket_root"],
+            not_names: &["dra_container_root ("],
+        },
+        Row {
+            what: "a long dra_socket_root",
+            pod_claim: "nic".into(),
+            requests: vec!["vhost".into()],
+            settings: |env| vec![("DRA_SOCKET_ROOT", long_root(env).display().to_string())],
+            names: &["dra_socket_root"],
+            not_names: &["dra_container_root ("],
+        },
+        Row {
+            what: "a long dra_container_root",
+            pod_claim: "nic".into(),
+            requests: vec!["vhost".into()],
+            settings: |_| vec![("DRA_CONTAINER_ROOT", format!("/var/run/{}", "c".repeat(90)))],
+            names: &["dra_container_root"],
+            not_names: &["dra_socket_root ("],
+        },
+    ];
+    for (n, row) in rows.iter().enumerate() {
+        let mut env = Env::new(&lab, "br-drasun=1500");
+        let extra = (row.settings)(&env);
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.restart_with("br-drasun=1500", &extra);
+        let u = uid(41 + n as u32, "sunpath");
+        let refs: Vec<&str> = row.requests.iter().map(String::as_str).collect();
+        let c = env.add(with_requests(
+            claim(&u, &format!("vm-l-nic-x{n}"), &row.pod_claim, &p, "br-drasun", None),
+            "br-drasun",
+            &refs,
+        ));
+        let err = env.prepare(&c).expect_err(row.what);
+        for name in row.names {
+            assert!(err.contains(name), "{}: the message names {name}: {err}", row.what);
+        }
+        for name in row.not_names {
+            assert!(!err.contains(name), "{}: the message names only what is too long: {err}", row.what);
+        }
+        assert!(!err.contains("sharedDir") && !err.contains("socketfile"), "{}: CNI wording: {err}", row.what);
+        let long = refs.iter().find(|r| r.len() > 5).copied().unwrap_or("vhost");
+        let host = env.driver.settings.dra.socket_root.join(format!("{p}_{}_{long}", row.pod_claim)).join(SOCKET_FILE);
+        let container = env.driver.settings.dra.container_root.join(&row.pod_claim).join(long).join(SOCKET_FILE);
+        for (side, path) in [("host", &host), ("container", &container)] {
+            let len = path.as_os_str().len();
+            assert!(
+                err.contains(&format!("{} is {len} bytes", path.display())),
+                "{}: the message gives the {side} path and its length ({len}): {err}",
+                row.what
+            );
+        }
+        assert!(err.contains(&format!("{:?}", row.pod_claim)) && err.contains(&format!("{long:?}")), "{err}");
+        assert_eq!(env.leftovers(), Vec::<String>::new(), "{}: nothing made", row.what);
+        assert!(!long_root(&env).exists(), "{}: the socket root was not made", row.what);
+        assert!(ports_of(&lab, "br-drasun", &u).is_empty(), "{}: no port", row.what);
+        assert!(!lab.bridges().expect("bridges").contains(&"br-drasun".to_string()), "{}: no bridge", row.what);
+    }
+
+    // 107 bytes is a valid unix socket path: prepared, and the socket dir is where OVS connects.
+    let env = Env::new(&lab, "br-drasun=1500");
+    let u = uid(49, "sunpath");
+    let c = env.add(claim(&u, "vm-f-nic-x9", &fits, &p, "br-drasun", None));
+    env.prepare(&c).unwrap_or_else(|e| panic!("a 107-byte socket path is prepared: {e}"));
+    let socket = env.socket_dir(&p, &fits).join(SOCKET_FILE);
+    assert_eq!(socket.as_os_str().len(), 107);
+    let ports = ports_of(&lab, "br-drasun", &u);
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    let options = lab.interface_column(&ports[0], "options").expect("options");
+    assert!(options.contains(&socket.display().to_string()), "{options}");
+    env.unprepare(&c).expect("unprepare");
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}

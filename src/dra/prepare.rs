@@ -13,7 +13,7 @@ use crate::plan::{stages::step_names, ClaimName, DraPlan, Plan, Record, RECORD_F
 use crate::state::StateDir;
 use k8s_openapi::api::resource::v1::ResourceClaim;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use userspace_cni_api::spec::{BridgeConf, IfType, InterfaceSpec, NetType, VhostConf, VhostMode};
@@ -55,6 +55,41 @@ fn dir_permissions(dra: &DraSettings) -> Result<Permissions, CniError> {
     .map_err(|e| e.context("settings dra_dir_group / dra_dir_mode"))?;
     permissions.dir.acl_users = dra.dir_acl_users.clone();
     Ok(permissions)
+}
+
+/// Both ends of a claim's socket must fit `sun_path` (107 bytes and the NUL): OVS connects to the
+/// host path, QEMU binds the container path, and either fails later with an error that does not
+/// say why. The message names what a DRA operator or the VM's author can shorten, and both
+/// lengths (the CNI front-end's message names sharedDir and socketfile instead).
+fn check_socket_paths(
+    dra: &DraSettings,
+    pod_claim: &str,
+    request: &str,
+    host: &Path,
+    container: &Path,
+) -> Result<(), CniError> {
+    let max = userspace_cni_support::names::SUN_PATH_LEN - 1;
+    let (host_len, container_len) = (host.as_os_str().len(), container.as_os_str().len());
+    let mut shorten = Vec::new();
+    if host_len > max {
+        shorten.push(format!("the setting dra_socket_root ({})", dra.socket_root.display()));
+    }
+    if container_len > max {
+        shorten.push(format!("the setting dra_container_root ({})", dra.container_root.display()));
+    }
+    if shorten.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::invalid_config(format!(
+        "the claim's vhost-user socket path is too long: on the host {} is {host_len} bytes \
+         (dra_socket_root/<pod uid>_<pod claim name>_<request>/{SOCKET_FILE}), in the container {} is \
+         {container_len} bytes (dra_container_root/<pod claim name>/<request>/{SOCKET_FILE}); a unix socket path \
+         may have at most {max} bytes: shorten {}, or the pod claim name {pod_claim:?} or the request name \
+         {request:?}",
+        host.display(),
+        container.display(),
+        shorten.join(" and ")
+    )))
 }
 
 /// The record one request of a claim will have: every path, name and document, decided without
@@ -131,11 +166,7 @@ pub fn plan_request(
     let socket = backend_plan.socket.as_ref().ok_or_else(|| {
         CniError::new(codes::INTERNAL, format!("engine {ENGINE} planned no socket for a vhost-user device"))
     })?;
-    userspace_cni_support::names::check_sun_path("the claim's socket path", &socket.host_path)?;
-    userspace_cni_support::names::check_sun_path(
-        "the claim's socket path (as the container sees it)",
-        &socket.pod_path,
-    )?;
+    check_socket_paths(dra, &pod_claim, &req.base, &socket.host_path, &socket.pod_path)?;
 
     let docs = documents::for_request(settings, claim, req, bridge.mtu, &socket.pod_path, &host_dir, &container_dir)?;
     let mut plan = Plan {
