@@ -845,3 +845,73 @@ fn a_socket_path_longer_than_sun_path_is_refused_before_anything_is_made() {
     env.unprepare(&c).expect("unprepare");
     assert_eq!(env.leftovers(), Vec::<String>::new());
 }
+
+/// A request satisfied by one of its subrequests (`vhost/port0`, KEP-4816's `firstAvailable`):
+/// on the node everything is named by the base request, `vhost`, as if there were no
+/// subrequest: the host and container socket dirs, the OVS port, the metadata file and its
+/// container path, the CDI ids, the record. kubelet's `request_names` has the base too
+/// (k8s.io/dynamic-resource-allocation's kubelet plugin helper strips subrequests before
+/// answering: containers name requests, never subrequests); the KEP-5304 metadata document
+/// and the record keep the full reference, which says which alternative was allocated.
+#[test]
+fn a_subrequest_is_named_by_its_base_request_and_the_metadata_keeps_the_full_reference() {
+    let lab = Lab::shared("dra-prepare").expect("lab");
+    let env = Env::new(&lab, "br-drasub=1500");
+    let (u, p) = (uid(50, "subrequest"), uid(60, "subrequest"));
+    let c =
+        env.add(with_requests(claim(&u, "vm-q-nic-x5", "nic", &p, "br-drasub", None), "br-drasub", &["vhost/port0"]));
+
+    let devices = env.prepare(&c).expect("prepare");
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let d = &devices[0];
+    assert_eq!(d.request_names, vec!["vhost".to_string()], "kubelet gets the base request");
+    let kind = format!("{DRIVER}/vhost-user");
+    assert_eq!(d.cdi_device_ids, vec![format!("{kind}={u}-vhost"), format!("{kind}={u}-vhost-metadata")]);
+
+    // The port: named `<claim uid, 12>-vhost`, connecting to the base request's dir.
+    let host_dir = env.socket_dir(&p, "nic");
+    assert!(host_dir.is_dir(), "{} is the socket dir", host_dir.display());
+    let ports = ports_of(&lab, "br-drasub", &u);
+    assert_eq!(ports, vec![format!("{}-vhost", &u[..12])]);
+    let options = lab.interface_column(&ports[0], "options").expect("options");
+    assert!(options.contains(&host_dir.join(SOCKET_FILE).display().to_string()), "{options}");
+
+    // The container's view: the dir and the metadata at the base request's paths.
+    let cdi_dir = env.node.path("cdi");
+    assert_eq!(
+        resolve(&cdi_dir, &d.cdi_device_ids[0]),
+        vec![(host_dir.display().to_string(), "/var/run/ovsdpdk/nic/vhost".into(), vec!["bind".into(), "rw".into()])]
+    );
+    let meta_host = env.node.path("meta").join(format!("{u}-vhost/{DRIVER}-metadata.json"));
+    let meta_mounts = resolve(&cdi_dir, &d.cdi_device_ids[1]);
+    assert_eq!(meta_mounts.len(), 1, "{meta_mounts:?}");
+    assert_eq!(meta_mounts[0].0, meta_host.display().to_string());
+    assert_eq!(
+        meta_mounts[0].1,
+        format!("/var/run/kubernetes.io/dra-device-attributes/resourceclaimtemplates/nic/vhost/{DRIVER}-metadata.json")
+    );
+    let doc = DeviceMetadata::from_stream(&std::fs::read(&meta_host).expect("metadata")).expect("metadata decodes");
+    assert_eq!(doc.requests.len(), 1);
+    assert_eq!(doc.requests[0].name, "vhost/port0", "the document names the allocated subrequest");
+    assert_eq!(
+        doc.requests[0].devices[0].attributes["vhost-user-path"],
+        Attribute::String(format!("/var/run/ovsdpdk/nic/vhost/{SOCKET_FILE}"))
+    );
+
+    // The record: one per base request, holding the full reference.
+    let record = env.node.state_dir().join(format!("{u}_vhost.json"));
+    let rec: Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("record JSON");
+    assert_eq!(rec["plan"]["dra"]["request"], json!("vhost/port0"));
+    let before = env.leftovers();
+    assert!(before.iter().all(|f| !f.contains("port0")), "no name on the node has the subrequest: {before:?}");
+
+    // Prepare again (kubelet's restart): the same attachment, re-applied, the same answer.
+    let port = port_uuid(&lab, "br-drasub", &u);
+    assert_eq!(env.prepare(&c).expect("prepare again"), devices);
+    assert_eq!(port_uuid(&lab, "br-drasub", &u), port, "the same port row");
+    assert_eq!(env.leftovers(), before);
+
+    env.unprepare(&c).expect("unprepare");
+    assert!(ports_of(&lab, "br-drasub", &u).is_empty());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
