@@ -204,6 +204,11 @@ impl World {
         static PASSES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let kubeconfig = self.env.kubeconfig_for(&format!("reconciler-{n}"), &token);
+        self.gc_as(&kubeconfig)
+    }
+
+    /// One pass of `userspace gc` with the API access of `kubeconfig`; it must end with 0.
+    fn gc_as(&self, kubeconfig: &Path) -> support::Run {
         let gc = self
             .node
             .exec_bounded(
@@ -447,4 +452,77 @@ fn a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare() 
     let mut kubelet = w.kubelet(&plugin);
     w.unprepare(&mut kubelet, &plugin, std::slice::from_ref(&live))[&live.uid].as_ref().expect("unprepare live");
     assert_eq!(w.nothing_left(), Vec::<String>::new());
+}
+
+/// The API server's silence is never a claim's death: with a claim deleted while nobody asked,
+/// neither `userspace gc` nor the plugin's start-up sweep removes its attachment while the API
+/// server refuses them (403: an identity without the reconciler's grants) or cannot be reached
+/// (nothing listens at its address); `gc` reports it kept, saying why. Once the API server can
+/// answer, `gc` removes everything of the claim.
+#[test]
+fn an_api_that_refuses_or_cannot_be_reached_never_removes_a_dra_attachment() {
+    let test = "an_api_that_refuses_or_cannot_be_reached_never_removes_a_dra_attachment";
+    let Some(w) = World::start(test, "br-kv4") else { return };
+    let a = w.vm("vm1", None);
+    let plugin = w.plugin(None, "plugin-1.log");
+    let mut kubelet = w.kubelet(&plugin);
+    w.prepare(&mut kubelet, &plugin, std::slice::from_ref(&a))[&a.uid].as_ref().expect("prepare a");
+    drop(plugin);
+    let before = w.traces_of(&a);
+    assert!(before.iter().any(|t| t.starts_with("port ")), "prepared: {before:?}");
+    assert!(w.socket_dir("virt-launcher-vm1").is_dir());
+    w.delete_claim(&a);
+
+    // An identity the shipped RBAC grants nothing: every claim read is a 403.
+    let forbidden = w.env.kubeconfig_for("no-grants", &w.env.token(NS, "default", None));
+    // The reconciler's own identity at an address where nothing listens (a closed port).
+    let token = w.env.token(NAMESPACE, Identity::Reconciler.service_account(), Some(("Pod", "agent-a")));
+    let good = w.env.kubeconfig_for("reconciler-elsewhere", &token);
+    let text = std::fs::read_to_string(&good).expect("kubeconfig");
+    assert!(text.contains(&w.env.api_url));
+    let unreachable = w.node.path("unreachable.kubeconfig");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&unreachable)
+            .expect("kubeconfig");
+        std::io::Write::write_all(&mut f, text.replace(&w.env.api_url, "https://127.0.0.1:1").as_bytes())
+            .expect("write");
+    }
+
+    for (what, kubeconfig, says) in [("a 403", &forbidden, "403"), ("an unreachable API", &unreachable, "unreachable")]
+    {
+        let gc = w.gc_as(kubeconfig);
+        let report: Value =
+            serde_json::from_str(&gc.stdout).unwrap_or_else(|e| panic!("{what}: gc --json: {e}: {gc:?}"));
+        let entry = report["attachments"]
+            .as_array()
+            .and_then(|all| all.iter().find(|o| o["containerId"] == json!(a.uid)))
+            .unwrap_or_else(|| panic!("{what}: gc did not report the claim's attachment: {}", gc.stdout));
+        assert_eq!(entry["action"], json!("kept"), "{what}: {entry}");
+        assert_eq!(entry["why"]["reason"], json!("claim-unknown"), "{what}: {entry}");
+        let detail = entry["why"]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{what}: the reason names it: {detail}");
+        assert_eq!(w.traces_of(&a), before, "{what}: gc touched a claim it could not ask about");
+
+        // The plugin's start-up sweep with the same API access; registration follows the sweep.
+        let mut env = w.plugin_env.clone();
+        for (k, v) in env.iter_mut() {
+            if k == "USERSPACE_CNI_DRA_KUBECONFIG" {
+                *v = kubeconfig.display().to_string();
+            }
+        }
+        let plugin = Plugin::start(&w.node, &env, &format!("plugin-{says}.log"));
+        let _kubelet = w.kubelet(&plugin);
+        assert_eq!(w.traces_of(&a), before, "{what}: the start-up sweep touched it:\n{}", plugin.log());
+        assert!(w.socket_dir("virt-launcher-vm1").is_dir(), "{what}: the socket dir stays");
+        drop(plugin);
+    }
+
+    // The API server answers again: the claim is provably gone, and gc removes all of it.
+    let gc = w.gc();
+    assert_eq!(w.nothing_left(), Vec::<String>::new(), "gc: {}", gc.stdout);
 }

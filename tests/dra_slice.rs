@@ -15,7 +15,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::dra_plugin::{self, Plugin};
 use support::envtest::Envtest;
+use userspace_cni::dra::run;
 use userspace_cni::dra::slice::{self, BridgeDevice, SliceError, SliceSpec};
 use userspace_cni::rbac::{self, Identity, NAMESPACE};
 
@@ -408,4 +410,91 @@ fn the_dra_account_and_policy_are_shipped() {
     let policy = std::fs::read_to_string(dir.join("admission-policy.yaml")).unwrap();
     assert!(policy.contains(&format!("name: {POLICY}\n")));
     assert!(support::envtest::SHIPPED_RBAC.contains(&"admission-policy.yaml"));
+}
+
+/// The plugin's settings file (`USERSPACE_CNI_CONFIG`), replaced whole (rename) so a pass never
+/// reads half of it.
+fn write_settings(node: &support::Node, text: &str) {
+    let tmp = node.path("userspace.toml.new");
+    std::fs::write(&tmp, text).expect("settings file");
+    std::fs::rename(&tmp, node.path("userspace.toml")).expect("replace the settings file");
+}
+
+/// Our slice once it holds exactly `devices` at a generation above `above`, as admin reads it;
+/// bounded, with the plugin's state and log when it never does.
+fn wait_for_devices(c: &Cluster, plugin: &Plugin, devices: &[&str], above: i64) -> Value {
+    let name = slice::slice_name("node-a", DRIVER);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = c.slice(&name);
+        let found = |s: &Value| -> Vec<String> {
+            let mut names: Vec<String> = s["spec"]["devices"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|d| d["name"].as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            names.sort();
+            names
+        };
+        if let Some(s) = &s {
+            if found(s) == devices && s["spec"]["pool"]["generation"].as_i64().is_some_and(|g| g > above) {
+                return s.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slice with devices {devices:?} above generation {above} within 30 s; last: {s:?}\n{}",
+            plugin.report()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A changed settings file reaches the slice by a restart: the plugin re-reads its settings every
+/// pass and exits 0 when a `dra_*` key or `node_name` changed, so the DaemonSet restarts it and
+/// the new process publishes the new device set at a higher `pool.generation`. A file changed
+/// elsewhere, or not at all, keeps it running. The plugin runs as its own process with the DRA
+/// account's token; its pass period is shortened through the test builds' knob
+/// (`dra::run::PASS_EVERY_ENV`, feature `failpoints`); a build without it skips.
+#[test]
+fn a_changed_dra_setting_stops_the_plugin_and_the_restarted_one_republishes() {
+    let test = "a_changed_dra_setting_stops_the_plugin_and_the_restarted_one_republishes";
+    if !run::PASS_EVERY_OVERRIDABLE {
+        eprintln!("skipped: {test} needs a build with the failpoints feature (--features testkit)");
+        return;
+    }
+    let Some(c) = Cluster::start(test) else { return };
+    let node = support::Node::new();
+    let token = c.env.token(NAMESPACE, Identity::DraPlugin.service_account(), Some(("Pod", "dra-a")));
+    let kubeconfig = c.env.kubeconfig_for("dra-plugin", &token);
+    let every = Duration::from_millis(300);
+    // The bridges come from the file only (the environment would win over it).
+    let mut env: Vec<(String, String)> = dra_plugin::settings_env(&node, "", &kubeconfig, "node-a")
+        .into_iter()
+        .filter(|(k, _)| k != "USERSPACE_CNI_DRA_BRIDGES")
+        .collect();
+    env.push((run::PASS_EVERY_ENV.into(), every.as_millis().to_string()));
+    write_settings(&node, "dra_bridges = [\"br-one=1500\"]\n");
+
+    let mut plugin = Plugin::start(&node, &env, "plugin-1.log");
+    let first = wait_for_devices(&c, &plugin, &["br-one"], 0);
+    let generation = first["spec"]["pool"]["generation"].as_i64().expect("generation");
+
+    // The same DRA settings in a rewritten file with another, non-DRA key: it keeps running
+    // through many passes.
+    write_settings(&node, "# rewritten\ndra_bridges = [\"br-one=1500\"]\ndeadline_ms = 9000\n");
+    std::thread::sleep(every * 10);
+    assert!(plugin.is_running(), "a file with the same DRA settings stopped the plugin:\n{}", plugin.report());
+
+    // Another bridge: the next pass stops the plugin, cleanly, saying why.
+    write_settings(&node, "dra_bridges = [\"br-one=1500\", \"br-two=9000\"]\ndeadline_ms = 9000\n");
+    let status = plugin.wait_exit(every * 10 + Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "the plugin exits 0 for its restart:\n{}", plugin.log());
+    assert!(plugin.log().contains("the DRA settings changed"), "the log says why:\n{}", plugin.log());
+
+    // The DaemonSet's restart: the new process publishes both bridges, a newer generation.
+    let mut plugin = Plugin::start(&node, &env, "plugin-2.log");
+    let second = wait_for_devices(&c, &plugin, &["br-one", "br-two"], generation);
+    assert_eq!(second["metadata"]["uid"], first["metadata"]["uid"], "the same slice, updated in place");
+    assert_eq!(device(&second, "br-two")["attributes"][format!("{DRIVER}/mtu")], json!({"int": 9000}));
+    assert_eq!(plugin.stop().code(), Some(0), "SIGTERM ends it cleanly:\n{}", plugin.log());
 }

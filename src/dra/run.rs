@@ -18,7 +18,32 @@ use std::time::{Duration, Instant};
 use userspace_cni_api::{async_trait, NodeSettings, Verb};
 
 /// How often the background pass runs.
-const PASS_EVERY: Duration = Duration::from_secs(60);
+pub const PASS_EVERY: Duration = Duration::from_secs(60);
+/// Test builds only (feature `failpoints`): this variable, in milliseconds, replaces
+/// [`PASS_EVERY`] so a test sees a settings change take effect without waiting a minute.
+pub const PASS_EVERY_ENV: &str = "USERSPACE_CNI_TEST_DRA_PASS_MS";
+/// The shortest pass period [`PASS_EVERY_ENV`] can ask for, so even a test build cannot be made
+/// to spin against the API server.
+pub const PASS_FLOOR: Duration = Duration::from_millis(200);
+/// Whether this build reads [`PASS_EVERY_ENV`] (release builds do not).
+pub const PASS_EVERY_OVERRIDABLE: bool = cfg!(feature = "failpoints");
+
+fn pass_every() -> Duration {
+    if PASS_EVERY_OVERRIDABLE {
+        pass_every_of(std::env::var(PASS_EVERY_ENV).ok().as_deref())
+    } else {
+        PASS_EVERY
+    }
+}
+
+/// The pass period a value of [`PASS_EVERY_ENV`] asks for: anything but a whole number of
+/// milliseconds keeps the default, and nothing goes below the floor.
+fn pass_every_of(value: Option<&str>) -> Duration {
+    match value.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(ms) => Duration::from_millis(ms).max(PASS_FLOOR),
+        None => PASS_EVERY,
+    }
+}
 
 const USAGE: &str = "usage: userspace dra-plugin [--probe]
   Serve kubelet's DRA plugin API for KubeVirt vhost-user NICs (docs/kubevirt-dra.md). Settings:
@@ -211,10 +236,14 @@ async fn run(settings: NodeSettings, registry: Arc<Registry>, node: String) -> i
         let (settings, registry, access, node) = (settings.clone(), registry.clone(), access.clone(), node.clone());
         let stop_tx = stop_tx.clone();
         let mut stop_rx = stop_rx.clone();
+        let every = pass_every();
+        if every != PASS_EVERY {
+            tracing::warn!(every_ms = every.as_millis() as u64, "test build: the background pass runs every {every:?}");
+        }
         async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(PASS_EVERY) => {}
+                    _ = tokio::time::sleep(every) => {}
                     _ = stop_rx.changed() => return,
                 }
                 // A changed settings file (bridges, MTU, roots) takes effect by a restart: the
@@ -272,5 +301,22 @@ async fn stop_signal() {
             tracing::error!("cannot install the stop signal handlers; stop with SIGKILL");
             std::future::pending::<()>().await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_pass_period_keeps_the_default_on_junk_and_never_goes_below_the_floor() {
+        assert_eq!(pass_every_of(None), PASS_EVERY);
+        for junk in ["", "abc", "-5", "1.5", "300ms", "99999999999999999999999", "\u{0}"] {
+            assert_eq!(pass_every_of(Some(junk)), PASS_EVERY, "{junk:?}");
+        }
+        assert_eq!(pass_every_of(Some("0")), PASS_FLOOR);
+        assert_eq!(pass_every_of(Some("199")), PASS_FLOOR);
+        assert_eq!(pass_every_of(Some(" 300 ")), Duration::from_millis(300));
+        assert_eq!(pass_every_of(Some("18446744073709551615")), Duration::from_millis(u64::MAX));
     }
 }
