@@ -68,13 +68,14 @@ fn check_socket_paths(
     host: &Path,
     container: &Path,
 ) -> Result<(), CniError> {
-    let max = userspace_cni_support::names::SUN_PATH_LEN - 1;
+    use userspace_cni_support::names::{fits_sun_path, SUN_PATH_LEN};
+    let max = SUN_PATH_LEN - 1;
     let (host_len, container_len) = (host.as_os_str().len(), container.as_os_str().len());
     let mut shorten = Vec::new();
-    if host_len > max {
+    if !fits_sun_path(host) {
         shorten.push(format!("the setting dra_socket_root ({})", dra.socket_root.display()));
     }
-    if container_len > max {
+    if !fits_sun_path(container) {
         shorten.push(format!("the setting dra_container_root ({})", dra.container_root.display()));
     }
     if shorten.is_empty() {

@@ -42,9 +42,6 @@ pub const ATTR_POLICING_BURST: &str = "ingress-policing-burst";
 pub const MTU_MIN: u32 = 68;
 pub const MTU_MAX: u32 = 9702;
 
-/// `sizeof(sockaddr_un.sun_path)`: QEMU cannot connect to a longer socket path.
-const SUN_PATH_LEN: usize = 108;
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetadataError {
     #[error("device metadata: {field} {value} is not valid: {reason}; expected {expected}")]
@@ -188,7 +185,8 @@ pub fn vhost_user_attributes(
     if Path::new(socket_in_container).components().any(|c| c == Component::ParentDir) {
         return Err(bad("has a '..' component"));
     }
-    if socket_in_container.len() >= SUN_PATH_LEN {
+    // QEMU cannot bind a socket path longer than sun_path.
+    if !userspace_cni_support::names::fits_sun_path(Path::new(socket_in_container)) {
         return Err(bad("is longer than a unix socket path may be (107 bytes)"));
     }
     if !(MTU_MIN..=MTU_MAX).contains(&mtu) {

@@ -66,11 +66,17 @@ pub fn validate_object_name(key: &str, value: &str, max_len: usize) -> Result<()
     Ok(())
 }
 
+/// Whether `path` fits `sun_path` with its NUL: the one rule every socket path check applies
+/// (each front-end words its refusal for what its user can shorten).
+pub fn fits_sun_path(path: &Path) -> bool {
+    path.as_os_str().len() < SUN_PATH_LEN
+}
+
 /// The final path of a unix socket must fit `sun_path` (107 bytes plus the NUL); a longer path
 /// fails at bind/connect time with an error that does not say why, so reject it up front.
 pub fn check_sun_path(key: &str, path: &Path) -> Result<(), CniError> {
     let len = path.as_os_str().len();
-    if len >= SUN_PATH_LEN {
+    if !fits_sun_path(path) {
         return Err(invalid(format!(
             "{key}: socket path {} is {len} bytes long; a unix socket path may have at most {} bytes \
              (sun_path is {SUN_PATH_LEN} bytes with the NUL): choose a shorter sharedDir or socketfile",
