@@ -114,6 +114,14 @@ impl World {
             .unwrap_or_else(|status| panic!("NodePrepareResources failed as a whole: {status}\n{}", plugin.report()))
     }
 
+    /// `claim` prepared by a plugin that is then SIGKILLed (dropped); the claim must prepare.
+    fn prepare_then_kill(&self, claim: &ClaimRef, log: &str) {
+        let plugin = self.plugin(None, log);
+        let mut kubelet = self.kubelet(&plugin);
+        let answers = self.prepare(&mut kubelet, &plugin, std::slice::from_ref(claim));
+        answers[&claim.uid].as_ref().unwrap_or_else(|e| panic!("prepare {}: {e}\n{}", claim.name, plugin.log()));
+    }
+
     /// NodeUnprepareResources, which must not fail as a whole.
     fn unprepare(&self, kubelet: &mut FakeKubelet, plugin: &Plugin, claims: &[ClaimRef]) -> Answers<()> {
         self.rt
@@ -415,10 +423,7 @@ fn a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare() 
     let test = "a_kill_at_every_prepare_step_boundary_is_recovered_by_prepare_or_unprepare";
     let Some(w) = World::start(test, "br-kv3") else { return };
     let live = w.vm("vm0", None);
-    let plugin = w.plugin(None, "plugin-live.log");
-    let mut kubelet = w.kubelet(&plugin);
-    w.prepare(&mut kubelet, &plugin, std::slice::from_ref(&live))[&live.uid].as_ref().expect("live claim");
-    drop(plugin);
+    w.prepare_then_kill(&live, "plugin-live.log");
     let live_before = w.traces_of(&live);
 
     let steps = ["shared-dir", "bridge", "vhost-port", "dra-metadata", "cdi-spec", "save-state"];
@@ -464,10 +469,7 @@ fn an_api_that_refuses_or_cannot_be_reached_never_removes_a_dra_attachment() {
     let test = "an_api_that_refuses_or_cannot_be_reached_never_removes_a_dra_attachment";
     let Some(w) = World::start(test, "br-kv4") else { return };
     let a = w.vm("vm1", None);
-    let plugin = w.plugin(None, "plugin-1.log");
-    let mut kubelet = w.kubelet(&plugin);
-    w.prepare(&mut kubelet, &plugin, std::slice::from_ref(&a))[&a.uid].as_ref().expect("prepare a");
-    drop(plugin);
+    w.prepare_then_kill(&a, "plugin-1.log");
     let before = w.traces_of(&a);
     assert!(before.iter().any(|t| t.starts_with("port ")), "prepared: {before:?}");
     assert!(w.socket_dir("virt-launcher-vm1").is_dir());
@@ -477,21 +479,7 @@ fn an_api_that_refuses_or_cannot_be_reached_never_removes_a_dra_attachment() {
     let forbidden = w.env.kubeconfig_for("no-grants", &w.env.token(NS, "default", None));
     // The reconciler's own identity at an address where nothing listens (a closed port).
     let token = w.env.token(NAMESPACE, Identity::Reconciler.service_account(), Some(("Pod", "agent-a")));
-    let good = w.env.kubeconfig_for("reconciler-elsewhere", &token);
-    let text = std::fs::read_to_string(&good).expect("kubeconfig");
-    assert!(text.contains(&w.env.api_url));
-    let unreachable = w.node.path("unreachable.kubeconfig");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&unreachable)
-            .expect("kubeconfig");
-        std::io::Write::write_all(&mut f, text.replace(&w.env.api_url, "https://127.0.0.1:1").as_bytes())
-            .expect("write");
-    }
+    let unreachable = w.env.kubeconfig_at("reconciler-elsewhere", &token, "https://127.0.0.1:1");
 
     for (what, kubeconfig, says) in [("a 403", &forbidden, "403"), ("an unreachable API", &unreachable, "unreachable")]
     {

@@ -257,6 +257,11 @@ impl Envtest {
 
     /// A kubeconfig file (mode 0600, in RUN) for `token`.
     pub fn kubeconfig_for(&self, name: &str, token: &str) -> PathBuf {
+        self.kubeconfig_at(name, token, &self.api_url)
+    }
+
+    /// The same for an API server at `server` (a test's unreachable or impostor address).
+    pub fn kubeconfig_at(&self, name: &str, token: &str, server: &str) -> PathBuf {
         use std::os::unix::fs::OpenOptionsExt;
         let path = self.run_dir().join(format!("{name}.kubeconfig"));
         // Inline credentials only, as Multus generates them: the plugin refuses file references
@@ -267,7 +272,7 @@ impl Envtest {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster: {{server: \"{}\", \
              certificate-authority-data: \"{}\"}}\nusers:\n- name: {name}\n  user: {{token: \"{token}\"}}\ncontexts:\n- \
              name: {name}\n  context: {{cluster: envtest, user: {name}}}\ncurrent-context: {name}\n",
-            self.api_url,
+            server,
             base64::engine::general_purpose::STANDARD.encode(ca)
         );
         let mut f = std::fs::OpenOptions::new()
